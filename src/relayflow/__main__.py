@@ -1,0 +1,3 @@
+from relayflow.cli import app
+
+app()

@@ -1,0 +1,30 @@
+"""Settings from the environment (prefix RELAYFLOW_) and an optional .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAYFLOW_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./relayflow.db"
+    # Fernet key (urlsafe base64, 32 bytes). When unset, a key file beside the database is used.
+    secret_key: SecretStr | None = None
+    secret_key_file: str = "./relayflow.secret"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Worker tuning. The lease must outlive the longest step; heartbeats renew it.
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    poll_seconds: float = 0.5
+    batch_size: int = 64
+    max_body_bytes: int = 1024 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

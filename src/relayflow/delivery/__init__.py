@@ -1,0 +1,1 @@
+"""Outbound channels. Each provider sends one rendered message and reports what happened."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from relayflow.engine import templates
+from relayflow.engine.context import StepContext
+from relayflow.engine.graph import Node
+from relayflow.engine.outcome import (
+    Advance,
+    EffectResult,
+    Fail,
+    Outcome,
+    Perform,
+    SendMessage,
+    SendResult,
+)
+
+_ADDRESS_FIELD = {"email": "email", "sms": "phone"}
+
+
+class SendMessageExecutor:
+    def run(self, node: Node, ctx: StepContext) -> Outcome:
+        cfg = node.config
+        variables = ctx.variables()
+        channel = cfg["channel"]
+        if "to" in cfg:
+            to = templates.render(cfg["to"], variables).strip()
+        else:
+            to = str((ctx.contact or {}).get(_ADDRESS_FIELD[channel]) or "")
+        if not to:
+            return Fail(reason=f"no {_ADDRESS_FIELD[channel]} address to send the {channel} to")
+        message = SendMessage(
+            channel=channel,
+            to=to,
+            subject=templates.render(cfg.get("subject", ""), variables),
+            body=templates.render(cfg["body"], variables),
+            on_failure=cfg.get("on_failure", "fail"),
+        )
+        return Perform(effect=message)
+
+    def resume(self, node: Node, ctx: StepContext, result: EffectResult) -> Outcome:
+        assert isinstance(result, SendResult)
+        output = {"delivery_attempt_id": result.attempt_id, "status": result.status}
+        if result.error and node.config.get("on_failure", "fail") == "fail":
+            return Fail(reason=f"delivery failed: {result.error}", output=output)
+        return Advance(next=node.config["next"], output=output)

@@ -1,0 +1,116 @@
+"""Workflow definitions: parsing (YAML or JSON), the graph value type and loading.
+
+`load(data)` returns a WorkflowGraph or raises InvalidGraph with every problem found
+(see `validation.py`); a loaded graph is immutable and safe to cache per version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from relayflow.errors import InvalidGraph, MalformedInput
+
+NODE_TYPES = (
+    "CONDITION",
+    "SPLIT",
+    "WAIT",
+    "SEND_MESSAGE",
+    "INTEGRATION",
+    "UPDATE_CONTACT",
+    "TRIGGER_WORKFLOW",
+    "END",
+    "STOP_ERROR",
+)
+TRIGGER_TYPES = ("manual", "webhook", "schedule", "upstream")
+TERMINAL_TYPES = frozenset({"END", "STOP_ERROR"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    id: str
+    type: str
+    config: Mapping[str, Any]
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(edge name, target node id) pairs, in definition order."""
+        cfg = self.config
+        if self.type == "CONDITION":
+            return [(name, cfg[name]) for name in ("then", "else") if isinstance(cfg.get(name), str)]
+        if self.type == "SPLIT":
+            branches = cfg.get("branches")
+            if not isinstance(branches, list):
+                return []
+            return [
+                (f"branch {i}", b["next"])
+                for i, b in enumerate(branches)
+                if isinstance(b, Mapping) and isinstance(b.get("next"), str)
+            ]
+        names = ("next", "on_error") if self.type == "INTEGRATION" else ("next",)
+        return [(name, cfg[name]) for name in names if isinstance(cfg.get(name), str)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkflowGraph:
+    key: str
+    name: str
+    trigger: Mapping[str, Any]
+    start: str
+    nodes: Mapping[str, Node]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkflowGraph:
+        """Build without validating; use `load` for untrusted input."""
+        nodes = {
+            node_id: Node(id=node_id, type=str(cfg.get("type")), config=MappingProxyType(dict(cfg)))
+            for node_id, cfg in data["nodes"].items()
+        }
+        return cls(
+            key=data["key"],
+            name=data.get("name") or data["key"],
+            trigger=MappingProxyType(dict(data.get("trigger") or {"type": "manual"})),
+            start=data["start"],
+            nodes=MappingProxyType(nodes),
+        )
+
+    @property
+    def trigger_type(self) -> str:
+        return str(self.trigger.get("type", "manual"))
+
+
+def parse_definition(raw: str | bytes, *, content_type: str = "") -> dict[str, Any]:
+    """Parse a YAML or JSON document into a dict; raises MalformedInput."""
+    text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
+    try:
+        if "yaml" in content_type:
+            data = yaml.safe_load(text)
+        elif "json" in content_type:
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)  # YAML is a superset of JSON
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedInput(f"The definition is not valid YAML or JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedInput("The definition must be a mapping with key, trigger, start and nodes.")
+    return data
+
+
+def load(
+    data: Mapping[str, Any],
+    *,
+    known_secrets: set[str] | None = None,
+    known_workflows: set[str] | None = None,
+) -> WorkflowGraph:
+    """Validate and build; raises InvalidGraph listing every problem."""
+    from relayflow.engine.validation import validate
+
+    problems = validate(data, known_secrets=known_secrets, known_workflows=known_workflows)
+    if problems:
+        raise InvalidGraph(problems)
+    return WorkflowGraph.from_dict(data)
+

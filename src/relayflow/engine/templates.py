@@ -1,0 +1,86 @@
+"""Sandboxed Jinja2 for templates and condition expressions.
+
+Undefined variables raise (StrictUndefined) unless `| default(...)` is used; the
+immutable sandbox refuses attribute access to internals such as `__class__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["TemplateSyntaxError", "compile_expression", "render", "render_value", "secret_refs"]
+
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@lru_cache(maxsize=8192)
+def _compiled(source: str) -> Any:
+    return _env.from_string(source)
+
+
+@lru_cache(maxsize=8192)
+def compile_expression(source: str) -> Any:
+    """Compile a condition expression once; raises TemplateSyntaxError."""
+    return _env.compile_expression(source, undefined_to_none=False)
+
+
+def check_template(source: str) -> None:
+    """Raise TemplateSyntaxError if `source` does not parse."""
+    _compiled(source)
+
+
+def render(source: str, variables: Mapping[str, Any]) -> str:
+    if "{" not in source:  # the common case of plain text skips Jinja entirely
+        return source
+    return str(_compiled(source).render(variables))
+
+
+def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Render every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return render(value, variables)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, variables) for v in value]
+    return value
+
+
+def evaluate(source: str, variables: Mapping[str, Any]) -> Any:
+    return compile_expression(source)(**variables)
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (templates live in strings)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from strings_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings_in(v)
+
+
+def secret_refs(source: str, *, expression: bool = False) -> set[str]:
+    """Names used as `secrets.NAME` or `secrets['NAME']` in a template or expression."""
+    tree = _env.parse(("{{ " + source + " }}") if expression else source)
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if isinstance(target, nodes.Name) and target.name == "secrets":
+            if isinstance(node, nodes.Getattr):
+                found.add(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                found.add(node.arg.value)
+            else:
+                found.add("*")
+    for name in tree.find_all(nodes.Name):
+        if name.name == "secrets" and not found:
+            found.add("*")
+    return found

@@ -1,0 +1,466 @@
+"""Every check of a workflow definition, reported together with the node it concerns."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+
+from relayflow.engine import templates
+from relayflow.engine.durations import parse_duration
+from relayflow.engine.graph import NODE_TYPES, TERMINAL_TYPES, TRIGGER_TYPES, Node, WorkflowGraph
+from relayflow.errors import Problem
+
+KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NODE_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+TOP_LEVEL = {"key", "name", "description", "trigger", "start", "nodes"}
+COMMON = {"type", "name", "description"}
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+RESERVED_ATTRIBUTES = {"id", "email", "phone", "external_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    required: frozenset[str]
+    optional: frozenset[str]
+
+
+def _spec(required: str = "", optional: str = "") -> Spec:
+    return Spec(frozenset(required.split()), frozenset(optional.split()))
+
+
+SPECS: dict[str, Spec] = {
+    "CONDITION": _spec("when then else"),
+    "SPLIT": _spec("branches"),
+    "WAIT": _spec("next", "duration until"),
+    "SEND_MESSAGE": _spec("channel body next", "to subject html on_failure"),
+    "INTEGRATION": _spec("request next", "capture timeout retries on_error"),
+    "UPDATE_CONTACT": _spec("set next"),
+    "TRIGGER_WORKFLOW": _spec("workflow next"),
+    "END": _spec(),
+    "STOP_ERROR": _spec("message"),
+}
+TRIGGER_FIELDS: dict[str, set[str]] = {
+    "manual": set(),
+    "webhook": {"contact", "signing_secret"},
+    "schedule": {"cron", "timezone", "audience", "at"},
+    "upstream": set(),
+}
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, node: str | None, message: str) -> None:
+        self.problems.append(Problem(node, message))
+
+
+def validate(
+    data: Mapping[str, Any],
+    *,
+    known_secrets: set[str] | None = None,
+    known_workflows: set[str] | None = None,
+) -> list[Problem]:
+    """Return every problem in `data`; an empty list means it is valid.
+
+    `known_secrets` / `known_workflows` enable the reference checks (None skips them).
+    """
+    out = _Collector()
+    for field in sorted(set(data) - TOP_LEVEL):
+        out.add(None, f"unknown field {field!r} (expected {', '.join(sorted(TOP_LEVEL))})")
+    key = data.get("key")
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        out.add(None, "key must be a slug: lower-case letters, digits, '-' or '_', at most 64")
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        out.add(None, "name must be a string")
+    _check_trigger(data.get("trigger"), out)
+
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, Mapping) or not raw_nodes:
+        out.add(None, "nodes must be a non-empty mapping of node id to node")
+        return out.problems
+    nodes: dict[str, Node] = {}
+    for node_id, cfg in raw_nodes.items():
+        if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+            out.add(str(node_id), "node id must start with a letter or '_' and use only letters, "
+                    "digits and '_' (at most 64)")
+            continue
+        if not isinstance(cfg, Mapping):
+            out.add(node_id, "a node must be a mapping with a 'type'")
+            continue
+        node = Node(id=node_id, type=str(cfg.get("type")), config=cfg)
+        if _check_node(node, out, known_secrets, known_workflows):
+            nodes[node_id] = node
+
+    start = data.get("start")
+    if not isinstance(start, str):
+        out.add(None, "start must name the first node")
+    elif start not in raw_nodes:
+        out.add(None, f"start points to missing node {start!r}")
+    _check_edges(nodes, set(raw_nodes), out)
+    if isinstance(start, str) and start in nodes:
+        _check_shape(nodes, start, out)
+    return out.problems
+
+
+def _check_trigger(trigger: Any, out: _Collector) -> None:
+    if trigger is None:
+        return  # manual
+    if not isinstance(trigger, Mapping):
+        out.add(None, "trigger must be a mapping with a 'type'")
+        return
+    kind = trigger.get("type")
+    if kind not in TRIGGER_TYPES:
+        out.add(None, f"trigger: unknown type {kind!r} (expected one of {', '.join(TRIGGER_TYPES)})")
+        return
+    for field in sorted(set(trigger) - {"type"} - TRIGGER_FIELDS[kind]):
+        out.add(None, f"trigger: unknown field {field!r} for a {kind} trigger")
+    if kind == "webhook":
+        mapping = trigger.get("contact")
+        if mapping is not None:
+            if not isinstance(mapping, Mapping) or not mapping:
+                out.add(None, "trigger: contact must map email, phone or external_id to templates")
+            else:
+                for field, tpl in mapping.items():
+                    if field not in {"email", "phone", "external_id"}:
+                        out.add(None, f"trigger: contact field {field!r} is not email, phone or "
+                                "external_id")
+                    _check_template(None, f"trigger.contact.{field}", tpl, out)
+        secret = trigger.get("signing_secret")
+        if secret is not None and not isinstance(secret, str):
+            out.add(None, "trigger: signing_secret must name a workspace secret")
+    if kind == "schedule":
+        _check_schedule(trigger, out)
+
+
+def _check_schedule(trigger: Mapping[str, Any], out: _Collector) -> None:
+    cron, at = trigger.get("cron"), trigger.get("at")
+    if (cron is None) == (at is None):
+        out.add(None, "trigger: a schedule needs exactly one of cron or at")
+    if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
+        out.add(None, f"trigger: invalid cron expression {cron!r}")
+    if at is not None:
+        try:
+            datetime.fromisoformat(str(at))
+        except ValueError:
+            out.add(None, f"trigger: at must be an ISO 8601 datetime, got {at!r}")
+    tz = trigger.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(str(tz))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        out.add(None, f"trigger: unknown timezone {tz!r}")
+    audience = trigger.get("audience")
+    if audience is not None:
+        _check_template(None, "trigger.audience", audience, out, expression=True)
+
+
+def _check_template(
+    node: str | None, where: str, source: Any, out: _Collector, *, expression: bool = False
+) -> bool:
+    if not isinstance(source, str):
+        out.add(node, f"{where} must be a string")
+        return False
+    try:
+        if expression:
+            templates.compile_expression(source)
+        else:
+            templates.check_template(source)
+    except templates.TemplateSyntaxError as exc:
+        out.add(node, f"{where}: template syntax error: {exc.message} (line {exc.lineno})")
+        return False
+    return True
+
+
+def _check_node(
+    node: Node,
+    out: _Collector,
+    known_secrets: set[str] | None,
+    known_workflows: set[str] | None,
+) -> bool:
+    """Check one node's fields; returns False when its type is unknown."""
+    if node.type not in SPECS:
+        out.add(node.id, f"unknown node type {node.config.get('type')!r} "
+                f"(expected one of {', '.join(NODE_TYPES)})")
+        return False
+    spec = SPECS[node.type]
+    for field in sorted(set(node.config) - COMMON - spec.required - spec.optional):
+        out.add(node.id, f"unknown field {field!r} for {node.type}")
+    for field in sorted(spec.required - set(node.config)):
+        out.add(node.id, f"missing required field {field!r} for {node.type}")
+    _FIELD_CHECKS[node.type](node, out)
+    _check_secret_use(node, out, known_secrets)
+    if node.type == "TRIGGER_WORKFLOW" and known_workflows is not None:
+        target = node.config.get("workflow")
+        if isinstance(target, str) and target not in known_workflows:
+            out.add(node.id, f"unknown upstream workflow {target!r}")
+    return True
+
+
+def _check_condition(node: Node, out: _Collector) -> None:
+    if "when" in node.config:
+        _check_template(node.id, "when", node.config["when"], out, expression=True)
+
+
+def _check_split(node: Node, out: _Collector) -> None:
+    branches = node.config.get("branches")
+    if branches is None:
+        return
+    if not isinstance(branches, list) or not branches:
+        out.add(node.id, "branches must be a non-empty list of {weight, next}")
+        return
+    for i, branch in enumerate(branches):
+        if not isinstance(branch, Mapping):
+            out.add(node.id, f"branch {i} must be a mapping with weight and next")
+            continue
+        for field in sorted(set(branch) - {"weight", "next", "name"}):
+            out.add(node.id, f"branch {i}: unknown field {field!r}")
+        weight = branch.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+            out.add(node.id, f"branch {i}: weight must be a positive number")
+        if not isinstance(branch.get("next"), str):
+            out.add(node.id, f"branch {i}: next must name a node")
+
+
+def _check_wait(node: Node, out: _Collector) -> None:
+    duration, until = node.config.get("duration"), node.config.get("until")
+    if (duration is None) == (until is None):
+        out.add(node.id, "a WAIT needs exactly one of duration or until")
+    if duration is not None:
+        try:
+            parse_duration(duration)
+        except ValueError as exc:
+            out.add(node.id, str(exc))
+    if until is not None:
+        _check_template(node.id, "until", until, out)
+
+
+def _check_send_message(node: Node, out: _Collector) -> None:
+    cfg = node.config
+    channel = cfg.get("channel")
+    if "channel" in cfg and channel not in ("email", "sms"):
+        out.add(node.id, f"channel must be email or sms, got {channel!r}")
+    for field in ("to", "subject", "body", "html"):
+        if field in cfg:
+            _check_template(node.id, field, cfg[field], out)
+    if cfg.get("on_failure", "fail") not in ("fail", "continue"):
+        out.add(node.id, "on_failure must be fail or continue")
+
+
+def _check_integration(node: Node, out: _Collector) -> None:
+    cfg = node.config
+    request = cfg.get("request")
+    if request is not None:
+        if not isinstance(request, Mapping):
+            out.add(node.id, "request must be a mapping with method and url")
+        else:
+            _check_request(node, request, out)
+    capture = cfg.get("capture")
+    if capture is not None:
+        if not isinstance(capture, Mapping):
+            out.add(node.id, "capture must map output names to response paths")
+        else:
+            for name, path in capture.items():
+                if not isinstance(name, str) or not NODE_ID_RE.match(name):
+                    out.add(node.id, f"capture name {name!r} must be an identifier")
+                if not isinstance(path, str) or not path.split(".")[0] in (
+                    "status", "headers", "body"
+                ):
+                    out.add(node.id, f"capture {name!r}: path must start with status, headers or "
+                            "body")
+    timeout = cfg.get("timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
+        out.add(node.id, "timeout must be a number of seconds between 0 and 300")
+    retries = cfg.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        out.add(node.id, "retries must be a whole number from 0 to 10")
+
+
+def _check_request(node: Node, request: Mapping[str, Any], out: _Collector) -> None:
+    for field in sorted(set(request) - {"method", "url", "headers", "body"}):
+        out.add(node.id, f"request: unknown field {field!r}")
+    method = str(request.get("method", "GET")).upper()
+    if method not in HTTP_METHODS:
+        out.add(node.id, f"request: method must be one of {', '.join(sorted(HTTP_METHODS))}")
+    if "url" not in request:
+        out.add(node.id, "request: missing url")
+    else:
+        _check_template(node.id, "request.url", request["url"], out)
+    headers = request.get("headers", {})
+    if not isinstance(headers, Mapping):
+        out.add(node.id, "request: headers must be a mapping of name to template")
+    else:
+        for name, value in headers.items():
+            _check_template(node.id, f"request.headers.{name}", value, out)
+    for source in templates.strings_in(request.get("body")):
+        _check_template(node.id, "request.body", source, out)
+
+
+def _check_update_contact(node: Node, out: _Collector) -> None:
+    values = node.config.get("set")
+    if values is None:
+        return
+    if not isinstance(values, Mapping) or not values:
+        out.add(node.id, "set must map attribute names to templates")
+        return
+    for name, value in values.items():
+        if name in RESERVED_ATTRIBUTES:
+            out.add(node.id, f"set: {name!r} is not an attribute UPDATE_CONTACT may change")
+        for source in templates.strings_in(value):
+            _check_template(node.id, f"set.{name}", source, out)
+
+
+def _check_trigger_workflow(node: Node, out: _Collector) -> None:
+    target = node.config.get("workflow")
+    if "workflow" in node.config and (not isinstance(target, str) or not KEY_RE.match(target)):
+        out.add(node.id, "workflow must be the key of another workflow")
+
+
+def _check_stop_error(node: Node, out: _Collector) -> None:
+    if "message" in node.config:
+        _check_template(node.id, "message", node.config["message"], out)
+
+
+def _no_fields(node: Node, out: _Collector) -> None:
+    return None
+
+
+_FIELD_CHECKS: dict[str, Callable[[Node, _Collector], None]] = {
+    "CONDITION": _check_condition,
+    "SPLIT": _check_split,
+    "WAIT": _check_wait,
+    "SEND_MESSAGE": _check_send_message,
+    "INTEGRATION": _check_integration,
+    "UPDATE_CONTACT": _check_update_contact,
+    "TRIGGER_WORKFLOW": _check_trigger_workflow,
+    "END": _no_fields,
+    "STOP_ERROR": _check_stop_error,
+}
+
+
+def _template_sources(node: Node) -> list[tuple[str, bool]]:
+    """(source, is_expression) for every template in a node, for reference checks."""
+    cfg = node.config
+    if node.type == "CONDITION":
+        return [(cfg["when"], True)] if isinstance(cfg.get("when"), str) else []
+    sources = [s for s in templates.strings_in({k: v for k, v in cfg.items() if k != "type"})]
+    return [(s, False) for s in sources]
+
+
+def _check_secret_use(node: Node, out: _Collector, known: set[str] | None) -> None:
+    for source, expression in _template_sources(node):
+        try:
+            refs = templates.secret_refs(source, expression=expression)
+        except templates.TemplateSyntaxError:
+            continue  # already reported
+        if not refs:
+            continue
+        in_request = node.type == "INTEGRATION" and source in set(
+            templates.strings_in(node.config.get("request"))
+        )
+        if not in_request:
+            out.add(node.id, "secrets can only be used inside an INTEGRATION request")
+            continue
+        if "*" in refs:
+            out.add(node.id, "secrets must be named directly, as secrets.NAME")
+        if known is not None:
+            for name in sorted(refs - {"*"} - known):
+                out.add(node.id, f"unknown secret {name!r}")
+
+
+def _check_edges(nodes: Mapping[str, Node], all_ids: set[str], out: _Collector) -> None:
+    for node in nodes.values():
+        for edge, target in node.edges():
+            if target not in all_ids:
+                out.add(node.id, f"edge {edge!r} points to missing node {target!r}")
+
+
+def _check_shape(nodes: Mapping[str, Node], start: str, out: _Collector) -> None:
+    """Reachability, termination and WAIT-less cycles over the known nodes."""
+    succ = {n.id: [t for _, t in n.edges() if t in nodes] for n in nodes.values()}
+    reachable = _reach(start, succ)
+    for node_id in nodes:
+        if node_id not in reachable:
+            out.add(node_id, f"unreachable: no path from start {start!r} leads here")
+    pred: dict[str, list[str]] = {n: [] for n in nodes}
+    for src, targets in succ.items():
+        for t in targets:
+            pred[t].append(src)
+    finishing: set[str] = set()
+    for node in nodes.values():
+        if node.type in TERMINAL_TYPES:
+            finishing |= _reach(node.id, pred)
+    for node_id in nodes:
+        if node_id in reachable and node_id not in finishing:
+            out.add(node_id, "no path from this node reaches an END or STOP_ERROR")
+    no_wait = {n: [t for t in ts if nodes[t].type != "WAIT"]
+               for n, ts in succ.items() if nodes[n].type != "WAIT"}
+    for cycle in _cycles(no_wait):
+        out.add(cycle[0], f"cycle without a WAIT through {', '.join(cycle)}: "
+                "a run would loop without pausing")
+
+
+def _reach(origin: str, edges: Mapping[str, list[str]]) -> set[str]:
+    seen, stack = {origin}, [origin]
+    while stack:
+        for nxt in edges.get(stack.pop(), []):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components that contain a cycle (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: list[list[str]] = []
+    counter = 0
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges.get(root, [])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in edges:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, []))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges.get(node, []):
+                    result.append(sorted(component, key=list(edges).index))
+    return result
+
+
+__all__ = ["SPECS", "WorkflowGraph", "validate"]

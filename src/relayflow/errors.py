@@ -1,0 +1,89 @@
+"""The one error hierarchy. Every expected failure is a RelayflowError with an HTTP status.
+
+The class docstring is the default message, so `raise NotFound()` still says something useful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class RelayflowError(Exception):
+    """Something went wrong inside relayflow."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or (self.__doc__ or "").strip()
+        super().__init__(self.detail)
+
+    def extra(self) -> dict[str, Any]:
+        """Extra fields for the error body (beyond `error` and `detail`)."""
+        return {}
+
+
+class InvalidInput(RelayflowError):
+    """The request is not valid."""
+
+    status_code = 422
+
+
+class MalformedInput(RelayflowError):
+    """The request body could not be parsed."""
+
+    status_code = 400
+
+
+class Unauthorized(RelayflowError):
+    """A valid API key is required."""
+
+    status_code = 401
+
+
+class Forbidden(RelayflowError):
+    """Your role does not allow this action."""
+
+    status_code = 403
+
+
+class NotFound(RelayflowError):
+    """No such object in this workspace."""
+
+    status_code = 404
+
+
+class Conflict(RelayflowError):
+    """The object is not in a state that allows this action."""
+
+    status_code = 409
+
+
+class PayloadTooLarge(RelayflowError):
+    """The request body is larger than the limit."""
+
+    status_code = 413
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a workflow definition; `node` is None for workflow-level problems."""
+
+    node: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "message": self.message}
+
+
+class InvalidGraph(InvalidInput):
+    """The workflow definition is invalid."""
+
+    def __init__(self, problems: Sequence[Problem], detail: str | None = None) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(detail or f"The workflow definition has {count} problem(s).")
+
+    def extra(self) -> dict[str, Any]:
+        return {"problems": [p.as_dict() for p in self.problems]}

@@ -1,0 +1,60 @@
+"""INTEGRATION requests over real HTTP, with a timeout and retries on transient failures."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import httpx
+
+from relayflow.engine.outcome import HttpCall, HttpResult
+
+MAX_BODY = 64 * 1024
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+def _decode(response: httpx.Response) -> Any:
+    text = response.text[:MAX_BODY]
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def perform(call: HttpCall, *, idempotency_key: str, sleep: Any = time.sleep) -> HttpResult:
+    headers = {"Idempotency-Key": idempotency_key, **call.headers}
+    kwargs: dict[str, Any] = {}
+    if call.body is not None:
+        if isinstance(call.body, str):
+            kwargs["content"] = call.body
+        else:
+            kwargs["json"] = call.body
+    started = time.monotonic()
+    attempts = 0
+    result = HttpResult(status=None, error="not attempted")
+    with httpx.Client(timeout=call.timeout, follow_redirects=False) as client:
+        while attempts <= call.retries:
+            attempts += 1
+            try:
+                response = client.request(call.method, call.url, headers=headers, **kwargs)
+            except httpx.TimeoutException:
+                result = HttpResult(status=None, error=f"timed out after {call.timeout:g}s",
+                                    attempts=attempts)
+            except httpx.HTTPError as exc:
+                result = HttpResult(status=None, error=f"{type(exc).__name__}: {exc}",
+                                    attempts=attempts)
+            else:
+                result = HttpResult(status=response.status_code,
+                                    headers=dict(response.headers), body=_decode(response),
+                                    attempts=attempts)
+                if response.status_code not in TRANSIENT_STATUS:
+                    break
+            if attempts <= call.retries:
+                sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))  # noqa: S311
+    elapsed = int((time.monotonic() - started) * 1000)
+    return HttpResult(status=result.status, headers=result.headers, body=result.body,
+                      error=result.error, attempts=attempts, elapsed_ms=elapsed)

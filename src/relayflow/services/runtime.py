@@ -1,0 +1,76 @@
+"""What the use cases need from outside: sessions, the secret cipher and the clock."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.orm import Session, sessionmaker
+
+from relayflow.config import Settings
+from relayflow.storage.db import make_engine, make_sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SecretCipher:
+    """Fernet encryption for secret values at rest."""
+
+    def __init__(self, key: str) -> None:
+        try:
+            self._fernet = Fernet(key.encode())
+        except ValueError:
+            # Any passphrase works: derive a proper 32-byte key from it.
+            derived = base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest())
+            self._fernet = Fernet(derived)
+
+    def encrypt(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as exc:
+            raise RuntimeError("secret cannot be decrypted: RELAYFLOW_SECRET_KEY changed?") from exc
+
+
+def load_secret_key(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = Path(settings.secret_key_file)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+@dataclass(slots=True, kw_only=True)
+class Runtime:
+    sessions: sessionmaker[Session]
+    cipher: SecretCipher
+    clock: Callable[[], datetime] = field(default=utcnow)
+    base_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.database_url)
+        return cls(
+            sessions=make_sessionmaker(engine),
+            cipher=SecretCipher(load_secret_key(settings)),
+            base_url=f"http://{settings.host}:{settings.port}",
+        )
+
+    def dispose(self) -> None:
+        bind = self.sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()

@@ -1,0 +1,557 @@
+"""Advance claimed runs through their graphs: the worker's hot path.
+
+A batch of runs is claimed under a lease, walked in memory, and written back in one
+fenced transaction. Nodes without outside effects (CONDITION, SPLIT, UPDATE_CONTACT,
+WAIT, END, STOP_ERROR, TRIGGER_WORKFLOW) change only the database, so a whole stretch of
+them commits atomically: a crash before the commit leaves nothing behind to repeat.
+A node with an outside effect (INTEGRATION, SEND_MESSAGE) first commits its intent
+(a RUNNING step, and for a message its QUEUED attempt), then performs the effect
+outside any transaction, then commits the result. Every commit checks the lease token
+first (fencing): a worker whose lease expired writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from relayflow.delivery.base import DeliveryError, OutboundMessage
+from relayflow.delivery.registry import provider_for
+from relayflow.engine import stepper
+from relayflow.engine.context import StepContext
+from relayflow.engine.graph import WorkflowGraph
+from relayflow.engine.outcome import (
+    Advance,
+    EffectResult,
+    Fail,
+    Finish,
+    HttpCall,
+    HttpResult,
+    Outcome,
+    Perform,
+    SendMessage,
+    SendResult,
+    StartResult,
+    StartRun,
+    WaitUntil,
+)
+from relayflow.services import http as http_service
+from relayflow.services import run as run_service
+from relayflow.services import workflow as workflow_service
+from relayflow.services.runtime import Runtime
+from relayflow.services.secret import WorkspaceSecrets
+from relayflow.storage.db import session_scope
+from relayflow.storage.ids import new_id
+from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
+from relayflow.storage.repositories import contact as contact_repo
+from relayflow.storage.repositories import delivery as delivery_repo
+from relayflow.storage.repositories import job as job_repo
+from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import workflow as workflow_repo
+from relayflow.storage.repositories.job import Lease
+from relayflow.faults import crash_point
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_CLAIM = 200  # a long graph yields the worker rather than hog it
+EFFECT_TYPES = ("INTEGRATION", "SEND_MESSAGE")
+
+
+def _ms(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds() * 1000))
+
+
+def step_row(
+    *, workspace_id: uuid.UUID, run_id: uuid.UUID, seq: int, node_id: str, node_type: str,
+    status: str, started_at: datetime, finished_at: datetime | None, output: dict[str, Any],
+    branch: str | None = None, error: str | None = None, request: dict[str, Any] | None = None,
+    response: dict[str, Any] | None = None, delivery_attempt_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(), "workspace_id": workspace_id, "run_id": run_id, "seq": seq,
+        "node_id": node_id, "node_type": node_type, "status": status, "started_at": started_at,
+        "finished_at": finished_at,
+        "duration_ms": _ms(started_at, finished_at) if finished_at else None,
+        "branch": branch, "output": output, "request": request, "response": response,
+        "delivery_attempt_id": delivery_attempt_id, "error": error,
+    }
+
+
+@dataclass(slots=True)
+class Writes:
+    """Everything one run wants written at its next fenced commit."""
+
+    new_steps: list[dict[str, Any]] = field(default_factory=list)
+    # Results of effects that already happened: kept even if the run is canceled.
+    step_updates: list[dict[str, Any]] = field(default_factory=list)
+    new_attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempt_updates: list[dict[str, Any]] = field(default_factory=list)
+    run_values: dict[str, Any] = field(default_factory=dict)
+    contact_set: dict[str, Any] = field(default_factory=dict)
+    children: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = field(
+        default_factory=list
+    )
+    job: str = "keep"  # keep | delete | park | release
+    due_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class InFlight:
+    """An effect whose intent is committed and which must now be performed."""
+
+    node_id: str
+    step_id: uuid.UUID
+    started_at: datetime
+    effect: HttpCall | SendMessage
+    attempt_id: uuid.UUID | None = None
+
+
+class RunWalker:
+    """One claimed run: its context, where it is, and its pending writes."""
+
+    def __init__(self, *, run: WorkflowRun, token: int, graph: WorkflowGraph,
+                 contact: dict[str, Any] | None, steps: list[RunStep],
+                 attempts: dict[uuid.UUID, DeliveryAttempt], workflow_key: str,
+                 version_number: int, secrets: WorkspaceSecrets, now: datetime,
+                 runtime: Runtime, cancel_requested: bool) -> None:
+        self.run, self.token, self.graph, self.runtime = run, token, graph, runtime
+        self.secrets = secrets
+        self.ctx = StepContext(
+            run={"id": str(run.id), "workflow": workflow_key, "version": version_number,
+                 "trigger": run.trigger_type},
+            event=run.trigger_payload or {},
+            contact=contact,
+            steps={s.node_id: dict(s.output or {}) for s in steps if s.status == "COMPLETED"},
+            now=now,
+            secrets=secrets,
+        )
+        self.seq = steps[-1].seq if steps else 0
+        self.writes = Writes()
+        self.in_flight: InFlight | None = None
+        self.finished = False
+        self.dropped = False
+        self.cancel_requested = cancel_requested
+        self.steps_taken = 0
+        self.canceled = False
+        self.node_id: str | None = self._position(steps, attempts, now)
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.run.id
+
+    # --- where to continue --------------------------------------------------------------
+
+    def _position(self, steps: list[RunStep], attempts: dict[uuid.UUID, DeliveryAttempt],
+                  now: datetime) -> str | None:
+        if self.cancel_requested:
+            return None
+        if self.run.status == "PENDING":
+            self._set_run(status="RUNNING", started_at=now, current_node=self.graph.start)
+            return self.graph.start
+        last = steps[-1] if steps else None
+        if last is not None and last.status == "WAITING":
+            self.writes.step_updates.append({
+                "id": last.id, "status": "COMPLETED", "finished_at": now,
+                "duration_ms": _ms(last.started_at, now),
+            })
+            self.ctx.steps[last.node_id] = dict(last.output or {})
+            nxt = str((last.output or {})["next"])
+            self._set_run(current_node=nxt, wake_at=None)
+            return nxt
+        if last is not None and last.status == "RUNNING":
+            self._recover(last, attempts)
+            return last.node_id
+        return self.run.current_node or self.graph.start
+
+    def _recover(self, step: RunStep, attempts: dict[uuid.UUID, DeliveryAttempt]) -> None:
+        """The worker died after committing this step's intent: perform it again.
+
+        An INTEGRATION is re-sent with the same Idempotency-Key (at least once); a message
+        reuses its attempt row, whose id keys the provider's de-duplication."""
+        if step.node_type == "SEND_MESSAGE" and step.delivery_attempt_id in attempts:
+            attempt = attempts[step.delivery_attempt_id]
+            effect: HttpCall | SendMessage = SendMessage(
+                channel=attempt.channel, to=attempt.recipient, subject=attempt.subject,
+                body=attempt.body,
+                on_failure=str(self.graph.nodes[step.node_id].config.get("on_failure", "fail")),
+            )
+            self.in_flight = InFlight(step.node_id, step.id, step.started_at, effect, attempt.id)
+            return
+        outcome = stepper.step(self.graph, step.node_id, self.ctx)
+        if isinstance(outcome, Perform) and isinstance(outcome.effect, HttpCall):
+            self.in_flight = InFlight(step.node_id, step.id, step.started_at, outcome.effect)
+        else:  # the request can no longer be rendered: record the failure on that step
+            reason = outcome.reason if isinstance(outcome, Fail) else "cannot resume this step"
+            failure = Fail(reason=reason)
+            self._close_step(step.id, step.started_at, failure)
+            self._follow(step.node_id, failure, self.ctx.now)
+
+    # --- walking --------------------------------------------------------------------------
+
+    def walk(self, start_child: Callable[[RunWalker, StartRun], StartResult]) -> None:
+        """Run nodes until an effect is needed, the run parks or ends, or the cap is hit."""
+        while not self.finished and self.in_flight is None and self.node_id is not None:
+            if self.steps_taken >= MAX_STEPS_PER_CLAIM:
+                self.writes.job, self.writes.due_at = "release", self.ctx.now
+                return
+            self.steps_taken += 1
+            node_id = self.node_id
+            outcome = stepper.step(self.graph, node_id, self.ctx)
+            if isinstance(outcome, Perform) and isinstance(outcome.effect, StartRun):
+                result = start_child(self, outcome.effect)
+                outcome = stepper.resume(self.graph, node_id, self.ctx, result)
+            if isinstance(outcome, Perform):
+                self._intend(node_id, outcome)
+                return
+            self._record(node_id, outcome, self.ctx.now)
+
+    def _intend(self, node_id: str, outcome: Perform) -> None:
+        effect = outcome.effect
+        assert isinstance(effect, HttpCall | SendMessage)
+        now = self.ctx.now
+        self.seq += 1
+        node_type = self.graph.nodes[node_id].type
+        row = step_row(workspace_id=self.run.workspace_id, run_id=self.run.id, seq=self.seq,
+                       node_id=node_id, node_type=node_type, status="RUNNING", started_at=now,
+                       finished_at=None, output={})
+        attempt_id = None
+        if isinstance(effect, HttpCall):
+            row["request"] = effect.stored
+        else:
+            attempt_id = new_id()
+            row["delivery_attempt_id"] = attempt_id
+            self.writes.new_attempts.append({
+                "id": attempt_id, "workspace_id": self.run.workspace_id, "run_id": self.run.id,
+                "step_seq": self.seq, "workflow_id": self.run.workflow_id,
+                "contact_id": self.run.contact_id, "channel": effect.channel,
+                "provider": provider_for(effect.channel).name, "recipient": effect.to,
+                "subject": effect.subject, "body": effect.body, "status": "QUEUED",
+                "attempt_number": 1, "created_at": now,
+            })
+        self.writes.new_steps.append(row)
+        self._set_run(current_node=node_id)
+        self.in_flight = InFlight(node_id, row["id"], now, effect, attempt_id)
+
+    def _record(self, node_id: str, outcome: Outcome, now: datetime,
+                step_id: uuid.UUID | None = None, started_at: datetime | None = None,
+                response: dict[str, Any] | None = None) -> None:
+        """Write the step a finished node produced and move the run on."""
+        node_type = self.graph.nodes[node_id].type
+        started = started_at or now
+        if isinstance(outcome, WaitUntil) and outcome.until > now:
+            self.seq += 1
+            self.writes.new_steps.append(step_row(
+                workspace_id=self.run.workspace_id, run_id=self.run.id, seq=self.seq,
+                node_id=node_id, node_type=node_type, status="WAITING", started_at=now,
+                finished_at=None, output={**outcome.output, "next": outcome.next}))
+            self._set_run(current_node=node_id, wake_at=outcome.until)
+            self.writes.job, self.writes.due_at = "park", outcome.until
+            self.node_id = None
+            return
+        if step_id is not None:
+            self._close_step(step_id, started, outcome, response)
+        else:
+            self.seq += 1
+            status = "FAILED" if isinstance(outcome, Fail) else "COMPLETED"
+            self.writes.new_steps.append(step_row(
+                workspace_id=self.run.workspace_id, run_id=self.run.id, seq=self.seq,
+                node_id=node_id, node_type=node_type, status=status, started_at=started,
+                finished_at=now, output=dict(getattr(outcome, "output", {}) or {}),
+                branch=getattr(outcome, "branch", None),
+                error=outcome.reason if isinstance(outcome, Fail) else None))
+        self._follow(node_id, outcome, now)
+
+    def _close_step(self, step_id: uuid.UUID, started: datetime, outcome: Outcome,
+                    response: dict[str, Any] | None = None) -> None:
+        now = self.ctx.now
+        self.writes.step_updates.append({
+            "response": response,
+            "id": step_id, "status": "FAILED" if isinstance(outcome, Fail) else "COMPLETED",
+            "finished_at": now, "duration_ms": _ms(started, now),
+            "output": dict(getattr(outcome, "output", {}) or {}),
+            "branch": getattr(outcome, "branch", None),
+            "error": outcome.reason if isinstance(outcome, Fail) else None,
+        })
+
+    def _follow(self, node_id: str, outcome: Outcome, now: datetime) -> None:
+        if isinstance(outcome, Advance | WaitUntil):
+            self.ctx.steps[node_id] = dict(outcome.output)
+            if isinstance(outcome, Advance) and outcome.contact_set:
+                self.writes.contact_set.update(outcome.contact_set)
+                if self.ctx.contact is not None:
+                    self.ctx.contact.update(outcome.contact_set)
+            self.node_id = outcome.next
+            self._set_run(current_node=outcome.next)
+        elif isinstance(outcome, Finish):
+            self._end("COMPLETED", now, None)
+        elif isinstance(outcome, Fail):
+            self._end("FAILED", now, outcome.reason)
+
+    def _end(self, status: str, now: datetime, error: str | None) -> None:
+        self._set_run(status=status, finished_at=now, error=error, wake_at=None)
+        self.writes.job = "delete"
+        self.finished = True
+        self.node_id = None
+
+    def _set_run(self, **values: Any) -> None:
+        self.writes.run_values.update(values)
+
+    # --- effects --------------------------------------------------------------------------
+
+    def perform(self) -> None:
+        """Perform the in-flight effect (no transaction open) and record its result."""
+        flight = self.in_flight
+        assert flight is not None
+        self.in_flight = None
+        response = None
+        if isinstance(flight.effect, HttpCall):
+            result: EffectResult = http_service.perform(
+                flight.effect, idempotency_key=f"relayflow-{self.run.id}-{flight.step_id}")
+            assert isinstance(result, HttpResult)
+            response = stepper.redact(
+                {"status": result.status, "headers": result.headers, "body": result.body,
+                 "error": result.error, "attempts": result.attempts,
+                 "elapsed_ms": result.elapsed_ms},
+                self.secrets.loaded())
+        else:
+            result = self._send(flight)
+        self.ctx.now = self.runtime.clock()
+        outcome = stepper.resume(self.graph, flight.node_id, self.ctx, result)
+        if isinstance(outcome, Fail):  # error text can echo a secret too
+            outcome = Fail(reason=str(stepper.redact(outcome.reason, self.secrets.loaded())),
+                           output=outcome.output)
+        self._record(flight.node_id, outcome, self.ctx.now, step_id=flight.step_id,
+                     started_at=flight.started_at, response=response)  # type: ignore[arg-type]
+
+    def _send(self, flight: InFlight) -> SendResult:
+        effect = flight.effect
+        assert isinstance(effect, SendMessage) and flight.attempt_id is not None
+        provider = provider_for(effect.channel)
+        message = OutboundMessage(
+            attempt_id=str(flight.attempt_id), channel=effect.channel, to=effect.to,
+            subject=effect.subject, body=effect.body,
+            idempotency_key=f"relayflow-attempt-{flight.attempt_id}")
+        now = self.runtime.clock()
+        try:
+            sent = provider.send(message)
+        except DeliveryError as exc:
+            self.writes.attempt_updates.append({
+                "id": flight.attempt_id, "status": "FAILED", "error": str(exc),
+                "provider_response": exc.response})
+            return SendResult(attempt_id=str(flight.attempt_id), status="FAILED", error=str(exc))
+        self.writes.attempt_updates.append({
+            "id": flight.attempt_id, "status": "SENT", "sent_at": now,
+            "provider_message_id": sent.provider_message_id,
+            "provider_response": sent.response, "error": None})
+        return SendResult(attempt_id=str(flight.attempt_id), status="SENT")
+
+    def cancel(self, now: datetime) -> None:
+        """Cancel at this boundary: keep results of effects that happened, drop the rest."""
+        self.writes = Writes(step_updates=self.writes.step_updates,
+                             attempt_updates=self.writes.attempt_updates,
+                             run_values={"status": "CANCELED", "finished_at": now,
+                                         "wake_at": None, "error": None},
+                             job="delete")
+        self.in_flight = None
+        self.finished = True
+        self.node_id = None
+        self.canceled = True
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def claim(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float) -> list[RunWalker]:
+    from datetime import timedelta
+
+    now = runtime.clock()
+    with session_scope(runtime.sessions) as session:
+        leases = job_repo.claim(session, worker=worker, now=now,
+                                lease_until=now + timedelta(seconds=lease_seconds), limit=limit)
+        if not leases:
+            return []
+        return _load(session, runtime, leases, now)
+
+
+def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
+          now: datetime) -> list[RunWalker]:
+    tokens = {lease.run_id: lease.token for lease in leases}
+    states = job_repo.lock(session, list(tokens))
+    runs = run_repo.get_many(session, list(tokens))
+    steps = run_repo.steps_of(session, list(tokens))
+    contacts = contact_repo.get_many(session, [r.contact_id for r in runs if r.contact_id])
+    attempt_ids = [s.delivery_attempt_id for ss in steps.values() for s in ss
+                   if s.status == "RUNNING" and s.delivery_attempt_id]
+    attempts = delivery_repo.get_many(session, attempt_ids)
+    secrets_by_ws: dict[uuid.UUID, WorkspaceSecrets] = {}
+    walkers = []
+    for run in runs:
+        version = workflow_repo.get_version(session, run.version_id)
+        workflow = workflow_repo.get(session, run.workflow_id)
+        assert version is not None and workflow is not None
+        if run.status in run_service.TERMINAL:  # a terminal run never changes again
+            job_repo.remove(session, [run.id])
+            continue
+        contact = contacts.get(run.contact_id) if run.contact_id else None
+        secrets = secrets_by_ws.setdefault(
+            run.workspace_id, WorkspaceSecrets(runtime.sessions, run.workspace_id, runtime.cipher))
+        walkers.append(RunWalker(
+            run=run, token=tokens[run.id], graph=workflow_service.graph_of(version),
+            contact=contact_repo.as_variables(contact) if contact else None,
+            steps=steps[run.id], attempts=attempts, workflow_key=workflow.key,
+            version_number=version.number, secrets=secrets, now=now, runtime=runtime,
+            cancel_requested=states[run.id].cancel_requested))
+    for walker in walkers:
+        if walker.cancel_requested:
+            walker.cancel(now)
+    return walkers
+
+
+def make_child_starter(runtime: Runtime) -> Callable[[RunWalker, StartRun], StartResult]:
+    def start_child(walker: RunWalker, effect: StartRun) -> StartResult:
+        with session_scope(runtime.sessions) as session:
+            workflow = workflow_repo.get_by_key(session, walker.run.workspace_id, effect.workflow)
+            if workflow is None or workflow.current_version_id is None:
+                return StartResult(run_id=None, error=f"no workflow {effect.workflow!r}")
+            if workflow.status != "ACTIVE":
+                return StartResult(run_id=None,
+                                   error=f"workflow {effect.workflow!r} is {workflow.status}")
+            rows = run_service.new_run_rows(
+                workspace_id=walker.run.workspace_id, workflow_id=workflow.id,
+                version_id=workflow.current_version_id, contact_id=walker.run.contact_id,
+                trigger_type="upstream", event=dict(walker.ctx.event), now=walker.ctx.now,
+                parent_run_id=walker.run.id)
+        walker.writes.children.append(rows)
+        return StartResult(run_id=str(rows[0]["id"]))
+
+    return start_child
+
+
+def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
+    """Write every walker's pending changes in one transaction, fenced by lease token."""
+    live = [w for w in walkers if not w.dropped]
+    if not live:
+        return
+    now = runtime.clock()
+    with session_scope(runtime.sessions) as session:
+        states = job_repo.lock(session, [w.run_id for w in live])
+        accepted = []
+        for walker in live:
+            state = states.get(walker.run_id)
+            if state is None or state.token != walker.token:
+                log.warning("lease lost; discarding this worker's progress",
+                            extra={"run_id": str(walker.run_id)})
+                walker.dropped = True
+                continue
+            if state.cancel_requested and not walker.canceled:
+                walker.cancel(now)
+            accepted.append(walker)
+        _apply(session, accepted, now)
+    for walker in accepted:
+        walker.writes = Writes()
+
+
+def _apply(session: Session, walkers: Sequence[RunWalker], now: datetime) -> None:
+    new_steps, step_updates, new_attempts, attempt_updates = [], [], [], []
+    run_updates, deletes, parks, releases = [], [], [], []
+    children_runs, children_steps, children_jobs = [], [], []
+    contact_sets: dict[uuid.UUID, dict[str, Any]] = {}
+    canceled = []
+    for walker in walkers:
+        w = walker.writes
+        new_steps += w.new_steps
+        step_updates += w.step_updates
+        new_attempts += w.new_attempts
+        attempt_updates += w.attempt_updates
+        if w.run_values:
+            run_updates.append({"id": walker.run_id, **w.run_values})
+        if w.contact_set and walker.run.contact_id:
+            contact_sets.setdefault(walker.run.contact_id, {}).update(w.contact_set)
+        for run_row, step, job in w.children:
+            children_runs.append(run_row)
+            children_steps.append(step)
+            children_jobs.append(job)
+        if w.job == "delete":
+            deletes.append(walker.run_id)
+        elif w.job == "park" and w.due_at is not None:
+            parks.append((walker.run_id, w.due_at))
+        elif w.job == "release" and w.due_at is not None:
+            releases.append((walker.run_id, w.due_at))
+        if walker.canceled:
+            canceled.append(walker.run_id)
+    if new_steps:
+        session.execute(RunStep.__table__.insert(), new_steps)
+    for rows, model in ((step_updates, RunStep), (attempt_updates, DeliveryAttempt)):
+        for group in _by_keys(rows):
+            session.execute(update(model), group)
+    if new_attempts:
+        session.execute(DeliveryAttempt.__table__.insert(), [_attempt(a) for a in new_attempts])
+    if children_runs:
+        session.execute(WorkflowRun.__table__.insert(), children_runs)
+        session.execute(RunStep.__table__.insert(), children_steps)
+        job_repo.add_many(session, children_jobs)
+    for group in _by_keys(run_updates):
+        session.execute(update(WorkflowRun), group)
+    for run_id in canceled:
+        run_repo.cancel_open_steps(session, run_id, now)
+    if contact_sets:
+        contacts = contact_repo.get_many(session, contact_sets, lock=True)
+        for contact_id, values in contact_sets.items():
+            contact = contacts.get(contact_id)
+            if contact is not None:
+                contact.attributes = {**(contact.attributes or {}), **values}
+                contact.updated_at = now
+    job_repo.remove(session, deletes)
+    job_repo.park(session, parks + releases)
+
+
+def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Bulk UPDATE by primary key needs every row of one statement to set the same columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+def _attempt(row: dict[str, Any]) -> dict[str, Any]:
+    defaults = {"provider_message_id": None, "provider_response": None, "error": None,
+                "suppressed_by": None, "resend_of": None, "actor": None, "reason": None,
+                "sent_at": None}
+    return {**defaults, **row}
+
+
+def advance(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float,
+            on_claim: Callable[[list[RunWalker]], None] | None = None) -> int:
+    """One worker iteration: claim, walk, commit, then perform effects one run at a time.
+
+    Returns how many runs were claimed (0 means there was nothing due)."""
+    walkers = claim(runtime, worker=worker, limit=limit, lease_seconds=lease_seconds)
+    if not walkers:
+        return 0
+    if on_claim is not None:
+        on_claim(walkers)
+    start_child = make_child_starter(runtime)
+    for walker in walkers:
+        walker.walk(start_child)
+    commit(runtime, walkers)
+    crash_point("after_intent")
+    for walker in walkers:
+        while walker.in_flight is not None and not walker.dropped and not walker.finished:
+            walker.perform()
+            crash_point("after_effect")
+            walker.ctx.now = runtime.clock()
+            walker.walk(start_child)
+            commit(runtime, [walker])
+            crash_point("after_commit")
+    return len(walkers)
+
+
+__all__ = ["MAX_STEPS_PER_CLAIM", "RunWalker", "advance", "claim", "commit", "step_row"]
+

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relayflow.engine import graph as graph_module
+from relayflow.engine.graph import WorkflowGraph
+from relayflow.errors import Conflict, NotFound
+from relayflow.services import workspace as workspace_service
+from relayflow.storage.models import Workflow, WorkflowVersion
+from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import secret as secret_repo
+from relayflow.storage.repositories import workflow as workflow_repo
+
+_graphs: dict[uuid.UUID, WorkflowGraph] = {}
+
+
+def graph_of(version: WorkflowVersion) -> WorkflowGraph:
+    """Versions never change, so their parsed graphs are cached for the process lifetime."""
+    cached = _graphs.get(version.id)
+    if cached is None:
+        cached = _graphs[version.id] = WorkflowGraph.from_dict(version.definition)
+    return cached
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    workflow: Workflow
+    version: WorkflowVersion
+    created: bool
+    new_version: bool
+
+
+def _hash(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def _validate(session: Session, workspace_id: uuid.UUID, definition: dict[str, Any]) -> None:
+    known_workflows = workflow_repo.keys(session, workspace_id) | {definition.get("key")}
+    graph_module.load(
+        definition,
+        known_secrets=secret_repo.names(session, workspace_id),
+        known_workflows={k for k in known_workflows if isinstance(k, str)},
+    )
+
+
+def save(
+    session: Session, *, workspace_id: uuid.UUID, definition: dict[str, Any], now: datetime
+) -> Saved:
+    """Create or update from a definition; a changed definition becomes a new version."""
+    _validate(session, workspace_id, definition)
+    key = definition["key"]
+    trigger_type = (definition.get("trigger") or {}).get("type", "manual")
+    digest = _hash(definition)
+    workflow = workflow_repo.get_by_key(session, workspace_id, key)
+    created = workflow is None
+    if workflow is None:
+        workflow = workflow_repo.add(session, Workflow(
+            workspace_id=workspace_id, key=key, name=definition.get("name") or key,
+            status="DRAFT", trigger_type=trigger_type, created_at=now, updated_at=now,
+        ))
+    current = (workflow_repo.get_version(session, workflow.current_version_id)
+               if workflow.current_version_id else None)
+    if current is not None and current.definition_hash == digest:
+        return Saved(workflow, current, created, False)
+    version = workflow_repo.add_version(session, WorkflowVersion(
+        workspace_id=workspace_id, workflow_id=workflow.id,
+        number=workflow_repo.next_version_number(session, workflow.id),
+        definition=definition, definition_hash=digest, created_at=now,
+    ))
+    workflow.current_version_id = version.id
+    workflow.name = definition.get("name") or key
+    workflow.trigger_type = trigger_type
+    workflow.updated_at = now
+    if trigger_type == "webhook" and workflow.webhook_token is None:
+        workflow.webhook_token = secrets.token_urlsafe(24)
+    return Saved(workflow, version, created, True)
+
+
+def get(session: Session, *, workspace_id: uuid.UUID, key: str) -> Workflow:
+    workflow = workflow_repo.get_by_key(session, workspace_id, key)
+    if workflow is None:
+        raise NotFound(f"no workflow {key!r} in this workspace")
+    return workflow
+
+
+def current_version(session: Session, workflow: Workflow) -> WorkflowVersion:
+    version = (workflow_repo.get_version(session, workflow.current_version_id)
+               if workflow.current_version_id else None)
+    if version is None:
+        raise Conflict(f"workflow {workflow.key!r} has no version")
+    return version
+
+
+def activate(
+    session: Session, *, workspace_id: uuid.UUID, key: str, actor: str, now: datetime
+) -> Workflow:
+    workflow = get(session, workspace_id=workspace_id, key=key)
+    _validate(session, workspace_id, current_version(session, workflow).definition)
+    if workflow.status != "ACTIVE":
+        workflow.status = "ACTIVE"
+        workflow.updated_at = now
+        workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                                action="workflow.activate", target_type="workflow",
+                                target_id=key, now=now)
+    return workflow
+
+
+def deactivate(
+    session: Session, *, workspace_id: uuid.UUID, key: str, actor: str, now: datetime
+) -> tuple[Workflow, int]:
+    """Set INACTIVE and cancel every in-flight run; returns how many were canceled."""
+    from relayflow.services import run as run_service
+
+    workflow = get(session, workspace_id=workspace_id, key=key)
+    workflow.status = "INACTIVE"
+    workflow.updated_at = now
+    canceled = 0
+    for run_id in run_repo.in_flight(session, workspace_id, workflow.id):
+        run_service.cancel(session, workspace_id=workspace_id, run_id=run_id,
+                           actor=actor, now=now, reason="workflow deactivated", audit=False)
+        canceled += 1
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="workflow.deactivate", target_type="workflow",
+                            target_id=key, now=now, detail={"canceled_runs": canceled})
+    return workflow, canceled
+
+
+def list_all(session: Session, *, workspace_id: uuid.UUID) -> list[Workflow]:
+    return workflow_repo.list_all(session, workspace_id)
+
+
+def versions(session: Session, workflow: Workflow) -> list[WorkflowVersion]:
+    return workflow_repo.list_versions(session, workflow.id)

@@ -1,0 +1,122 @@
+"""The jobs table: claim under a lease, fence every write, park and release.
+
+Dialect differences live in `claim` alone: PostgreSQL skips rows another worker has
+locked (FOR UPDATE SKIP LOCKED); SQLite needs nothing more because every write
+transaction starts with BEGIN IMMEDIATE and so runs alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from relayflow.storage.models import Job
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    run_id: uuid.UUID
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    token: int
+    owner: str | None
+    cancel_requested: bool
+    lease_expires_at: datetime | None
+
+
+def claim(
+    session: Session, *, worker: str, now: datetime, lease_until: datetime, limit: int
+) -> list[Lease]:
+    due = (
+        select(Job.run_id)
+        .where(Job.due_at <= now)
+        .where((Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < now))
+        .order_by(Job.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(
+        update(Job)
+        .where(Job.run_id.in_(due.scalar_subquery()))
+        .values(
+            lease_owner=worker,
+            lease_expires_at=lease_until,
+            lease_token=Job.lease_token + 1,
+            claims=Job.claims + 1,
+        )
+        .returning(Job.run_id, Job.lease_token)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [Lease(run_id, token) for run_id, token in rows]
+
+
+def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobState]:
+    """Read (and on PostgreSQL lock) job rows so a commit can check its fence."""
+    if not run_ids:
+        return {}
+    query = select(
+        Job.run_id, Job.lease_token, Job.lease_owner, Job.cancel_requested, Job.lease_expires_at
+    ).where(Job.run_id.in_(run_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {
+        row.run_id: JobState(row.lease_token, row.lease_owner, row.cancel_requested,
+                             row.lease_expires_at)
+        for row in session.execute(query)
+    }
+
+
+def add_many(session: Session, rows: list[dict[str, object]]) -> None:
+    if rows:
+        session.execute(Job.__table__.insert(), rows)
+
+
+def remove(session: Session, run_ids: Iterable[uuid.UUID]) -> None:
+    ids = list(run_ids)
+    if ids:
+        session.execute(delete(Job).where(Job.run_id.in_(ids)))
+
+
+def park(session: Session, items: Iterable[tuple[uuid.UUID, datetime]]) -> None:
+    """Release the lease and make the job due again at the given time."""
+    rows = [
+        {"run_id": run_id, "due_at": due, "lease_owner": None, "lease_expires_at": None}
+        for run_id, due in items
+    ]
+    if rows:
+        session.execute(update(Job), rows)
+
+
+def renew(
+    session: Session, *, worker: str, leases: Iterable[Lease], until: datetime
+) -> int:
+    renewed = 0
+    for lease in leases:
+        result = session.execute(
+            update(Job)
+            .where(Job.run_id == lease.run_id, Job.lease_token == lease.token,
+                   Job.lease_owner == worker)
+            .values(lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        renewed += int(result.rowcount)  # type: ignore[attr-defined]
+    return renewed
+
+
+def get_for_update(session: Session, run_id: uuid.UUID) -> Job | None:
+    query = select(Job).where(Job.run_id == run_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def count(session: Session) -> int:
+    return len(session.scalars(select(Job.run_id)).all())

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
+
+IN_FLIGHT = ("PENDING", "RUNNING")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFilter:
+    workspace_id: uuid.UUID
+    statuses: Sequence[str] = ()
+    workflow_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run: WorkflowRun
+    workflow_key: str
+    version_number: int
+    contact_email: str | None
+    contact_phone: str | None
+
+
+def get(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> WorkflowRun | None:
+    return session.scalar(
+        select(WorkflowRun).where(WorkflowRun.workspace_id == workspace_id,
+                                  WorkflowRun.id == run_id)
+    )
+
+
+def get_many(session: Session, run_ids: Sequence[uuid.UUID]) -> list[WorkflowRun]:
+    return list(session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(run_ids))))
+
+
+def find_by_idempotency_key(
+    session: Session, workflow_id: uuid.UUID, key: str
+) -> WorkflowRun | None:
+    return session.scalar(
+        select(WorkflowRun).where(WorkflowRun.workflow_id == workflow_id,
+                                  WorkflowRun.idempotency_key == key)
+    )
+
+
+def count_duplicate(session: Session, run_id: uuid.UUID) -> None:
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id == run_id)
+        .values(duplicates_ignored=WorkflowRun.duplicates_ignored + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def steps(session: Session, run_id: uuid.UUID) -> list[RunStep]:
+    return list(session.scalars(select(RunStep).where(RunStep.run_id == run_id)
+                                .order_by(RunStep.seq)))
+
+
+def steps_of(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[RunStep]]:
+    out: dict[uuid.UUID, list[RunStep]] = {r: [] for r in run_ids}
+    query = select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.seq)
+    for step in session.scalars(query):
+        out[step.run_id].append(step)
+    return out
+
+
+def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
+    query = query.where(WorkflowRun.workspace_id == f.workspace_id)
+    if f.statuses:
+        query = query.where(WorkflowRun.status.in_(list(f.statuses)))
+    if f.workflow_id is not None:
+        query = query.where(WorkflowRun.workflow_id == f.workflow_id)
+    if f.contact_id is not None:
+        query = query.where(WorkflowRun.contact_id == f.contact_id)
+    if f.created_from is not None:
+        query = query.where(WorkflowRun.created_at >= f.created_from)
+    if f.created_to is not None:
+        query = query.where(WorkflowRun.created_at < f.created_to)
+    return query
+
+
+def list_page(
+    session: Session,
+    f: RunFilter,
+    *,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[RunRow]:
+    """Newest first, keyset on (created_at, id): stable while new runs arrive."""
+    query = (
+        select(WorkflowRun, Workflow.key, WorkflowVersion.number, Contact.email, Contact.phone)
+        .join(Workflow, Workflow.id == WorkflowRun.workflow_id)
+        .join(WorkflowVersion, WorkflowVersion.id == WorkflowRun.version_id)
+        .outerjoin(Contact, Contact.id == WorkflowRun.contact_id)
+    )
+    query = _filtered(query, f)
+    if before is not None:
+        at, run_id = before
+        query = query.where(
+            or_(WorkflowRun.created_at < at,
+                and_(WorkflowRun.created_at == at, WorkflowRun.id < run_id))
+        )
+    query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit)
+    return [RunRow(*row) for row in session.execute(query)]
+
+
+def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
+    query = _filtered(select(WorkflowRun.status, func.count()), f).group_by(WorkflowRun.status)
+    return {status: int(n) for status, n in session.execute(query)}
+
+
+def in_flight(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID) -> list[
+    uuid.UUID
+]:
+    return list(
+        session.scalars(
+            select(WorkflowRun.id).where(
+                WorkflowRun.workspace_id == workspace_id,
+                WorkflowRun.workflow_id == workflow_id,
+                WorkflowRun.status.in_(IN_FLIGHT),
+            )
+        )
+    )
+
+
+def linked(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[WorkflowRun]:
+    """Child runs (parent_run_id) and retries (retry_of) of a run."""
+    return list(
+        session.scalars(
+            select(WorkflowRun)
+            .where(WorkflowRun.workspace_id == workspace_id)
+            .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
+            .order_by(WorkflowRun.created_at)
+        )
+    )
+
+
+def cancel_open_steps(session: Session, run_id: uuid.UUID, now: datetime) -> None:
+    session.execute(
+        update(RunStep)
+        .where(RunStep.run_id == run_id, RunStep.status.in_(("RUNNING", "WAITING")))
+        .values(status="CANCELED", finished_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from relayflow.storage.models import Workflow, WorkflowVersion
+
+
+def get_by_key(session: Session, workspace_id: uuid.UUID, key: str) -> Workflow | None:
+    return session.scalar(
+        select(Workflow).where(Workflow.workspace_id == workspace_id, Workflow.key == key)
+    )
+
+
+def get(session: Session, workflow_id: uuid.UUID) -> Workflow | None:
+    return session.get(Workflow, workflow_id)
+
+
+def list_all(session: Session, workspace_id: uuid.UUID) -> list[Workflow]:
+    return list(
+        session.scalars(
+            select(Workflow).where(Workflow.workspace_id == workspace_id).order_by(Workflow.key)
+        )
+    )
+
+
+def keys(session: Session, workspace_id: uuid.UUID) -> set[str]:
+    return set(session.scalars(select(Workflow.key).where(Workflow.workspace_id == workspace_id)))
+
+
+def add(session: Session, workflow: Workflow) -> Workflow:
+    session.add(workflow)
+    session.flush()
+    return workflow
+
+
+def add_version(session: Session, version: WorkflowVersion) -> WorkflowVersion:
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_version(session: Session, version_id: uuid.UUID) -> WorkflowVersion | None:
+    return session.get(WorkflowVersion, version_id)
+
+
+def list_versions(session: Session, workflow_id: uuid.UUID) -> list[WorkflowVersion]:
+    return list(
+        session.scalars(
+            select(WorkflowVersion)
+            .where(WorkflowVersion.workflow_id == workflow_id)
+            .order_by(WorkflowVersion.number.desc())
+        )
+    )
+
+
+def next_version_number(session: Session, workflow_id: uuid.UUID) -> int:
+    current = session.scalar(
+        select(func.max(WorkflowVersion.number)).where(WorkflowVersion.workflow_id == workflow_id)
+    )
+    return (current or 0) + 1

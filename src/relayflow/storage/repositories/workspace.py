@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from relayflow.storage.models import ApiKey, AuditEvent, Member, Workspace
+
+
+def get_by_slug(session: Session, slug: str) -> Workspace | None:
+    return session.scalar(select(Workspace).where(Workspace.slug == slug))
+
+
+def get(session: Session, workspace_id: uuid.UUID) -> Workspace | None:
+    return session.get(Workspace, workspace_id)
+
+
+def add(session: Session, workspace: Workspace) -> Workspace:
+    session.add(workspace)
+    session.flush()
+    return workspace
+
+
+def add_api_key(session: Session, key: ApiKey) -> ApiKey:
+    session.add(key)
+    session.flush()
+    return key
+
+
+def get_api_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
+    return session.scalar(
+        select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    )
+
+
+def touch_api_key(session: Session, key_id: uuid.UUID, at: datetime) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))
+
+
+def add_member(session: Session, member: Member) -> Member:
+    session.add(member)
+    session.flush()
+    return member
+
+
+def get_member(session: Session, workspace_id: uuid.UUID, email: str) -> Member | None:
+    return session.scalar(
+        select(Member).where(Member.workspace_id == workspace_id, Member.email == email)
+    )
+
+
+def add_audit(session: Session, event: AuditEvent) -> None:
+    session.add(event)

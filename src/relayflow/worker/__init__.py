@@ -1,0 +1,1 @@
+"""The worker: claims due runs and advances them."""

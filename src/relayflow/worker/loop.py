@@ -1,0 +1,84 @@
+"""poll → claim due runs → advance → sleep, with lease heartbeats and a graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from relayflow.config import Settings
+from relayflow.services import walk
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.storage.repositories import job as job_repo
+from relayflow.storage.repositories.job import Lease
+from relayflow.faults import crash_point
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, settings: Settings, *, name: str | None = None) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
+        self.stop_event = threading.Event()
+        self.wake_event = threading.Event()
+        self._held: list[Lease] = []
+        self._held_lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Ask for an immediate poll (a run was just enqueued in this process)."""
+        self.wake_event.set()
+
+    def _on_claim(self, walkers: list[walk.RunWalker]) -> None:
+        crash_point("after_claim")
+        with self._held_lock:
+            self._held = [Lease(w.run_id, w.token) for w in walkers]
+
+    def run_once(self) -> int:
+        try:
+            return walk.advance(
+                self.runtime, worker=self.name, limit=self.settings.batch_size,
+                lease_seconds=self.settings.lease_seconds, on_claim=self._on_claim,
+            )
+        finally:
+            with self._held_lock:
+                self._held = []
+
+    def _heartbeat(self) -> None:
+        while not self.stop_event.wait(self.settings.heartbeat_seconds):
+            with self._held_lock:
+                held = list(self._held)
+            if not held:
+                continue
+            try:
+                now = self.runtime.clock()
+                with session_scope(self.runtime.sessions) as session:
+                    job_repo.renew(session, worker=self.name, leases=held,
+                                   until=now + timedelta(seconds=self.settings.lease_seconds))
+            except Exception:  # a missed heartbeat is retried; the fence keeps us safe
+                log.exception("lease heartbeat failed")
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.name)
+        beat = threading.Thread(target=self._heartbeat, name="relayflow-heartbeat", daemon=True)
+        beat.start()
+        idle = self.settings.poll_seconds
+        while not self.stop_event.is_set():
+            try:
+                claimed = self.run_once()
+            except Exception:  # the loop must survive a database blip; the fence keeps us safe
+                log.exception("worker iteration failed")
+                claimed = 0
+                self.stop_event.wait(1.0)
+            if claimed == 0:
+                self.wake_event.wait(idle)
+                self.wake_event.clear()
+        log.info("worker %s stopped", self.name)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake_event.set()

@@ -1,0 +1,127 @@
+"""One suite, two databases: SQLite by default, PostgreSQL when
+RELAYFLOW_TEST_DATABASE_URL is set (CI always sets it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from relayflow.config import Settings
+from relayflow.services import workspace as workspace_service
+from relayflow.services.runtime import Runtime, SecretCipher
+from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
+from relayflow.storage.migrate import upgrade
+from relayflow.storage.models import Base
+from tests.support import httpserver
+
+PG_URL = os.environ.get("RELAYFLOW_TEST_DATABASE_URL")
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only: set RELAYFLOW_TEST_DATABASE_URL")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def _database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database made once per session: a SQLite file to copy, or a PostgreSQL
+    database (`relayflow_test_<pid>`) that each test truncates."""
+    if not PG_URL:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        upgrade(f"sqlite:///{path}")
+        yield str(path)
+        return
+    name = f"relayflow_test_{os.getpid()}"
+    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db_url(_database_template: str, tmp_path: Path) -> str:
+    if not PG_URL:
+        target = tmp_path / "relayflow.db"
+        shutil.copy(_database_template, target)
+        return f"sqlite:///{target}"
+    engine = create_engine(normalize_url(_database_template))
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    engine.dispose()
+    return _database_template
+
+
+@pytest.fixture
+def is_postgres(db_url: str) -> bool:
+    return db_url.startswith("postgres")
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        secret_key_file=str(tmp_path / "secret.key"),
+        lease_seconds=5,
+        heartbeat_seconds=1,
+        poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    engine = make_engine(settings.database_url)
+    rt = Runtime(sessions=make_sessionmaker(engine), cipher=SecretCipher(TEST_SECRET_KEY))
+    yield rt
+    engine.dispose()
+
+
+class WorkspaceHandle:
+    def __init__(self, workspace_id: uuid.UUID, slug: str, api_key: str) -> None:
+        self.id, self.slug, self.api_key = workspace_id, slug, api_key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def make_workspace(runtime: Runtime, slug: str) -> WorkspaceHandle:
+    with session_scope(runtime.sessions) as session:
+        ws, key = workspace_service.create(session, slug=slug, name=None, now=datetime.now(UTC))
+        return WorkspaceHandle(ws.id, ws.slug, key)
+
+
+@pytest.fixture
+def workspace(runtime: Runtime) -> WorkspaceHandle:
+    return make_workspace(runtime, "acme")
+
+
+@pytest.fixture
+def other_workspace(runtime: Runtime) -> WorkspaceHandle:
+    return make_workspace(runtime, "globex")
+
+
+@pytest.fixture
+def http_server() -> Iterator[httpserver.TestHttpServer]:
+    server = httpserver.start()
+    yield server
+    server.close()
