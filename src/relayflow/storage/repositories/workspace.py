@@ -29,6 +29,11 @@ def add_api_key(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
+def list_api_keys(session: Session, workspace_id: uuid.UUID) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id)
+                                .order_by(ApiKey.created_at)))
+
+
 def get_api_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
     return session.scalar(
         select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))

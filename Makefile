@@ -1,0 +1,39 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-sqlite test-postgres bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Migrates the database, seeds the demo workspace on first start, serves on :8000.
+run: install
+	$(BIN)/relayflow migrate
+	$(BIN)/relayflow demo
+	$(BIN)/relayflow serve
+
+# The whole suite on SQLite, then on PostgreSQL when RELAYFLOW_TEST_DATABASE_URL is set.
+test: install
+	env -u RELAYFLOW_TEST_DATABASE_URL $(BIN)/python -m pytest
+	@if [ -n "$$RELAYFLOW_TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL ($$RELAYFLOW_TEST_DATABASE_URL)"; \
+		$(BIN)/python -m pytest; \
+	else \
+		echo "RELAYFLOW_TEST_DATABASE_URL is not set: PostgreSQL pass skipped"; \
+	fi
+
+bench: install
+	$(BIN)/python bench/engine.py
+
+lint: install
+	$(BIN)/python -m ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

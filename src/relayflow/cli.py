@@ -1,0 +1,265 @@
+"""The `relayflow` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relayflow.config import Settings, get_settings
+from relayflow.engine.graph import parse_definition
+from relayflow.errors import RelayflowError
+from relayflow.services import auth, demo
+from relayflow.services import contact as contact_service
+from relayflow.services import run as run_service
+from relayflow.services import workflow as workflow_service
+from relayflow.services import workspace as workspace_service
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.storage.migrate import upgrade
+from relayflow.storage.repositories.run import RunFilter
+
+app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
+member_app = typer.Typer(help="Members who log in to a workspace.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(member_app, name="member")
+app.add_typer(key_app, name="key")
+
+console = Console()
+err = Console(stderr=True)
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", envvar="RELAYFLOW_WORKSPACE",
+                                           help="Workspace slug.")]
+
+
+def _runtime() -> Runtime:
+    return Runtime.from_settings(get_settings())
+
+
+def _fail(exc: RelayflowError) -> None:
+    err.print(f"[red]error:[/red] {exc.detail}")
+    for problem in exc.extra().get("problems", []):
+        err.print(f"  - node {problem['node'] or '(workflow)'}: {problem['message']}")
+    raise typer.Exit(code=1)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=os.environ.get("RELAYFLOW_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    upgrade(get_settings().database_url)
+    console.print("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Web only, no worker.")] = False,
+) -> None:
+    """Serve the web UI and API, with an embedded worker unless --no-worker."""
+    import uvicorn
+
+    from relayflow.web.app import create_app
+
+    _logging()
+    settings = get_settings()
+    settings = settings.model_copy(update={"host": host or settings.host,
+                                           "port": port or settings.port})
+    application = create_app(settings, embedded_worker=not no_worker)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run a standalone worker until SIGINT or SIGTERM."""
+    from relayflow.worker.loop import Worker
+
+    _logging()
+    settings = get_settings()
+    instance = Worker(_runtime(), settings)
+
+    def _stop(*_: Any) -> None:
+        instance.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    instance.run_forever()
+
+
+@workspace_app.command("create")
+def workspace_create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+) -> None:
+    """Create a workspace and print its first admin API key (shown once)."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace, key = workspace_service.create(session, slug=slug, name=name,
+                                                      now=runtime.clock())
+            slug = workspace.slug
+    except RelayflowError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"slug": slug, "api_key": key}))  # noqa: T201
+    else:
+        console.print(f"workspace [bold]{slug}[/bold] created\nAPI key (shown once): {key}")
+
+
+@member_app.command("add")
+def member_add(
+    slug: str, email: str,
+    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "operator",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)] = "",
+) -> None:
+    """Add a member who can log in to the workspace."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            auth.add_member(session, workspace_id=workspace.id, email=email, role=role,
+                            password=password, now=runtime.clock())
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"{email} added to {slug} as {role}")
+
+
+@key_app.command("create")
+def key_create(
+    slug: str,
+    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "admin",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+) -> None:
+    """Create an API key (shown once)."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            _, key = auth.create_api_key(session, workspace_id=workspace.id, role=role,
+                                         created_by="cli", now=runtime.clock())
+    except RelayflowError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"api_key": key}))  # noqa: T201
+    else:
+        console.print(f"API key (shown once): {key}")
+
+
+@app.command()
+def apply(
+    file: Path,
+    workspace: WorkspaceOpt = "demo",
+    activate: Annotated[bool, typer.Option(help="Activate after saving.")] = True,
+) -> None:
+    """Create or update a workflow from a YAML or JSON file."""
+    runtime = _runtime()
+    try:
+        definition = parse_definition(file.read_bytes(),
+                                      content_type="json" if file.suffix == ".json" else "yaml")
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            saved = workflow_service.save(session, workspace_id=ws.id, definition=definition,
+                                          now=runtime.clock())
+            if activate:
+                workflow_service.activate(session, workspace_id=ws.id, key=saved.workflow.key,
+                                          actor="cli", now=runtime.clock())
+            key, status, number = saved.workflow.key, saved.workflow.status, saved.version.number
+    except RelayflowError as exc:
+        _fail(exc)
+    verb = "created" if saved.created else ("updated" if saved.new_version else "unchanged")
+    console.print(f"workflow {key} {verb}: version {number}, {status}")
+
+
+@app.command()
+def trigger(
+    key: str,
+    contact: Annotated[str, typer.Option(help="Contact email (or phone starting with +).")],
+    workspace: WorkspaceOpt = "demo",
+    event: Annotated[str, typer.Option(help="Event payload as JSON.")] = "{}",
+) -> None:
+    """Start a run of a workflow for one contact."""
+    runtime = _runtime()
+    field = "phone" if contact.startswith("+") else "email"
+    try:
+        payload = json.loads(event)
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            workflow = workflow_service.get(session, workspace_id=ws.id, key=key)
+            person = contact_service.resolve(session, workspace_id=ws.id,
+                                             spec={field: contact}, now=runtime.clock())
+            enrolled = run_service.enroll(session, workflow=workflow, contact=person,
+                                          trigger_type="manual", event=payload,
+                                          now=runtime.clock())
+            run_id, status = enrolled.run.id, enrolled.run.status
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] --event is not valid JSON: {exc}")
+        raise typer.Exit(code=1) from exc
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"run {run_id} {status}")
+
+
+@app.command()
+def runs(
+    workspace: WorkspaceOpt = "demo",
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow key.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List recent runs, newest first."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            workflow_id = (workflow_service.get(session, workspace_id=ws.id, key=workflow).id
+                           if workflow else None)
+            page = run_service.list_page(session, run_filter=RunFilter(
+                workspace_id=ws.id, statuses=(status.upper(),) if status else (),
+                workflow_id=workflow_id), limit=limit, cursor=None)
+    except RelayflowError as exc:
+        _fail(exc)
+    table = Table("run", "workflow", "contact", "status", "created", "node", "error")
+    for row in page.rows:
+        run = row.run
+        table.add_row(str(run.id)[-12:], row.workflow_key, row.contact_email or "-", run.status,
+                      run.created_at.strftime("%Y-%m-%d %H:%M:%S"), run.current_node or "-",
+                      (run.error or "")[:60])
+    console.print(table)
+
+
+@app.command("demo")
+def demo_command(
+    quiet: Annotated[bool, typer.Option(help="Only print the key lines.")] = False,
+) -> None:
+    """Create the demo workspace on first use; print a fresh demo API key."""
+    runtime = _runtime()
+    result = demo.ensure(runtime)
+    if result.created and not quiet:
+        console.print(f"demo workspace created with {result.runs} runs")
+    settings: Settings = get_settings()
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Demo workspace 'demo': API key {result.api_key}")  # noqa: T201
+    print(f"  try: curl -H 'Authorization: Bearer {result.api_key}' {base}/api/v1/runs")  # noqa: T201
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The demo workspace: sample workflows, contacts and a month of runs of every status.
+
+History is made by the real orchestrator: runs are opened and walked with the clock set
+back to each past day, so every row looks exactly like production data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from relayflow.engine.graph import parse_definition
+from relayflow.services import auth, walk
+from relayflow.services import contact as contact_service
+from relayflow.services import run as run_service
+from relayflow.services import workflow as workflow_service
+from relayflow.services import workspace as workspace_service
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.storage.repositories import workspace as workspace_repo
+
+SLUG = "demo"
+WORKFLOWS = Path(__file__).parent / "demo_workflows"
+FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Radia", "Edsger",
+         "Frances", "Dennis", "Hedy", "Tim", "Katherine", "John", "Sophie"]
+PLANS = ["free", "free", "starter", "pro", "pro"]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    created: bool
+    api_key: str
+    runs: int
+
+
+def _drain(runtime: Runtime) -> None:
+    while walk.advance(runtime, worker="demo-seed", limit=64, lease_seconds=60):
+        pass
+
+
+def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
+           seed: int = 7) -> DemoResult:
+    """Create and fill the demo workspace if missing; always issue a fresh demo API key
+    (earlier demo keys are revoked, so no key has to be stored in plain text)."""
+    real_clock = runtime.clock
+    now = real_clock()
+    with session_scope(runtime.sessions) as session:
+        existing = workspace_repo.get_by_slug(session, SLUG)
+        if existing is not None:
+            for key in workspace_repo.list_api_keys(session, existing.id):
+                if key.name == "demo key" and key.revoked_at is None:
+                    key.revoked_at = now
+            _, api_key = auth.create_api_key(session, workspace_id=existing.id, role="admin",
+                                             created_by="demo", now=now, name="demo key")
+            return DemoResult(False, api_key, 0)
+        workspace, _ = workspace_service.create(session, slug=SLUG, name="Demo workspace",
+                                                now=now - timedelta(days=days + 1))
+        workspace_id = workspace.id
+        _, api_key = auth.create_api_key(session, workspace_id=workspace_id, role="admin",
+                                         created_by="demo", now=now, name="demo key")
+        for path in sorted(WORKFLOWS.glob("*.yaml")):
+            definition = parse_definition(path.read_text(), content_type="yaml")
+            workflow_service.save(session, workspace_id=workspace_id, definition=definition,
+                                  now=now - timedelta(days=days + 1))
+            workflow_service.activate(session, workspace_id=workspace_id,
+                                      key=definition["key"], actor="demo", now=now)
+    rng = random.Random(seed)
+    keys = ["onboarding", "renewal-reminder", "lead-score"]
+    total = 0
+    try:
+        for day in range(days, -1, -1):
+            at = now - timedelta(days=day, hours=rng.randint(0, 8))
+            runtime.clock = lambda at=at: at  # type: ignore[misc]
+            with session_scope(runtime.sessions) as session:
+                for i in range(runs_per_day):
+                    n = rng.randint(0, 199)
+                    contact = contact_service.resolve(session, workspace_id=workspace_id, spec={
+                        "email": f"{FIRST[n % len(FIRST)].lower()}.{n}@example.com",
+                        "attributes": _attributes(rng, n)}, now=at)
+                    workflow = workflow_service.get(session, workspace_id=workspace_id,
+                                                    key=keys[(i + day) % len(keys)])
+                    run_service.enroll(session, workflow=workflow, contact=contact,
+                                       trigger_type="manual", event={"source": "demo"},
+                                       now=at - timedelta(minutes=runs_per_day - i))
+                    total += 1
+            _drain(runtime)
+    finally:
+        runtime.clock = real_clock
+    _drain(runtime)  # waits whose time has come
+    _cancel_some(runtime, workspace_id)
+    return DemoResult(True, api_key, total)
+
+
+def _attributes(rng: random.Random, n: int) -> dict[str, str]:
+    attributes = {"first_name": FIRST[n % len(FIRST)], "plan": PLANS[n % len(PLANS)]}
+    if rng.random() < 0.7:
+        attributes["card_last4"] = f"{rng.randint(0, 9999):04d}"
+    return attributes
+
+
+def _cancel_some(runtime: Runtime, workspace_id: object) -> None:
+    from relayflow.storage.repositories.run import RunFilter
+
+    now = runtime.clock()
+    with session_scope(runtime.sessions) as session:
+        page = run_service.list_page(
+            session, run_filter=RunFilter(workspace_id=workspace_id,  # type: ignore[arg-type]
+                                          statuses=("RUNNING",)),
+            limit=200, cursor=None)
+        for row in page.rows[::2]:
+            run_service.cancel(session, workspace_id=row.run.workspace_id, run_id=row.run.id,
+                               actor="demo", now=now)
+
