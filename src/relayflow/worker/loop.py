@@ -6,15 +6,17 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from relayflow.config import Settings
+from relayflow.faults import crash_point
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
+from relayflow.storage.notify import Listener
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories.job import Lease
-from relayflow.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, name="relayflow-heartbeat", daemon=True)
         beat.start()
         idle = self.settings.poll_seconds
+        bind = self.runtime.sessions.kw.get("bind")
+        listener = Listener.for_engine(bind) if bind is not None else None
         while not self.stop_event.is_set():
             try:
                 claimed = self.run_once()
@@ -75,9 +79,22 @@ class Worker:
                 claimed = 0
                 self.stop_event.wait(1.0)
             if claimed == 0:
-                self.wake_event.wait(idle)
+                if listener is not None and not self.wake_event.is_set():
+                    self._listen(listener, idle)
+                else:
+                    self.wake_event.wait(idle)
                 self.wake_event.clear()
+        if listener is not None:
+            listener.close()
         log.info("worker %s stopped", self.name)
+
+    def _listen(self, listener: Listener, idle: float) -> None:
+        # Short slices so a stop request is noticed within half a second.
+        deadline = time.monotonic() + idle
+        while not self.stop_event.is_set() and not self.wake_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or listener.wait(min(0.5, remaining)):
+                return
 
     def stop(self) -> None:
         self.stop_event.set()
