@@ -233,12 +233,20 @@ def runs(
                 workflow_id=workflow_id), limit=limit, cursor=None)
     except RelayflowError as exc:
         _fail(exc)
-    table = Table("run", "workflow", "contact", "status", "created", "node", "error")
-    for row in page.rows:
-        run = row.run
-        table.add_row(str(run.id)[-12:], row.workflow_key, row.contact_email or "-", run.status,
-                      run.created_at.strftime("%Y-%m-%d %H:%M:%S"), run.current_node or "-",
-                      (run.error or "")[:60])
+    header = ("run", "workflow", "contact", "status", "created", "node", "error")
+    rows = [
+        (str(row.run.id), row.workflow_key, row.contact_email or row.contact_phone or "-",
+         row.run.status, row.run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+         row.run.current_node or "-", (row.run.error or "").replace("\n", " ")[:80])
+        for row in page.rows
+    ]
+    if not sys.stdout.isatty():  # piped: one tab-separated line per run, for scripts
+        for line in (header, *rows):
+            print("\t".join(line))  # noqa: T201
+        return
+    table = Table(*header)
+    for values in rows:
+        table.add_row(values[0][-12:], *values[1:])
     console.print(table)
 
 

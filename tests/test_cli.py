@@ -1,0 +1,108 @@
+"""The `relayflow` command line against a real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from relayflow.cli import app
+from relayflow.config import get_settings
+from tests.conftest import TEST_SECRET_KEY
+from tests.support.worker import drain
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture
+def cli(db_url, monkeypatch):
+    monkeypatch.setenv("RELAYFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("RELAYFLOW_SECRET_KEY", TEST_SECRET_KEY)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+class TestWorkspaceCreate:
+    def test_json_prints_one_line_with_slug_and_key(self, cli):
+        result = cli("workspace", "create", "acme", "--json")
+        assert result.exit_code == 0
+        [line] = result.stdout.strip().splitlines()
+        payload = json.loads(line)
+        assert payload["slug"] == "acme"
+        assert payload["api_key"].startswith("rf_")
+
+    def test_duplicate_slug_is_refused(self, cli):
+        cli("workspace", "create", "acme", "--json")
+        result = cli("workspace", "create", "acme", "--json")
+        assert result.exit_code == 1
+        assert "already exists" in result.stderr
+
+
+class TestApplyTriggerRuns:
+    def test_apply_trigger_and_list(self, cli, runtime):
+        cli("workspace", "create", "acme", "--json")
+        applied = cli("apply", str(EXAMPLES / "lead-score.yaml"), "-w", "acme")
+        assert applied.exit_code == 0
+        assert "created: version 1, ACTIVE" in applied.stdout
+        again = cli("apply", str(EXAMPLES / "lead-score.yaml"), "-w", "acme")
+        assert "unchanged" in again.stdout
+        triggered = cli("trigger", "lead-score", "--contact", "ada@example.com", "-w", "acme")
+        assert triggered.exit_code == 0
+        assert "PENDING" in triggered.stdout
+        drain(runtime)
+        listed = cli("runs", "-w", "acme", "--status", "completed")
+        assert "lead-score" in listed.stdout
+        assert "ada@example.com" in listed.stdout
+
+    def test_invalid_definition_lists_every_problem(self, cli, tmp_path):
+        cli("workspace", "create", "acme", "--json")
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("key: bad\nstart: a\nnodes:\n  a: {type: FOO}\n"
+                       "  b: {type: END}\n  c: {type: WAIT, duration: soon, next: b}\n")
+        result = cli("apply", str(bad), "-w", "acme")
+        assert result.exit_code == 1
+        assert "node a: unknown node type 'FOO'" in result.stderr
+        assert "node c: invalid duration 'soon'" in result.stderr
+
+    def test_unknown_workflow(self, cli):
+        cli("workspace", "create", "acme", "--json")
+        result = cli("trigger", "nope", "--contact", "a@example.com", "-w", "acme")
+        assert result.exit_code == 1
+        assert "no workflow 'nope'" in result.stderr
+
+
+class TestKeyAndMember:
+    def test_key_create_json(self, cli):
+        cli("workspace", "create", "acme", "--json")
+        result = cli("key", "create", "acme", "--role", "viewer", "--json")
+        assert json.loads(result.stdout)["api_key"].startswith("rf_")
+
+    def test_member_add(self, cli):
+        cli("workspace", "create", "acme", "--json")
+        result = cli("member", "add", "acme", "Op@Example.com", "--role", "operator",
+                     "--password", "correct horse")
+        assert result.exit_code == 0
+
+
+class TestDemo:
+    def test_demo_has_runs_of_every_status_and_rotates_its_key(self, cli, runtime):
+        first = cli("demo")
+        assert first.exit_code == 0
+        assert "demo workspace created" in first.stdout
+        from tests.support.flows import statuses
+
+        found = statuses(runtime)
+        assert {"COMPLETED", "FAILED", "RUNNING", "CANCELED"} <= set(found)
+        assert sum(found.values()) >= 300
+        key1 = first.stdout.split("API key ")[1].split()[0]
+        second = cli("demo")
+        key2 = second.stdout.split("API key ")[1].split()[0]
+        assert key1 != key2
