@@ -37,7 +37,8 @@ class TestParseDefinition:
             parse_definition('{"key": "a",', content_type="application/json")
 
     @pytest.mark.parametrize(
-        "raw", ["key: [unclosed", "nodes: {a: b", "\tkey: x\n  - y: : :", "!!python/object:os.system {}"]
+        "raw",
+        ["key: [unclosed", "nodes: {a: b", "\tkey: x\n  - y: : :", "!!python/object:os.system {}"],
     )
     def test_garbage_yaml_is_malformed(self, raw: str) -> None:
         with pytest.raises(MalformedInput):

@@ -14,9 +14,10 @@ MAX = timedelta(days=366)
 def parse_duration(text: str) -> timedelta:
     """Parse a duration; raises ValueError with a readable message."""
     if not isinstance(text, str) or not _WHOLE.match(text.strip()):
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 15m, 2h, 3d")
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 15m, 2h, 3d"
+        )
     seconds = sum(int(n) * _UNIT[u] for n, u in _PART.findall(text))
-    value = timedelta(seconds=seconds)
-    if value > MAX:
+    if seconds > MAX.total_seconds():  # compare before timedelta(), which overflows on huge values
         raise ValueError(f"duration {text!r} is longer than 366 days")
-    return value
+    return timedelta(seconds=seconds)

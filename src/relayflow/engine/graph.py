@@ -41,7 +41,8 @@ class Node:
         """(edge name, target node id) pairs, in definition order."""
         cfg = self.config
         if self.type == "CONDITION":
-            return [(name, cfg[name]) for name in ("then", "else") if isinstance(cfg.get(name), str)]
+            names = ("then", "else")
+            return [(name, cfg[name]) for name in names if isinstance(cfg.get(name), str)]
         if self.type == "SPLIT":
             branches = cfg.get("branches")
             if not isinstance(branches, list):
@@ -85,15 +86,15 @@ class WorkflowGraph:
 
 def parse_definition(raw: str | bytes, *, content_type: str = "") -> dict[str, Any]:
     """Parse a YAML or JSON document into a dict; raises MalformedInput."""
-    text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
     try:
+        text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
         if "yaml" in content_type:
             data = yaml.safe_load(text)
         elif "json" in content_type:
             data = json.loads(text)
         else:
             data = yaml.safe_load(text)  # YAML is a superset of JSON
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedInput(f"The definition is not valid YAML or JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedInput("The definition must be a mapping with key, trigger, start and nodes.")

@@ -35,8 +35,8 @@ def resume(graph: WorkflowGraph, node_id: str, ctx: StepContext, result: EffectR
 
 def redact(value: object, secrets: dict[str, str] | list[str]) -> object:
     """Replace every secret value inside a JSON-like value (or string) with a marker."""
-    names = secrets if isinstance(secrets, dict) else {s: "secret" for s in secrets}
-    pairs = sorted(((v, n) for n, v in names.items() if v), key=lambda p: -len(p[0]))
+    named = secrets.items() if isinstance(secrets, dict) else [("secret", v) for v in secrets]
+    pairs = sorted(((v, n) for n, v in named if v), key=lambda p: -len(p[0]))
     if not pairs:
         return value
 

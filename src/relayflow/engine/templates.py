@@ -15,7 +15,28 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["TemplateSyntaxError", "compile_expression", "render", "render_value", "secret_refs"]
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class _StrictUndefined(StrictUndefined):
+    """StrictUndefined that lets `steps.lookup.tier | default('x')` reach the filter.
+
+    Attribute and item access on a missing value give back the same undefined (its error
+    still names what was missing); any other use (print, compare, test, iterate) raises.
+    Dunder lookups still fail, so the sandbox keeps refusing internals as before.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:2] == "__":
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
+
+
+_env = ImmutableSandboxedEnvironment(undefined=_StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=8192)

@@ -72,7 +72,7 @@ def validate(
     `known_secrets` / `known_workflows` enable the reference checks (None skips them).
     """
     out = _Collector()
-    for field in sorted(set(data) - TOP_LEVEL):
+    for field in sorted(set(data) - TOP_LEVEL, key=repr):
         out.add(None, f"unknown field {field!r} (expected {', '.join(sorted(TOP_LEVEL))})")
     key = data.get("key")
     if not isinstance(key, str) or not KEY_RE.match(key):
@@ -118,9 +118,10 @@ def _check_trigger(trigger: Any, out: _Collector) -> None:
         return
     kind = trigger.get("type")
     if kind not in TRIGGER_TYPES:
-        out.add(None, f"trigger: unknown type {kind!r} (expected one of {', '.join(TRIGGER_TYPES)})")
+        expected = ", ".join(TRIGGER_TYPES)
+        out.add(None, f"trigger: unknown type {kind!r} (expected one of {expected})")
         return
-    for field in sorted(set(trigger) - {"type"} - TRIGGER_FIELDS[kind]):
+    for field in sorted(set(trigger) - {"type"} - TRIGGER_FIELDS[kind], key=repr):
         out.add(None, f"trigger: unknown field {field!r} for a {kind} trigger")
     if kind == "webhook":
         mapping = trigger.get("contact")
@@ -154,7 +155,7 @@ def _check_schedule(trigger: Mapping[str, Any], out: _Collector) -> None:
     tz = trigger.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America', too long
         out.add(None, f"trigger: unknown timezone {tz!r}")
     audience = trigger.get("audience")
     if audience is not None:
@@ -190,7 +191,7 @@ def _check_node(
                 f"(expected one of {', '.join(NODE_TYPES)})")
         return False
     spec = SPECS[node.type]
-    for field in sorted(set(node.config) - COMMON - spec.required - spec.optional):
+    for field in sorted(set(node.config) - COMMON - spec.required - spec.optional, key=repr):
         out.add(node.id, f"unknown field {field!r} for {node.type}")
     for field in sorted(spec.required - set(node.config)):
         out.add(node.id, f"missing required field {field!r} for {node.type}")
@@ -219,7 +220,7 @@ def _check_split(node: Node, out: _Collector) -> None:
         if not isinstance(branch, Mapping):
             out.add(node.id, f"branch {i} must be a mapping with weight and next")
             continue
-        for field in sorted(set(branch) - {"weight", "next", "name"}):
+        for field in sorted(set(branch) - {"weight", "next", "name"}, key=repr):
             out.add(node.id, f"branch {i}: unknown field {field!r}")
         weight = branch.get("weight")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
@@ -269,7 +270,7 @@ def _check_integration(node: Node, out: _Collector) -> None:
             for name, path in capture.items():
                 if not isinstance(name, str) or not NODE_ID_RE.match(name):
                     out.add(node.id, f"capture name {name!r} must be an identifier")
-                if not isinstance(path, str) or not path.split(".")[0] in (
+                if not isinstance(path, str) or path.split(".")[0] not in (
                     "status", "headers", "body"
                 ):
                     out.add(node.id, f"capture {name!r}: path must start with status, headers or "
@@ -283,7 +284,7 @@ def _check_integration(node: Node, out: _Collector) -> None:
 
 
 def _check_request(node: Node, request: Mapping[str, Any], out: _Collector) -> None:
-    for field in sorted(set(request) - {"method", "url", "headers", "body"}):
+    for field in sorted(set(request) - {"method", "url", "headers", "body"}, key=repr):
         out.add(node.id, f"request: unknown field {field!r}")
     method = str(request.get("method", "GET")).upper()
     if method not in HTTP_METHODS:

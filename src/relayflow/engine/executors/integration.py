@@ -21,7 +21,9 @@ def _render_request(request: Mapping[str, Any], variables: Mapping[str, Any]) ->
     return {
         "method": str(request.get("method", "GET")).upper(),
         "url": templates.render(request["url"], variables),
-        "headers": {k: templates.render(v, variables) for k, v in request.get("headers", {}).items()},
+        "headers": {
+            k: templates.render(v, variables) for k, v in request.get("headers", {}).items()
+        },
         "body": templates.render_value(request.get("body"), variables),
     }
 
