@@ -52,8 +52,10 @@ class Node:
                 for i, b in enumerate(branches)
                 if isinstance(b, Mapping) and isinstance(b.get("next"), str)
             ]
-        names = ("next", "on_error") if self.type == "INTEGRATION" else ("next",)
-        return [(name, cfg[name]) for name in names if isinstance(cfg.get(name), str)]
+        edge_names: tuple[str, ...] = ("next", "on_error") if self.type == "INTEGRATION" else (
+            "next",
+        )
+        return [(name, cfg[name]) for name in edge_names if isinstance(cfg.get(name), str)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

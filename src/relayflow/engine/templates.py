@@ -93,14 +93,16 @@ def secret_refs(source: str, *, expression: bool = False) -> set[str]:
     tree = _env.parse(("{{ " + source + " }}") if expression else source)
     found: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
         target = node.node
-        if isinstance(target, nodes.Name) and target.name == "secrets":
-            if isinstance(node, nodes.Getattr):
-                found.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.add(node.arg.value)
-            else:
-                found.add("*")
+        if not (isinstance(target, nodes.Name) and target.name == "secrets"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+        else:
+            found.add("*")
     for name in tree.find_all(nodes.Name):
         if name.name == "secrets" and not found:
             found.add("*")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Job
@@ -76,7 +76,7 @@ def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobS
 
 def add_many(session: Session, rows: list[dict[str, object]]) -> None:
     if rows:
-        session.execute(Job.__table__.insert(), rows)
+        session.execute(insert(Job), rows)
 
 
 def remove(session: Session, run_ids: Iterable[uuid.UUID]) -> None:
