@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,11 @@ from typer.testing import CliRunner
 
 from relayflow.cli import app
 from relayflow.config import get_settings
+from relayflow.services import run as run_service
+from relayflow.services import workspace as workspace_service
+from relayflow.storage.db import session_scope
 from tests.conftest import TEST_SECRET_KEY
+from tests.support.flows import install, run_of, start, statuses, steps_of
 from tests.support.worker import drain
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -97,8 +102,6 @@ class TestDemo:
         first = cli("demo")
         assert first.exit_code == 0
         assert "demo workspace created" in first.stdout
-        from tests.support.flows import statuses
-
         found = statuses(runtime)
         assert {"COMPLETED", "FAILED", "RUNNING", "CANCELED"} <= set(found)
         assert sum(found.values()) >= 300
@@ -106,3 +109,39 @@ class TestDemo:
         second = cli("demo")
         key2 = second.stdout.split("API key ")[1].split()[0]
         assert key1 != key2
+
+
+class TestPrune:
+    def test_deletes_only_old_finished_runs(self, cli, runtime):
+        cli("workspace", "create", "acme", "--json")
+        with session_scope(runtime.sessions) as session:
+            ws_id = workspace_service.get_by_slug(session, "acme").id
+        install(runtime, ws_id, {"key": "w", "trigger": {"type": "manual"}, "start": "a",
+                                 "nodes": {"a": {"type": "WAIT", "duration": "1h", "next": "b"},
+                                           "b": {"type": "END"}}})
+        real, old = runtime.clock, runtime.clock() - timedelta(days=100)
+        runtime.clock = lambda: old
+        [old_done] = start(runtime, ws_id, "w", email="old@example.com")
+        [old_canceled] = start(runtime, ws_id, "w", email="old2@example.com")
+        drain(runtime)
+        with session_scope(runtime.sessions) as session:
+            run_service.cancel(session, workspace_id=ws_id, run_id=old_canceled, actor="t",
+                               now=old)
+        runtime.clock = lambda: old + timedelta(hours=2)
+        drain(runtime)
+        runtime.clock = real
+        [recent] = start(runtime, ws_id, "w", email="new@example.com")
+        drain(runtime)  # parks at the WAIT: RUNNING
+        assert run_of(runtime, old_done).status == "COMPLETED"
+
+        result = cli("prune", "--older-than", "90d")
+        assert result.exit_code == 0
+        assert "deleted 2 runs" in result.stdout
+        assert statuses(runtime) == {"RUNNING": 1}
+        assert run_of(runtime, recent).status == "RUNNING"
+        assert steps_of(runtime, old_done) == []
+
+    def test_bad_age_is_refused(self, cli):
+        result = cli("prune", "--older-than", "soon")
+        assert result.exit_code == 1
+        assert "invalid duration" in result.stderr

@@ -250,6 +250,21 @@ def runs(
     console.print(table)
 
 
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 90d.")] = "90d",
+) -> None:
+    """Delete finished runs and delivery attempts older than the given age."""
+    from relayflow.services import retention
+
+    try:
+        result = retention.prune(_runtime(), older_than=older_than)
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"deleted {result.runs} runs and {result.attempts} delivery attempts "
+                  f"from before {result.cutoff:%Y-%m-%d %H:%M} UTC")
+
+
 @app.command("demo")
 def demo_command(
     quiet: Annotated[bool, typer.Option(help="Only print the key lines.")] = False,
