@@ -34,6 +34,7 @@ bench: install
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench
+	$(BIN)/python -m mypy src/relayflow/engine src/relayflow/storage src/relayflow/errors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -41,7 +41,8 @@ class TestIntegration:
         drain(runtime)
         assert run_of(runtime, run_id).status == "COMPLETED"
         step = steps_of(runtime, run_id)[1]
-        assert step.output["tier"] == "gold" and step.output["code"] == 200
+        assert step.output["tier"] == "gold"
+        assert step.output["code"] == 200
         assert step.request["headers"]["Authorization"] == "Bearer [secret:CRM_TOKEN]"
         assert step.response["status"] == 200
         [received] = http_server.requests

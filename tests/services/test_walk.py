@@ -36,7 +36,8 @@ class TestCompleted:
         drain(runtime)
         run = run_of(runtime, run_id)
         assert run.status == "COMPLETED"
-        assert run.started_at is not None and run.finished_at is not None
+        assert run.started_at is not None
+        assert run.finished_at is not None
         steps = steps_of(runtime, run_id)
         assert [(s.seq, s.node_id, s.status) for s in steps] == [
             (0, "trigger", "COMPLETED"), (1, "first", "COMPLETED"), (2, "tag", "COMPLETED"),
@@ -71,7 +72,8 @@ class TestFailed:
         drain(runtime)
         run = run_of(runtime, run_id)
         assert run.status == "FAILED"
-        assert run.error is not None and run.error.startswith("UndefinedError")
+        assert run.error is not None
+        assert run.error.startswith("UndefinedError")
         assert "missing_attribute" in run.error
         failed = steps_of(runtime, run_id)[-1]
         assert (failed.node_id, failed.status, failed.error) == ("first", "FAILED", run.error)
@@ -108,7 +110,8 @@ class TestWait:
         with session_scope(runtime.sessions) as session:
             job = session.get(Job, run_id)
             assert job is not None
-            assert job.lease_owner is None and job.lease_expires_at is None
+            assert job.lease_owner is None
+            assert job.lease_expires_at is None
             assert job.due_at == base + timedelta(hours=2)
 
         runtime.clock = lambda: base + timedelta(hours=1, minutes=59)
@@ -159,7 +162,8 @@ class TestCancel:
         assert [s.node_id for s in steps_of(runtime, run_id)] == ["trigger"]
         with session_scope(runtime.sessions) as session:
             contact = session.scalar(select(Contact).where(Contact.email == "h@example.com"))
-            assert contact is not None and "a" not in contact.attributes
+            assert contact is not None
+            assert "a" not in contact.attributes
 
     def test_deactivate_cancels_in_flight_runs(self, runtime, workspace):
         install(runtime, workspace.id, WAIT_FLOW)
@@ -168,7 +172,8 @@ class TestCancel:
         with session_scope(runtime.sessions) as session:
             workflow, canceled = workflow_service.deactivate(
                 session, workspace_id=workspace.id, key="waiter", actor="t", now=runtime.clock())
-            assert canceled == 3 and workflow.status == "INACTIVE"
+            assert canceled == 3
+            assert workflow.status == "INACTIVE"
         with session_scope(runtime.sessions) as session:
             found = session.scalars(select(WorkflowRun.status)
                                     .where(WorkflowRun.id.in_(ids))).all()

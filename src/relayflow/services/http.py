@@ -54,7 +54,7 @@ def perform(call: HttpCall, *, idempotency_key: str, sleep: Any = time.sleep) ->
                 if response.status_code not in TRANSIENT_STATUS:
                     break
             if attempts <= call.retries:
-                sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))  # noqa: S311
+                sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))
     elapsed = int((time.monotonic() - started) * 1000)
     return HttpResult(status=result.status, headers=result.headers, body=result.body,
                       error=result.error, attempts=attempts, elapsed_ms=elapsed)

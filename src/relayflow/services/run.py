@@ -12,14 +12,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
+from relayflow.services import contact as contact_service
+from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun
+from relayflow.storage.notify import notify
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
+STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELED")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
+MAX_PAGE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ def enroll(
             session.execute(WorkflowRun.__table__.insert(), [run])
             session.execute(RunStep.__table__.insert(), [step])
             job_repo.add_many(session, [job])
+        notify(session)
     except IntegrityError:
         # Another request with the same idempotency key won the race.
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key or "")
@@ -96,6 +103,19 @@ def enroll(
     created = run_repo.get(session, workflow.workspace_id, run["id"])
     assert created is not None
     return Enrolled(created, False)
+
+
+def trigger_manual(
+    session: Session, *, workspace_id: uuid.UUID, workflow_key: str,
+    contact: dict[str, Any] | None, event: dict[str, Any], now: datetime,
+    idempotency_key: str | None = None,
+) -> Enrolled:
+    """Start a run by hand (API, UI, CLI), resolving or creating the contact when one is given."""
+    workflow = workflow_service.get(session, workspace_id=workspace_id, key=workflow_key)
+    found = (contact_service.resolve(session, workspace_id=workspace_id, spec=contact, now=now)
+             if contact is not None else None)
+    return enroll(session, workflow=workflow, contact=found, trigger_type="manual", event=event,
+                  now=now, idempotency_key=idempotency_key)
 
 
 def get(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> WorkflowRun:
@@ -176,6 +196,78 @@ def list_page(
         last = rows[-1].run
         next_cursor = encode_cursor(last.created_at, last.id)
     return RunPage(rows, next_cursor)
+
+
+def parse_statuses(text: str | None) -> tuple[str, ...]:
+    """`"running,failed"` -> `("RUNNING", "FAILED")`; empty means every status."""
+    wanted = tuple(dict.fromkeys(p.strip().upper() for p in (text or "").split(",") if p.strip()))
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise InvalidInput(
+            f"unknown run status {', '.join(unknown)}; use {', '.join(STATUSES)}"
+        )
+    return wanted
+
+
+def build_filter(
+    session: Session, *, workspace_id: uuid.UUID, status: str | None = None,
+    workflow_key: str | None = None,
+) -> RunFilter | None:
+    """The filter for a run listing; None when it can match nothing (an unknown workflow)."""
+    statuses = parse_statuses(status)
+    workflow_id = None
+    if workflow_key:
+        workflow = workflow_repo.get_by_key(session, workspace_id, workflow_key)
+        if workflow is None:
+            return None
+        workflow_id = workflow.id
+    return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=workflow_id)
+
+
+def search(
+    session: Session, *, workspace_id: uuid.UUID, status: str | None = None,
+    workflow_key: str | None = None, limit: int = 50, cursor: str | None = None,
+) -> RunPage:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+    if cursor:
+        decode_cursor(cursor)  # a bad cursor is an error even when the filter matches nothing
+    run_filter = build_filter(session, workspace_id=workspace_id, status=status,
+                              workflow_key=workflow_key)
+    if run_filter is None:
+        return RunPage([], None)
+    return list_page(session, run_filter=run_filter, limit=limit, cursor=cursor)
+
+
+def get_row(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> RunRow:
+    """A run with its workflow key, version number and contact address."""
+    parsed = run_id if isinstance(run_id, uuid.UUID) else parse_id(run_id)
+    row = run_repo.get_row(session, workspace_id, parsed) if parsed else None
+    if row is None:
+        raise NotFound(f"no run {run_id!s} in this workspace")
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    row: RunRow
+    relation: str  # "child" (started by this run) or "retry" (a retry of this run)
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    row: RunRow
+    steps: list[RunStep]
+    linked: list[Linked]
+
+
+def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> Detail:
+    row = get_row(session, workspace_id=workspace_id, run_id=run_id)
+    linked_runs = [
+        Linked(r, "retry" if r.run.retry_of == row.run.id else "child")
+        for r in run_repo.linked_rows(session, workspace_id, row.run.id)
+    ]
+    return Detail(row, run_repo.steps(session, row.run.id), linked_runs)
 
 
 def steps(session: Session, run: WorkflowRun) -> list[RunStep]:

@@ -3,11 +3,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from relayflow.errors import InvalidInput
+from relayflow.errors import InvalidInput, NotFound
+from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import SecretCipher
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Secret
@@ -16,9 +18,17 @@ from relayflow.storage.repositories import secret as secret_repo
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretInfo:
+    """What may be shown about a secret: never its value."""
+
+    name: str
+    updated_at: datetime
+
+
 def put(
     session: Session, *, workspace_id: uuid.UUID, name: str, value: str, cipher: SecretCipher,
-    now: datetime,
+    now: datetime, actor: str = "system",
 ) -> None:
     if not NAME_RE.match(name):
         raise InvalidInput("a secret name is letters, digits and '_', starting with a letter")
@@ -32,6 +42,25 @@ def put(
     else:
         existing.ciphertext = cipher.encrypt(value)
         existing.updated_at = now
+    # target_id holds 64 characters and a name may have 128: the full name goes in detail.
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor, action="secret.set",
+                            target_type="secret", target_id=name[:64], now=now,
+                            detail={"name": name, "created": existing is None})
+
+
+def delete(
+    session: Session, *, workspace_id: uuid.UUID, name: str, now: datetime, actor: str = "system"
+) -> None:
+    if secret_repo.remove(session, workspace_id, name) == 0:
+        raise NotFound(f"no secret {name!r} in this workspace")
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="secret.delete", target_type="secret", target_id=name[:64],
+                            now=now, detail={"name": name})
+
+
+def list_info(session: Session, *, workspace_id: uuid.UUID) -> list[SecretInfo]:
+    return [SecretInfo(name=s.name, updated_at=s.updated_at)
+            for s in secret_repo.list_all(session, workspace_id)]
 
 
 def names(session: Session, workspace_id: uuid.UUID) -> set[str]:

@@ -42,6 +42,7 @@ from relayflow.engine.outcome import (
     StartRun,
     WaitUntil,
 )
+from relayflow.faults import crash_point
 from relayflow.services import http as http_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
@@ -50,13 +51,13 @@ from relayflow.services.secret import WorkspaceSecrets
 from relayflow.storage.db import session_scope
 from relayflow.storage.ids import new_id
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
+from relayflow.storage.notify import notify
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.job import Lease
-from relayflow.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,8 @@ class RunWalker:
 
     def _send(self, flight: InFlight) -> SendResult:
         effect = flight.effect
-        assert isinstance(effect, SendMessage) and flight.attempt_id is not None
+        assert isinstance(effect, SendMessage)
+        assert flight.attempt_id is not None
         provider = provider_for(effect.channel)
         message = OutboundMessage(
             attempt_id=str(flight.attempt_id), channel=effect.channel, to=effect.to,
@@ -395,7 +397,8 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
     for run in runs:
         version = workflow_repo.get_version(session, run.version_id)
         workflow = workflow_repo.get(session, run.workflow_id)
-        assert version is not None and workflow is not None
+        assert version is not None
+        assert workflow is not None
         if run.status in run_service.TERMINAL:  # a terminal run never changes again
             job_repo.remove(session, [run.id])
             continue
@@ -497,6 +500,7 @@ def _apply(session: Session, walkers: Sequence[RunWalker], now: datetime) -> Non
         session.execute(WorkflowRun.__table__.insert(), children_runs)
         session.execute(RunStep.__table__.insert(), children_steps)
         job_repo.add_many(session, children_jobs)
+        notify(session)
     for group in _by_keys(run_updates):
         session.execute(update(WorkflowRun), group)
     for run_id in canceled:

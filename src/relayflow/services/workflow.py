@@ -139,3 +139,43 @@ def list_all(session: Session, *, workspace_id: uuid.UUID) -> list[Workflow]:
 
 def versions(session: Session, workflow: Workflow) -> list[WorkflowVersion]:
     return workflow_repo.list_versions(session, workflow.id)
+
+
+def trigger_of(version: WorkflowVersion) -> dict[str, Any]:
+    """The definition's trigger object (a definition without one is manually triggered)."""
+    trigger = version.definition.get("trigger")
+    return dict(trigger) if isinstance(trigger, dict) else {"type": "manual"}
+
+
+def webhook_path(workflow: Workflow) -> str | None:
+    if workflow.trigger_type != "webhook" or workflow.webhook_token is None:
+        return None
+    return f"/hooks/{workflow.webhook_token}"
+
+
+def list_current(
+    session: Session, *, workspace_id: uuid.UUID
+) -> list[tuple[Workflow, WorkflowVersion]]:
+    """Every workflow with its current version, loaded in two queries."""
+    workflows = workflow_repo.list_all(session, workspace_id)
+    found = workflow_repo.get_versions(
+        session, [w.current_version_id for w in workflows if w.current_version_id]
+    )
+    out: list[tuple[Workflow, WorkflowVersion]] = []
+    for workflow in workflows:
+        version = found.get(workflow.current_version_id) if workflow.current_version_id else None
+        if version is not None:  # save() always writes a version; skip a half-made row
+            out.append((workflow, version))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    workflow: Workflow
+    current: WorkflowVersion
+    versions: list[WorkflowVersion]
+
+
+def detail(session: Session, *, workspace_id: uuid.UUID, key: str) -> Detail:
+    workflow = get(session, workspace_id=workspace_id, key=key)
+    return Detail(workflow, current_version(session, workflow), versions(session, workflow))

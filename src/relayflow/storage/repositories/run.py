@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Row, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
@@ -89,6 +89,37 @@ def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
     return query
 
 
+def _rows() -> Select[WorkflowRun, str, int, str | None, str | None]:
+    return (
+        select(WorkflowRun, Workflow.key, WorkflowVersion.number, Contact.email, Contact.phone)
+        .join(Workflow, Workflow.id == WorkflowRun.workflow_id)
+        .join(WorkflowVersion, WorkflowVersion.id == WorkflowRun.version_id)
+        .outerjoin(Contact, Contact.id == WorkflowRun.contact_id)
+    )
+
+
+def _to_row(row: Row[WorkflowRun, str, int, str | None, str | None]) -> RunRow:
+    run, key, number, email, phone = row
+    return RunRow(run, key, number, email, phone)
+
+
+def get_row(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> RunRow | None:
+    query = _rows().where(WorkflowRun.workspace_id == workspace_id, WorkflowRun.id == run_id)
+    found = session.execute(query).first()
+    return _to_row(found) if found is not None else None
+
+
+def linked_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[RunRow]:
+    """Like `linked`, with the workflow key and version number of each run."""
+    query = (
+        _rows()
+        .where(WorkflowRun.workspace_id == workspace_id)
+        .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
+        .order_by(WorkflowRun.created_at, WorkflowRun.id)
+    )
+    return [_to_row(row) for row in session.execute(query)]
+
+
 def list_page(
     session: Session,
     f: RunFilter,
@@ -97,13 +128,7 @@ def list_page(
     before: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[RunRow]:
     """Newest first, keyset on (created_at, id): stable while new runs arrive."""
-    query = (
-        select(WorkflowRun, Workflow.key, WorkflowVersion.number, Contact.email, Contact.phone)
-        .join(Workflow, Workflow.id == WorkflowRun.workflow_id)
-        .join(WorkflowVersion, WorkflowVersion.id == WorkflowRun.version_id)
-        .outerjoin(Contact, Contact.id == WorkflowRun.contact_id)
-    )
-    query = _filtered(query, f)
+    query = _filtered(_rows(), f)
     if before is not None:
         at, run_id = before
         query = query.where(

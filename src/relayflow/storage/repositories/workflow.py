@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -61,3 +62,13 @@ def next_version_number(session: Session, workflow_id: uuid.UUID) -> int:
         select(func.max(WorkflowVersion.number)).where(WorkflowVersion.workflow_id == workflow_id)
     )
     return (current or 0) + 1
+
+
+def get_versions(
+    session: Session, version_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, WorkflowVersion]:
+    ids = list(set(version_ids))
+    if not ids:
+        return {}
+    query = select(WorkflowVersion).where(WorkflowVersion.id.in_(ids))
+    return {v.id: v for v in session.scalars(query)}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import relayflow.storage.types
-from sqlalchemy.dialects import postgresql
 
 revision = '0001'
 down_revision = None
@@ -19,7 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('workspaces',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('slug', sa.String(length=64), nullable=False),
@@ -228,11 +228,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_run_steps')),
     sa.UniqueConstraint('run_id', 'seq', name=op.f('uq_run_steps_run_id_seq'))
     )
-    
+
 
 
 def downgrade() -> None:
-    
+
     op.drop_table('run_steps')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_due')
@@ -264,4 +264,4 @@ def downgrade() -> None:
     op.drop_table('audit_events')
     op.drop_table('api_keys')
     op.drop_table('workspaces')
-    
+

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from relayflow.engine.graph import parse_definition
+from relayflow.services import run as run_service
+from relayflow.services import workflow as workflow_service
+from relayflow.web.api.schemas import (
+    RunCreate,
+    RunEnqueued,
+    WorkflowDeactivated,
+    WorkflowDetail,
+    WorkflowList,
+    WorkflowRead,
+    WorkflowSaved,
+)
+from relayflow.web.deps import (
+    PrincipalDep,
+    RuntimeDep,
+    SessionDep,
+    WriterDep,
+    wake_worker_after_commit,
+)
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+
+async def _definition(request: Request) -> dict[str, Any]:
+    return parse_definition(
+        await request.body(), content_type=request.headers.get("content-type", "").lower()
+    )
+
+
+_DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A workflow definition (key, name, trigger, start, nodes) as JSON, "
+                       "or as YAML when the Content-Type mentions yaml.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    name="workflows:save",
+    summary="Create or update a workflow from its definition",
+    response_model=WorkflowSaved,
+    status_code=status.HTTP_200_OK,
+    responses={201: {"model": WorkflowSaved, "description": "Created"}},
+    openapi_extra=_DEFINITION_BODY,
+)
+def save_workflow(
+    principal: WriterDep,
+    definition: Annotated[dict[str, Any], Depends(_definition)],
+    response: Response,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> WorkflowSaved:
+    saved = workflow_service.save(
+        session, workspace_id=principal.workspace_id, definition=definition, now=runtime.clock()
+    )
+    if saved.created:
+        response.status_code = status.HTTP_201_CREATED
+    read = WorkflowRead.build(saved.workflow, saved.version, base_url=runtime.base_url)
+    return WorkflowSaved(**read.model_dump(), new_version=saved.new_version)
+
+
+@router.get("", name="workflows:list", summary="List workflows", response_model=WorkflowList)
+def list_workflows(
+    session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+) -> WorkflowList:
+    pairs = workflow_service.list_current(session, workspace_id=principal.workspace_id)
+    return WorkflowList(
+        items=[WorkflowRead.build(w, v, base_url=runtime.base_url) for w, v in pairs]
+    )
+
+
+@router.get(
+    "/{key}",
+    name="workflows:detail",
+    summary="Get a workflow with its versions",
+    response_model=WorkflowDetail,
+)
+def get_workflow(
+    key: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+) -> WorkflowDetail:
+    detail = workflow_service.detail(session, workspace_id=principal.workspace_id, key=key)
+    return WorkflowDetail.from_detail(detail, base_url=runtime.base_url)
+
+
+@router.post(
+    "/{key}/activate",
+    name="workflows:activate",
+    summary="Activate a workflow",
+    response_model=WorkflowRead,
+)
+def activate_workflow(
+    key: str, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
+) -> WorkflowRead:
+    workflow = workflow_service.activate(
+        session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
+        now=runtime.clock(),
+    )
+    version = workflow_service.current_version(session, workflow)
+    return WorkflowRead.build(workflow, version, base_url=runtime.base_url)
+
+
+@router.post(
+    "/{key}/deactivate",
+    name="workflows:deactivate",
+    summary="Deactivate a workflow and cancel its in-flight runs",
+    response_model=WorkflowDeactivated,
+)
+def deactivate_workflow(
+    key: str, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
+) -> WorkflowDeactivated:
+    workflow, canceled = workflow_service.deactivate(
+        session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
+        now=runtime.clock(),
+    )
+    version = workflow_service.current_version(session, workflow)
+    read = WorkflowRead.build(workflow, version, base_url=runtime.base_url)
+    return WorkflowDeactivated(**read.model_dump(), canceled_runs=canceled)
+
+
+@router.post(
+    "/{key}/runs",
+    name="workflows:trigger",
+    summary="Start a run by hand",
+    response_model=RunEnqueued,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+def trigger_run(
+    key: str, principal: WriterDep, body: RunCreate, session: SessionDep, runtime: RuntimeDep
+) -> RunEnqueued:
+    contact = body.contact.model_dump(exclude_none=True) if body.contact else None
+    enrolled = run_service.trigger_manual(
+        session, workspace_id=principal.workspace_id, workflow_key=key, contact=contact,
+        event=body.event, idempotency_key=body.idempotency_key, now=runtime.clock(),
+    )
+    if not enrolled.duplicate:
+        wake_worker_after_commit(session)
+    return RunEnqueued(id=enrolled.run.id, status=enrolled.run.status,
+                       duplicate=enrolled.duplicate)

@@ -1,0 +1,68 @@
+"""The ASGI application: JSON API, health check, error rendering and the embedded worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from relayflow.config import Settings
+from relayflow.services.runtime import Runtime
+from relayflow.web import api, errors
+from relayflow.web.limits import BodyLimitMiddleware
+from relayflow.worker.loop import Worker
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, runtime: Runtime | None = None, embedded_worker: bool = False
+) -> FastAPI:
+    owns_runtime = runtime is None
+    runtime = runtime or Runtime.from_settings(settings)
+    worker = Worker(runtime, settings) if embedded_worker else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        thread = None
+        if worker is not None:
+            thread = threading.Thread(
+                target=worker.run_forever, name="relayflow-worker", daemon=True
+            )
+            thread.start()
+        try:
+            yield
+        finally:
+            if worker is not None and thread is not None:
+                worker.stop()
+                # A step in flight finishes first; past the lease another worker resumes it.
+                thread.join(timeout=settings.lease_seconds)
+                if thread.is_alive():
+                    log.warning("embedded worker did not stop within the lease")
+            if owns_runtime:
+                runtime.dispose()
+
+    app = FastAPI(
+        title="relayflow",
+        summary="Contact-automation orchestrator: workflows, runs and deliveries.",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.worker = worker
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["health"], name="health")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

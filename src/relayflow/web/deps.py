@@ -1,0 +1,70 @@
+"""Request dependencies as Annotated aliases: the session, the runtime and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from relayflow.errors import Forbidden, Unauthorized
+from relayflow.services import auth as auth_service
+from relayflow.services.auth import Principal
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+
+_WAKE_WORKER = "relayflow.wake_worker"
+_bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Bearer rf_….…`")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
+    with session_scope(runtime.sessions) as session:
+        yield session
+    # Only after the commit: a worker woken earlier would not see the new run yet.
+    worker = request.app.state.worker
+    if worker is not None and session.info.get(_WAKE_WORKER):
+        worker.wake()
+
+
+# scope="function": commit before the response is sent, so a failed commit is answered
+# with an error instead of a success for data that was never written.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def wake_worker_after_commit(session: Session) -> None:
+    """Ask the embedded worker (if any) to poll as soon as this request's work is committed."""
+    session.info[_WAKE_WORKER] = True
+
+
+def get_principal(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials.strip():
+        raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
+    return auth_service.authenticate_key(
+        session, token=credentials.credentials.strip(), now=runtime.clock()
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_writer(principal: PrincipalDep) -> Principal:
+    if not principal.can_write:
+        raise Forbidden(f"The {principal.role} role can read but not change anything.")
+    return principal
+
+
+WriterDep = Annotated[Principal, Depends(get_writer)]

@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi.testclient import TestClient
+
+from relayflow.services import walk
+from relayflow.services.runtime import Runtime
+from tests.support.worker import drain
+from tests.web.api.definitions import create, rejecting, straight, trigger, waiting
+
+
+def _parse(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    assert parsed.tzinfo is not None
+    return parsed
+
+
+class TestListRuns:
+    def test_newest_first_with_run_fields(self, client: TestClient) -> None:
+        create(client, straight())
+        first = trigger(client, "onboarding")
+        second = trigger(client, "onboarding", contact={"phone": "+44 20 7946 0958"})
+
+        response = client.get("/api/v1/runs")
+
+        assert response.status_code == 200
+        body = response.json()
+        assert [r["id"] for r in body["items"]] == [second, first]
+        assert body["next_cursor"] is None
+        run = body["items"][0]
+        assert run["workflow"] == "onboarding"
+        assert run["version"] == 1
+        assert run["status"] == "PENDING"
+        assert run["trigger"] == "manual"
+        assert run["contact"]["phone"] == "+442079460958"
+        assert run["contact"]["email"] is None
+        assert run["duration_ms"] is None
+        assert run["waiting_until"] is None
+        _parse(run["created_at"])
+
+    def test_paging_walks_every_run_once_while_new_runs_arrive(
+        self, client: TestClient
+    ) -> None:
+        create(client, straight())
+        existing = [trigger(client, "onboarding") for _ in range(5)]
+        seen: list[str] = []
+        cursor = None
+
+        for _ in range(10):
+            params: dict[str, str | int] = {"limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/api/v1/runs", params=params).json()
+            assert len(page["items"]) <= 2
+            seen.extend(r["id"] for r in page["items"])
+            trigger(client, "onboarding")  # newer than every cursor: never on a later page
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+
+        assert seen == list(reversed(existing))
+
+    def test_filters_by_one_status(self, client: TestClient, runtime: Runtime) -> None:
+        create(client, rejecting())
+        failed = trigger(client, "rejecter", event={"reason": "x"})
+        drain(runtime)
+        pending = trigger(client, "rejecter", event={"reason": "y"})
+
+        failed_ids = [r["id"] for r in client.get("/api/v1/runs?status=FAILED").json()["items"]]
+        pending_ids = [r["id"] for r in client.get("/api/v1/runs?status=PENDING").json()["items"]]
+
+        assert failed_ids == [failed]
+        assert pending_ids == [pending]
+
+    def test_filters_by_comma_separated_statuses_in_any_case(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, rejecting())
+        create(client, waiting())
+        failed = trigger(client, "rejecter", event={"reason": "x"})
+        running = trigger(client, "drip")
+        drain(runtime)
+        trigger(client, "drip")  # PENDING: filtered out
+
+        response = client.get("/api/v1/runs", params={"status": "failed, Running"})
+
+        assert {r["id"] for r in response.json()["items"]} == {failed, running}
+
+    def test_unknown_status_is_422(self, client: TestClient) -> None:
+        response = client.get("/api/v1/runs?status=RUNNING,DONE")
+
+        assert response.status_code == 422
+        assert response.json()["error"] == "InvalidInput"
+        assert "DONE" in response.json()["detail"]
+
+    def test_filters_by_workflow_key(self, client: TestClient) -> None:
+        create(client, straight("alpha"))
+        create(client, straight("beta"))
+        alpha = trigger(client, "alpha")
+        trigger(client, "beta")
+
+        response = client.get("/api/v1/runs?workflow=alpha")
+
+        assert [r["id"] for r in response.json()["items"]] == [alpha]
+
+    def test_unknown_workflow_key_gives_an_empty_list(self, client: TestClient) -> None:
+        create(client, straight())
+        trigger(client, "onboarding")
+
+        response = client.get("/api/v1/runs?workflow=nope")
+
+        assert response.status_code == 200
+        assert response.json() == {"items": [], "next_cursor": None}
+
+    def test_another_workspace_runs_are_not_listed(
+        self, client: TestClient, other_client: TestClient
+    ) -> None:
+        create(other_client, straight())
+        trigger(other_client, "onboarding")
+
+        assert client.get("/api/v1/runs").json()["items"] == []
+        assert client.get("/api/v1/runs?workflow=onboarding").json()["items"] == []
+
+    def test_limit_over_200_is_422(self, client: TestClient) -> None:
+        response = client.get("/api/v1/runs?limit=201")
+
+        assert response.status_code == 422
+        assert response.json()["fields"][0]["loc"] == ["query", "limit"]
+
+    def test_limit_zero_is_422(self, client: TestClient) -> None:
+        assert client.get("/api/v1/runs?limit=0").status_code == 422
+
+    def test_garbage_cursor_is_422(self, client: TestClient) -> None:
+        response = client.get("/api/v1/runs?cursor=not-a-cursor")
+
+        assert response.status_code == 422
+        assert response.json()["error"] == "InvalidInput"
+
+
+class TestGetRun:
+    def test_completed_run_has_its_steps_in_order(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding", event={"plan": "pro"})
+        drain(runtime)
+
+        response = client.get(f"/api/v1/runs/{run_id}")
+
+        assert response.status_code == 200
+        run = response.json()
+        assert run["status"] == "COMPLETED"
+        assert run["error"] is None
+        assert run["duration_ms"] == int(
+            (_parse(run["finished_at"]) - _parse(run["started_at"])).total_seconds() * 1000
+        )
+        steps = run["steps"]
+        assert [s["seq"] for s in steps] == [0, 1, 2, 3]
+        assert [(s["node_id"], s["type"]) for s in steps] == [
+            ("trigger", "TRIGGER"), ("check", "CONDITION"), ("welcome", "SEND_MESSAGE"),
+            ("done", "END"),
+        ]
+        assert all(s["status"] == "COMPLETED" for s in steps)
+        assert steps[1]["branch"] == "then"
+        assert steps[2]["delivery_attempt_id"] is not None
+        assert all(s["duration_ms"] is not None and s["duration_ms"] >= 0 for s in steps)
+        assert run["children"] == []
+
+    def test_stop_error_run_carries_the_rendered_message(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, rejecting())
+        run_id = trigger(client, "rejecter", event={"reason": "card declined"})
+        drain(runtime)
+
+        run = client.get(f"/api/v1/runs/{run_id}").json()
+
+        assert run["status"] == "FAILED"
+        assert run["error"] == "Rejected: card declined"
+        assert run["steps"][-1]["node_id"] == "stop"
+        assert run["steps"][-1]["status"] == "FAILED"
+
+    def test_parked_run_shows_when_it_wakes(self, client: TestClient, runtime: Runtime) -> None:
+        create(client, waiting())
+        run_id = trigger(client, "drip")
+        drain(runtime)
+
+        run = client.get(f"/api/v1/runs/{run_id}").json()
+
+        assert run["status"] == "RUNNING"
+        assert run["current_node"] == "wait_2d"
+        waited = _parse(run["waiting_until"]) - _parse(run["started_at"])
+        assert 47 * 3600 < waited.total_seconds() <= 48 * 3600 + 60
+        assert run["steps"][-1]["status"] == "WAITING"
+
+    def test_child_run_is_linked_both_ways(self, client: TestClient, runtime: Runtime) -> None:
+        create(client, {"key": "child", "trigger": {"type": "upstream"}, "start": "done",
+                        "nodes": {"done": {"type": "END"}}})
+        create(client, {"key": "parent", "start": "start_child", "nodes": {
+            "start_child": {"type": "TRIGGER_WORKFLOW", "workflow": "child", "next": "done"},
+            "done": {"type": "END"}}})
+        parent_id = trigger(client, "parent")
+        drain(runtime)
+
+        parent = client.get(f"/api/v1/runs/{parent_id}").json()
+
+        assert parent["status"] == "COMPLETED"
+        assert len(parent["children"]) == 1
+        link = parent["children"][0]
+        assert link["workflow"] == "child"
+        assert link["relation"] == "child"
+        child = client.get(f"/api/v1/runs/{link['id']}").json()
+        assert child["parent_run_id"] == parent_id
+        assert child["trigger"] == "upstream"
+
+    def test_another_workspace_run_is_404_like_a_missing_one(
+        self, client: TestClient, other_client: TestClient
+    ) -> None:
+        create(other_client, straight())
+        theirs = trigger(other_client, "onboarding")
+
+        response = client.get(f"/api/v1/runs/{theirs}")
+        missing = client.get("/api/v1/runs/01a20f1e-0000-7000-8000-000000000000")
+
+        assert response.status_code == missing.status_code == 404
+        assert response.json()["error"] == missing.json()["error"] == "NotFound"
+
+    def test_malformed_id_is_404(self, client: TestClient) -> None:
+        response = client.get("/api/v1/runs/not-a-run-id")
+
+        assert response.status_code == 404
+        assert response.json()["error"] == "NotFound"
+
+
+class TestCancelRun:
+    def test_pending_run_is_canceled_at_once(self, client: TestClient) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+
+        response = client.post(f"/api/v1/runs/{run_id}/cancel")
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["id"] == run_id
+        assert body["status"] == "CANCELED"
+        assert body["cancel_requested"] is False
+        assert body["finished_at"] is not None
+        assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "CANCELED"
+
+    def test_canceling_again_is_409(self, client: TestClient) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        client.post(f"/api/v1/runs/{run_id}/cancel")
+
+        response = client.post(f"/api/v1/runs/{run_id}/cancel")
+
+        assert response.status_code == 409
+        assert response.json()["error"] == "Conflict"
+
+    def test_completed_run_is_409(self, client: TestClient, runtime: Runtime) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        drain(runtime)
+
+        assert client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 409
+
+    def test_parked_run_is_canceled_at_once(self, client: TestClient, runtime: Runtime) -> None:
+        create(client, waiting())
+        run_id = trigger(client, "drip")
+        drain(runtime)
+
+        body = client.post(f"/api/v1/runs/{run_id}/cancel").json()
+
+        assert body["status"] == "CANCELED"
+        assert body["waiting_until"] is None
+        steps = client.get(f"/api/v1/runs/{run_id}").json()["steps"]
+        assert steps[-1]["status"] == "CANCELED"
+
+    def test_run_held_by_a_worker_is_flagged_then_stopped(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        walkers = walk.claim(runtime, worker="busy-worker", limit=10, lease_seconds=30)
+
+        response = client.post(f"/api/v1/runs/{run_id}/cancel")
+
+        assert response.status_code == 200
+        assert response.json()["cancel_requested"] is True
+        assert response.json()["status"] != "CANCELED"
+        walk.commit(runtime, walkers)  # the worker reaches its next step boundary
+        assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "CANCELED"
+
+    def test_another_workspace_run_is_404(
+        self, client: TestClient, other_client: TestClient
+    ) -> None:
+        create(other_client, straight())
+        theirs = trigger(other_client, "onboarding")
+
+        assert client.post(f"/api/v1/runs/{theirs}/cancel").status_code == 404
+        assert other_client.get(f"/api/v1/runs/{theirs}").json()["status"] == "PENDING"
+
+    def test_malformed_id_is_404(self, client: TestClient) -> None:
+        assert client.post("/api/v1/runs/xyz/cancel").status_code == 404

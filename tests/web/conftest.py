@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from relayflow.config import Settings
+from relayflow.services import auth as auth_service
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.web.app import create_app
+
+if TYPE_CHECKING:
+    from tests.conftest import WorkspaceHandle
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> FastAPI:
+    return create_app(settings, runtime=runtime)
+
+
+@pytest.fixture
+def client(app: FastAPI, workspace: WorkspaceHandle) -> Iterator[TestClient]:
+    """Authenticated with the admin key of `workspace`."""
+    with TestClient(app, headers=workspace.headers) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anonymous_client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def other_client(app: FastAPI, other_workspace: WorkspaceHandle) -> Iterator[TestClient]:
+    """Authenticated with the admin key of `other_workspace`."""
+    with TestClient(app, headers=other_workspace.headers) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def viewer_key(runtime: Runtime, workspace: WorkspaceHandle) -> str:
+    with session_scope(runtime.sessions) as session:
+        _, key = auth_service.create_api_key(
+            session, workspace_id=workspace.id, role="viewer", created_by="test",
+            now=datetime.now(UTC),
+        )
+    return key
+
+
+@pytest.fixture
+def viewer_client(app: FastAPI, viewer_key: str) -> Iterator[TestClient]:
+    with TestClient(app, headers={"Authorization": f"Bearer {viewer_key}"}) as test_client:
+        yield test_client
