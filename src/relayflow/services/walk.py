@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from relayflow.delivery.base import DeliveryError, OutboundMessage
@@ -129,7 +129,8 @@ class RunWalker:
                  "trigger": run.trigger_type},
             event=run.trigger_payload or {},
             contact=contact,
-            steps={s.node_id: dict(s.output or {}) for s in steps if s.status == "COMPLETED"},
+            steps={s.node_id: dict(s.output or {}) for s in steps
+                   if s.status == "COMPLETED" and s.seq > 0},
             now=now,
             secrets=secrets,
         )
@@ -385,13 +386,15 @@ def claim(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float) ->
 def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
           now: datetime) -> list[RunWalker]:
     tokens = {lease.run_id: lease.token for lease in leases}
-    states = job_repo.lock(session, list(tokens))
     runs = run_repo.get_many(session, list(tokens))
-    steps = run_repo.steps_of(session, list(tokens))
+    # A PENDING run has only its trigger step, so the hot path skips loading steps.
+    resumed = [r.id for r in runs if r.status != "PENDING"]
+    steps = run_repo.steps_of(session, resumed) if resumed else {}
     contacts = contact_repo.get_many(session, [r.contact_id for r in runs if r.contact_id])
     attempt_ids = [s.delivery_attempt_id for ss in steps.values() for s in ss
                    if s.status == "RUNNING" and s.delivery_attempt_id]
     attempts = delivery_repo.get_many(session, attempt_ids)
+    cancels = {lease.run_id: lease.cancel_requested for lease in leases}
     secrets_by_ws: dict[uuid.UUID, WorkspaceSecrets] = {}
     walkers = []
     for run in runs:
@@ -408,9 +411,9 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
         walkers.append(RunWalker(
             run=run, token=tokens[run.id], graph=workflow_service.graph_of(version),
             contact=contact_repo.as_variables(contact) if contact else None,
-            steps=steps[run.id], attempts=attempts, workflow_key=workflow.key,
+            steps=steps.get(run.id, []), attempts=attempts, workflow_key=workflow.key,
             version_number=version.number, secrets=secrets, now=now, runtime=runtime,
-            cancel_requested=states[run.id].cancel_requested))
+            cancel_requested=cancels[run.id]))
     for walker in walkers:
         if walker.cancel_requested:
             walker.cancel(now)
@@ -490,7 +493,7 @@ def _apply(session: Session, walkers: Sequence[RunWalker], now: datetime) -> Non
         if walker.canceled:
             canceled.append(walker.run_id)
     if new_steps:
-        session.execute(RunStep.__table__.insert(), new_steps)
+        session.execute(insert(RunStep.__table__), new_steps)
     for rows, model in ((step_updates, RunStep), (attempt_updates, DeliveryAttempt)):
         for group in _by_keys(rows):
             session.execute(update(model), group)

@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Job
@@ -22,6 +23,7 @@ from relayflow.storage.models import Job
 class Lease:
     run_id: uuid.UUID
     token: int
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +54,10 @@ def claim(
             lease_token=Job.lease_token + 1,
             claims=Job.claims + 1,
         )
-        .returning(Job.run_id, Job.lease_token)
+        .returning(Job.run_id, Job.lease_token, Job.cancel_requested)
         .execution_options(synchronize_session=False)
     ).all()
-    return [Lease(run_id, token) for run_id, token in rows]
+    return [Lease(run_id, token, cancel) for run_id, token, cancel in rows]
 
 
 def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobState]:
@@ -76,7 +78,8 @@ def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobS
 
 def add_many(session: Session, rows: list[dict[str, object]]) -> None:
     if rows:
-        session.execute(insert(Job), rows)
+        # Core insert (not the ORM's bulk path): several times faster for plain rows.
+        session.execute(insert(cast(Table, Job.__table__)), rows)
 
 
 def remove(session: Session, run_ids: Iterable[uuid.UUID]) -> None:
