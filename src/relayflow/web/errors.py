@@ -1,4 +1,9 @@
-"""Every error becomes `{"error": <name>, "detail": <message>, ...extra}` with its status."""
+"""Every error becomes `{"error": {"code", "message", "details"}}` with its status.
+
+`code` is the error's name (NotFound, InvalidGraph, ...), `message` a sentence for people,
+and `details` whatever a program needs to act on it (e.g. `problems` for an invalid
+definition, `fields` for a malformed request); `{}` when there is nothing more to say.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ _HTTP_ERROR_NAMES = {
 }
 
 
-def error_body(name: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"error": name, "detail": detail, **extra}
+def error_body(name: str, detail: str, **details: Any) -> dict[str, Any]:
+    return {"error": {"code": name, "message": detail, "details": details}}
 
 
 def error_response(exc: RelayflowError) -> JSONResponse:

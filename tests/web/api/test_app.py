@@ -70,15 +70,16 @@ class TestErrors:
         response = anonymous_client.get("/api/v1/nothing-here")
 
         assert response.status_code == 404
-        assert response.json() == {
-            "error": "NotFound", "detail": "No route for GET /api/v1/nothing-here",
-        }
+        assert response.json() == {"error": {
+            "code": "NotFound", "message": "No route for GET /api/v1/nothing-here",
+            "details": {},
+        }}
 
     def test_wrong_method_is_405_in_the_error_shape(self, client: TestClient) -> None:
         response = client.delete("/api/v1/runs")
 
         assert response.status_code == 405
-        assert response.json()["error"] == "MethodNotAllowed"
+        assert response.json()["error"]["code"] == "MethodNotAllowed"
 
     def test_unexpected_exception_is_500_without_internals(
         self, app: FastAPI, workspace: WorkspaceHandle
@@ -92,6 +93,6 @@ class TestErrors:
             response = client.get("/api/v1/explode")
 
         assert response.status_code == 500
-        assert response.json()["error"] == "InternalError"
+        assert response.json()["error"]["code"] == "InternalError"
         assert "hunter2" not in response.text
         assert "secret.py" not in response.text

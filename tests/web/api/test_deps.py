@@ -35,7 +35,7 @@ class TestPrincipal:
         response = anonymous_client.get("/api/v1/workflows")
 
         assert response.status_code == 401
-        assert response.json()["error"] == "Unauthorized"
+        assert response.json()["error"]["code"] == "Unauthorized"
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
     def test_wrong_key_is_401(
@@ -48,7 +48,7 @@ class TestPrincipal:
         )
 
         assert response.status_code == 401
-        assert response.json()["error"] == "Unauthorized"
+        assert response.json()["error"]["code"] == "Unauthorized"
 
     @pytest.mark.parametrize(
         "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer no-dot-in-it", "rf_x.y"]
@@ -99,7 +99,7 @@ class TestWriter:
         response = viewer_client.request(method, path, json=body)
 
         assert response.status_code == 403
-        assert response.json()["error"] == "Forbidden"
+        assert response.json()["error"]["code"] == "Forbidden"
 
     def test_viewer_is_403_on_cancel_and_the_run_is_untouched(
         self, client: TestClient, viewer_client: TestClient
@@ -137,4 +137,4 @@ class TestSession:
             response = client.put("/api/v1/secrets/CRM_TOKEN", json={"value": "x"})
 
         assert response.status_code == 500
-        assert response.json()["error"] == "InternalError"
+        assert response.json()["error"]["code"] == "InternalError"

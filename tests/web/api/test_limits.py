@@ -71,7 +71,7 @@ class TestBodyLimit:
         )
 
         assert response.status_code == 413
-        assert response.json()["error"] == "PayloadTooLarge"
+        assert response.json()["error"]["code"] == "PayloadTooLarge"
         assert client.get("/api/v1/workflows").json() == {"items": []}
 
     def test_chunked_body_over_the_limit_is_413(self, client: TestClient) -> None:
@@ -81,7 +81,7 @@ class TestBodyLimit:
         )
 
         assert response.status_code == 413
-        assert response.json()["error"] == "PayloadTooLarge"
+        assert response.json()["error"]["code"] == "PayloadTooLarge"
 
     def test_json_api_body_over_the_limit_is_413(self, client: TestClient) -> None:
         payload = json.dumps({"event": {"blob": "x" * (2 * MIB)}})
@@ -99,7 +99,7 @@ class TestBodyLimit:
 
         assert not app.called
         assert sent[0]["status"] == 413
-        assert json.loads(sent[1]["body"])["error"] == "PayloadTooLarge"
+        assert json.loads(sent[1]["body"])["error"]["code"] == "PayloadTooLarge"
         assert read == MIB // (64 * 1024) + 1
 
     def test_content_length_is_checked_before_reading(self) -> None:

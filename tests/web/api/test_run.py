@@ -91,8 +91,8 @@ class TestListRuns:
         response = client.get("/api/v1/runs?status=RUNNING,DONE")
 
         assert response.status_code == 422
-        assert response.json()["error"] == "InvalidInput"
-        assert "DONE" in response.json()["detail"]
+        assert response.json()["error"]["code"] == "InvalidInput"
+        assert "DONE" in response.json()["error"]["message"]
 
     def test_filters_by_workflow_key(self, client: TestClient) -> None:
         create(client, straight("alpha"))
@@ -126,7 +126,7 @@ class TestListRuns:
         response = client.get("/api/v1/runs?limit=201")
 
         assert response.status_code == 422
-        assert response.json()["fields"][0]["loc"] == ["query", "limit"]
+        assert response.json()["error"]["details"]["fields"][0]["loc"] == ["query", "limit"]
 
     def test_limit_zero_is_422(self, client: TestClient) -> None:
         assert client.get("/api/v1/runs?limit=0").status_code == 422
@@ -135,7 +135,7 @@ class TestListRuns:
         response = client.get("/api/v1/runs?cursor=not-a-cursor")
 
         assert response.status_code == 422
-        assert response.json()["error"] == "InvalidInput"
+        assert response.json()["error"]["code"] == "InvalidInput"
 
 
 class TestGetRun:
@@ -224,13 +224,13 @@ class TestGetRun:
         missing = client.get("/api/v1/runs/01a20f1e-0000-7000-8000-000000000000")
 
         assert response.status_code == missing.status_code == 404
-        assert response.json()["error"] == missing.json()["error"] == "NotFound"
+        assert response.json()["error"]["code"] == missing.json()["error"]["code"] == "NotFound"
 
     def test_malformed_id_is_404(self, client: TestClient) -> None:
         response = client.get("/api/v1/runs/not-a-run-id")
 
         assert response.status_code == 404
-        assert response.json()["error"] == "NotFound"
+        assert response.json()["error"]["code"] == "NotFound"
 
 
 class TestCancelRun:
@@ -256,7 +256,7 @@ class TestCancelRun:
         response = client.post(f"/api/v1/runs/{run_id}/cancel")
 
         assert response.status_code == 409
-        assert response.json()["error"] == "Conflict"
+        assert response.json()["error"]["code"] == "Conflict"
 
     def test_completed_run_is_409(self, client: TestClient, runtime: Runtime) -> None:
         create(client, straight())

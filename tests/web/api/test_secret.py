@@ -56,14 +56,14 @@ class TestPutSecret:
         response = client.put("/api/v1/secrets/not-a-name", json={"value": VALUE})
 
         assert response.status_code == 422
-        assert response.json()["error"] == "InvalidInput"
+        assert response.json()["error"]["code"] == "InvalidInput"
         assert VALUE not in response.text
 
     def test_empty_value_is_422(self, client: TestClient) -> None:
         response = client.put("/api/v1/secrets/CRM_TOKEN", json={"value": ""})
 
         assert response.status_code == 422
-        assert response.json()["fields"][0]["loc"] == ["body", "value"]
+        assert response.json()["error"]["details"]["fields"][0]["loc"] == ["body", "value"]
 
     def test_value_of_the_wrong_type_is_not_echoed(self, client: TestClient) -> None:
         response = client.put("/api/v1/secrets/CRM_TOKEN", json={"value": [VALUE]})
@@ -114,7 +114,7 @@ class TestDeleteSecret:
         response = client.delete("/api/v1/secrets/NOPE")
 
         assert response.status_code == 404
-        assert response.json()["error"] == "NotFound"
+        assert response.json()["error"]["code"] == "NotFound"
 
     def test_another_workspace_secret_is_404_and_kept(
         self, client: TestClient, other_client: TestClient

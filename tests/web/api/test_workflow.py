@@ -56,11 +56,11 @@ class TestSaveWorkflow:
 
         assert response.status_code == 422
         body = response.json()
-        assert body["error"] == "InvalidGraph"
-        assert body["detail"]
-        flagged = {p["node"] for p in body["problems"]}
+        assert body["error"]["code"] == "InvalidGraph"
+        assert body["error"]["message"]
+        flagged = {p["node"] for p in body["error"]["details"]["problems"]}
         assert {"check", "welcome", "mystery"} <= flagged
-        assert all(p["message"] for p in body["problems"])
+        assert all(p["message"] for p in body["error"]["details"]["problems"])
 
     def test_invalid_definition_is_not_saved(self, client: TestClient) -> None:
         definition = straight()
@@ -86,13 +86,13 @@ class TestSaveWorkflow:
         )
 
         assert response.status_code == 400
-        assert response.json()["error"] == "MalformedInput"
+        assert response.json()["error"]["code"] == "MalformedInput"
 
     def test_a_body_that_is_not_a_mapping_is_400(self, client: TestClient) -> None:
         response = client.post("/api/v1/workflows", json=["not", "a", "definition"])
 
         assert response.status_code == 400
-        assert response.json()["error"] == "MalformedInput"
+        assert response.json()["error"]["code"] == "MalformedInput"
 
     def test_webhook_workflow_gets_a_webhook_url(
         self, client: TestClient, runtime: Runtime
@@ -153,7 +153,7 @@ class TestGetWorkflow:
         response = client.get("/api/v1/workflows/nope")
 
         assert response.status_code == 404
-        assert response.json()["error"] == "NotFound"
+        assert response.json()["error"]["code"] == "NotFound"
 
     def test_another_workspace_key_is_404_like_a_missing_one(
         self, client: TestClient, other_client: TestClient
@@ -164,7 +164,7 @@ class TestGetWorkflow:
         missing = client.get("/api/v1/workflows/missing")
 
         assert theirs.status_code == missing.status_code == 404
-        assert theirs.json()["error"] == missing.json()["error"] == "NotFound"
+        assert theirs.json()["error"]["code"] == missing.json()["error"]["code"] == "NotFound"
 
 
 class TestActivateWorkflow:
@@ -197,8 +197,8 @@ class TestActivateWorkflow:
         response = client.post("/api/v1/workflows/crm/activate")
 
         assert response.status_code == 422
-        assert response.json()["error"] == "InvalidGraph"
-        assert [p["node"] for p in response.json()["problems"]] == ["call"]
+        assert response.json()["error"]["code"] == "InvalidGraph"
+        assert [p["node"] for p in response.json()["error"]["details"]["problems"]] == ["call"]
 
 
 class TestDeactivateWorkflow:
@@ -286,7 +286,7 @@ class TestTriggerRun:
         response = client.post("/api/v1/workflows/nope/runs", json={})
 
         assert response.status_code == 404
-        assert response.json()["error"] == "NotFound"
+        assert response.json()["error"]["code"] == "NotFound"
 
     def test_another_workspace_workflow_is_404(
         self, client: TestClient, other_client: TestClient
@@ -301,7 +301,7 @@ class TestTriggerRun:
         response = client.post("/api/v1/workflows/onboarding/runs", json={})
 
         assert response.status_code == 409
-        assert response.json()["error"] == "Conflict"
+        assert response.json()["error"]["code"] == "Conflict"
 
     def test_unknown_body_field_is_422_with_fields(self, client: TestClient) -> None:
         create(client, straight())
@@ -310,9 +310,9 @@ class TestTriggerRun:
 
         assert response.status_code == 422
         body = response.json()
-        assert body["error"] == "InvalidInput"
-        assert body["fields"][0]["loc"] == ["body", "contcat"]
-        assert body["fields"][0]["message"]
+        assert body["error"]["code"] == "InvalidInput"
+        assert body["error"]["details"]["fields"][0]["loc"] == ["body", "contcat"]
+        assert body["error"]["details"]["fields"][0]["message"]
 
     def test_invalid_contact_email_is_422(self, client: TestClient) -> None:
         create(client, straight())
@@ -321,7 +321,7 @@ class TestTriggerRun:
                                json={"contact": {"email": "not-an-address"}})
 
         assert response.status_code == 422
-        assert response.json()["error"] == "InvalidInput"
+        assert response.json()["error"]["code"] == "InvalidInput"
 
     def test_malformed_json_is_400(self, client: TestClient) -> None:
         create(client, straight())
@@ -330,7 +330,7 @@ class TestTriggerRun:
                                headers={"Content-Type": "application/json"})
 
         assert response.status_code == 400
-        assert response.json()["error"] == "MalformedInput"
+        assert response.json()["error"]["code"] == "MalformedInput"
 
     def test_triggered_run_completes_when_drained(
         self, client: TestClient, runtime: Runtime
