@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     poll_seconds: float = 0.5
     batch_size: int = 64
     max_body_bytes: int = 1024 * 1024
+    # Phone numbers written without +country code are read in this region (e.g. "US");
+    # unset, such numbers are refused rather than guessed.
+    default_phone_region: str | None = None
+    # The address users reach this server on, for webhook URLs (e.g. https://relay.example.com).
+    public_url: str | None = None
 
 
 @lru_cache

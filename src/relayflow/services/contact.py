@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import phonenumbers
 from sqlalchemy.orm import Session
 
 from relayflow.errors import InvalidInput, NotFound
@@ -22,15 +23,21 @@ def normalize_email(value: str) -> str:
     return email
 
 
-def normalize_phone(value: str) -> str:
-    digits = re.sub(r"[\s().-]", "", value.strip())
-    if not re.fullmatch(r"\+?\d{6,15}", digits):
+def normalize_phone(value: str, *, region: str | None = None) -> str:
+    """E.164 (`+14155550123`). Without a leading + the number is read in `region`."""
+    try:
+        number = phonenumbers.parse(value.strip(), region)
+    except phonenumbers.NumberParseException as exc:
+        hint = "" if region else " (write it with its country code, e.g. +14155550123)"
+        raise InvalidInput(f"{value!r} is not a phone number{hint}") from exc
+    if not phonenumbers.is_possible_number(number):
         raise InvalidInput(f"{value!r} is not a phone number")
-    return digits if digits.startswith("+") else "+" + digits
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def resolve(
-    session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime
+    session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime,
+    phone_region: str | None = None,
 ) -> Contact:
     """Find a contact by id, email, phone or external_id; create it if an address is given."""
     if "id" in spec:
@@ -43,7 +50,7 @@ def resolve(
     if spec.get("email"):
         values["email"] = normalize_email(str(spec["email"]))
     if spec.get("phone"):
-        values["phone"] = normalize_phone(str(spec["phone"]))
+        values["phone"] = normalize_phone(str(spec["phone"]), region=phone_region)
     if spec.get("external_id"):
         values["external_id"] = str(spec["external_id"])
     if not values:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
-from relayflow.web import api, errors
+from relayflow.web import api, errors, hooks
 from relayflow.web.limits import BodyLimitMiddleware
 from relayflow.worker.loop import Worker
 
@@ -60,6 +60,7 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api.router)
+    app.include_router(hooks.router)
 
     @app.get("/healthz", tags=["health"], name="health")
     def healthz() -> dict[str, bool]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from relayflow.web.api import run, secret, workflow
+from relayflow.web.api import audit, contact, key, member, run, secret, webhook, workflow
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(workflow.router)
+router.include_router(webhook.router)
 router.include_router(run.router)
+router.include_router(contact.router)
 router.include_router(secret.router)
+router.include_router(key.router)
+router.include_router(member.router)
+router.include_router(audit.router)
