@@ -6,6 +6,8 @@ Paths:
   /slow/<seconds>  sleeps, then 200
   /flaky/<n>       the first n requests with a given Idempotency-Key get 503, then 200
   /echo            200 with the request headers and body (to test redaction of echoes)
+  /messages        a messaging provider: 201 {"id": "msg-N"} once per Idempotency-Key, then
+                   200 with the same id for a repeat (which is not delivered again)
 Every request is recorded (method, path, headers, body). Requests carrying an
 Idempotency-Key already seen are counted in `replays` (the de-duplicating provider a
 well-behaved integration target would be).
@@ -35,6 +37,7 @@ class TestHttpServer:
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     flaky_counts: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> message id
 
     @property
     def url(self) -> str:
@@ -88,6 +91,13 @@ def start() -> TestHttpServer:
                     self._answer(503, {"error": "try again"})
                 else:
                     self._answer(200, {"ok": True, "tries": seen + 1})
+            elif parts[0] == "messages":
+                key = headers.get("Idempotency-Key", "")
+                with me.lock:
+                    repeat = key in me.delivered
+                    if not repeat:
+                        me.delivered[key] = f"msg-{len(me.delivered) + 1}"
+                self._answer(200 if repeat else 201, {"id": me.delivered[key]})
             elif parts[0] == "echo":
                 self._answer(200, {"headers": headers, "body": body})
             else:

@@ -17,6 +17,9 @@ class OutboundMessage:
     subject: str
     body: str
     idempotency_key: str
+    html: str | None = None
+    # Extra headers for email (List-Unsubscribe, ...); ignored by channels without headers.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,77 @@
+"""Messages through an HTTP API (SMS gateways, chat and messaging APIs).
+
+The request body is a template over the rendered message; 2xx is success and the
+provider's message id is read from the response at `message_id_path`. Every request
+carries an Idempotency-Key derived from the attempt id, so a provider that honours it
+drops a repeat sent after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
+from relayflow.delivery.config import HttpConfig
+from relayflow.engine import templates
+from relayflow.engine.executors.integration import resolve_path
+
+MAX_BODY = 16 * 1024
+
+
+class HttpMessageProvider:
+    name = "http"
+
+    def __init__(self, config: HttpConfig, *, token: str | None) -> None:
+        self.config = config
+        self._token = token
+
+    def _headers(self, message: OutboundMessage) -> dict[str, str]:
+        headers = {"Idempotency-Key": message.idempotency_key}
+        if self._token:
+            scheme = self.config.auth_scheme
+            headers[self.config.auth_header] = f"{scheme} {self._token}" if scheme else self._token
+        return headers
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        variables = {"to": message.to, "subject": message.subject, "body": message.body,
+                     "html": message.html or "", "attempt_id": message.attempt_id,
+                     "channel": message.channel}
+        try:
+            payload = templates.render_value(self.config.body, variables)
+        except Exception as exc:  # a template error is the configuration's fault: permanent
+            raise DeliveryError(f"provider body template failed: {exc}", retryable=False) from exc
+        try:
+            response = httpx.request(self.config.method, self.config.url, json=payload,
+                                     headers=self._headers(message), timeout=self.config.timeout)
+        except httpx.TimeoutException as exc:
+            raise DeliveryError(f"provider timed out after {self.config.timeout:g}s",
+                                retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"provider unreachable: {type(exc).__name__}: {exc}",
+                                retryable=True) from exc
+        body = _decode(response)
+        summary: dict[str, Any] = {"status": response.status_code, "body": body}
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = response.headers.get("Retry-After")
+            if retry_after:
+                summary["retry_after"] = retry_after
+            raise DeliveryError(f"provider answered HTTP {response.status_code}", retryable=True,
+                                response=summary)
+        if not 200 <= response.status_code < 300:
+            raise DeliveryError(f"provider refused with HTTP {response.status_code}",
+                                retryable=False, response=summary)
+        found = (resolve_path({"status": response.status_code, "body": body},
+                              self.config.message_id_path)
+                 if self.config.message_id_path else None)
+        return SendResult(provider_message_id=None if found is None else str(found),
+                          response=summary)
+
+
+def _decode(response: httpx.Response) -> Any:
+    text = response.text[:MAX_BODY]
+    try:
+        return response.json() if "json" in response.headers.get("content-type", "") else text
+    except ValueError:
+        return text
