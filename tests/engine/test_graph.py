@@ -186,3 +186,24 @@ class TestEdges:
 
     def test_non_string_targets_are_ignored(self) -> None:
         assert _node("WAIT", duration="1s", next=["a"]).edges() == []
+
+
+class TestParseDefinitionPlainData:
+    def test_unquoted_yaml_timestamps_stay_strings(self):
+        data = parse_definition("key: k\ntrigger: {type: schedule, at: 2026-12-01T09:00:00}\n",
+                                content_type="application/yaml")
+        assert data["trigger"]["at"] == "2026-12-01T09:00:00"
+
+    def test_alias_bomb_is_refused(self):
+        lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+        for i in range(1, 9):
+            prev = chr(ord("a") + i - 1)
+            name = chr(ord("a") + i)
+            lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, "
+                         f"*{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+        with pytest.raises(MalformedInput, match="expands to more than"):
+            parse_definition("\n".join(lines))
+
+    def test_non_json_values_are_refused(self):
+        with pytest.raises(MalformedInput, match="JSON cannot carry"):
+            parse_definition("key: k\nblob: !!binary aGVsbG8=\n")

@@ -86,20 +86,47 @@ class WorkflowGraph:
         return str(self.trigger.get("type", "manual"))
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that leaves unquoted timestamps as strings (`at: 2026-12-01T09:00:00`),
+    so every definition stays plain JSON data."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+MAX_VALUES = 100_000  # after YAML aliases are expanded: stops "billion laughs" documents
+
+
+def _count_values(data: Any, budget: int) -> int:
+    """Values in `data` as JSON would write them out; stops counting past `budget`."""
+    seen, stack = 0, [data]
+    while stack and seen <= budget:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return seen
+
+
 def parse_definition(raw: str | bytes, *, content_type: str = "") -> dict[str, Any]:
-    """Parse a YAML or JSON document into a dict; raises MalformedInput."""
+    """Parse a YAML or JSON document into a dict of plain JSON data; raises MalformedInput."""
     try:
         text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
-        if "yaml" in content_type:
-            data = yaml.safe_load(text)
-        elif "json" in content_type:
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON
+        # _Loader is a SafeLoader subclass: no arbitrary Python objects.
+        data = json.loads(text) if "json" in content_type else yaml.load(text, Loader=_Loader)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedInput(f"The definition is not valid YAML or JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedInput("The definition must be a mapping with key, trigger, start and nodes.")
+    if _count_values(data, MAX_VALUES) > MAX_VALUES:
+        raise MalformedInput(f"The definition expands to more than {MAX_VALUES} values.")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:  # e.g. !!binary or !!set tags
+        raise MalformedInput(f"The definition holds a value JSON cannot carry: {exc}") from exc
     return data
 
 
