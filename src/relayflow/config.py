@@ -22,7 +22,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     poll_seconds: float = 0.5
     batch_size: int = 64
+    # How often each worker looks for due schedule ticks (every worker does; keys dedupe).
+    schedule_poll_seconds: float = 5.0
     max_body_bytes: int = 1024 * 1024
+    # Requests inside the app at once; keep it below the database pool (storage/db.py: 20
+    # connections on SQLite, 30 on PostgreSQL) and the 40-thread pool. See web/concurrency.py.
+    max_concurrent_requests: int = 16
     # Phone numbers written without +country code are read in this region (e.g. "US");
     # unset, such numbers are refused rather than guessed.
     default_phone_region: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -12,13 +13,18 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relayflow.errors import InvalidInput, Unauthorized
+from relayflow.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from relayflow.services import audit as audit_service
+from relayflow.services.contact import normalize_email
 from relayflow.storage.models import ApiKey, Member
 from relayflow.storage.repositories import workspace as workspace_repo
 
 ROLES = ("admin", "operator", "viewer")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+MAX_NAME = 200
 _hasher = PasswordHasher()
 
 
@@ -34,9 +40,21 @@ class Principal:
     def can_write(self) -> bool:
         return self.role in ("admin", "operator")
 
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
 
 def _hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+
+
+# --- API keys ---------------------------------------------------------------------------
 
 
 def create_api_key(
@@ -44,8 +62,9 @@ def create_api_key(
     name: str = "",
 ) -> tuple[ApiKey, str]:
     """Returns the row and the full key, which is shown once and never stored."""
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    _check_role(role)
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"a key name is at most {MAX_NAME} characters")
     prefix = "rf_" + secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
@@ -53,12 +72,37 @@ def create_api_key(
         created_by=created_by, created_at=now,
     )
     workspace_repo.add_api_key(session, row)
+    audit_service.record(session, workspace_id=workspace_id, actor=created_by,
+                         action="key.create", target_type="api_key", target_id=prefix, now=now,
+                         detail={"role": role, "name": name})
     return row, f"{prefix}.{secret}"
+
+
+def list_api_keys(session: Session, *, workspace_id: uuid.UUID) -> list[ApiKey]:
+    return workspace_repo.list_api_keys(session, workspace_id)
+
+
+def revoke_api_key(
+    session: Session, *, workspace_id: uuid.UUID, prefix: str, actor: str, now: datetime
+) -> ApiKey:
+    """Revoke at once: the next request with this key is refused (401)."""
+    key = (workspace_repo.get_api_key(session, workspace_id, prefix)
+           if PREFIX_RE.match(prefix) else None)
+    if key is None:
+        raise NotFound(f"no API key {prefix!r} in this workspace")
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {prefix} was already revoked")
+    key.revoked_at = now
+    audit_service.record(session, workspace_id=workspace_id, actor=actor, action="key.revoke",
+                         target_type="api_key", target_id=prefix, now=now,
+                         detail={"role": key.role, "name": key.name})
+    return key
 
 
 def authenticate_key(session: Session, *, token: str, now: datetime) -> Principal:
     prefix, _, secret = token.partition(".")
-    key = workspace_repo.get_api_key_by_prefix(session, prefix) if secret else None
+    known = bool(secret) and PREFIX_RE.match(prefix) is not None
+    key = workspace_repo.get_api_key_by_prefix(session, prefix) if known else None
     if key is None or not hmac.compare_digest(key.hash, _hash_key(secret)):
         raise Unauthorized("The API key is missing, unknown or revoked.")
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
@@ -66,17 +110,36 @@ def authenticate_key(session: Session, *, token: str, now: datetime) -> Principa
     return Principal(workspace_id=key.workspace_id, role=key.role, actor=f"key:{key.prefix}")
 
 
+# --- members ----------------------------------------------------------------------------
+
+
 def add_member(
     session: Session, *, workspace_id: uuid.UUID, email: str, role: str, password: str,
-    now: datetime,
+    now: datetime, actor: str = "cli",
 ) -> Member:
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    _check_role(role)
+    address = normalize_email(email)
+    if len(address) > 320:
+        raise InvalidInput("an email address is at most 320 characters")
     if len(password) < 8:
         raise InvalidInput("password must be at least 8 characters")
-    member = Member(workspace_id=workspace_id, email=email.strip().lower(), role=role,
+    if workspace_repo.get_member(session, workspace_id, address) is not None:
+        raise Conflict(f"{address} is already a member of this workspace")
+    member = Member(workspace_id=workspace_id, email=address, role=role,
                     password_hash=_hasher.hash(password), created_at=now)
-    return workspace_repo.add_member(session, member)
+    try:
+        with session.begin_nested():
+            workspace_repo.add_member(session, member)
+    except IntegrityError as exc:  # added by a concurrent request since the check above
+        raise Conflict(f"{address} is already a member of this workspace") from exc
+    audit_service.record(session, workspace_id=workspace_id, actor=actor, action="member.add",
+                         target_type="member", target_id=str(member.id), now=now,
+                         detail={"email": address, "role": role})
+    return member
+
+
+def list_members(session: Session, *, workspace_id: uuid.UUID) -> list[Member]:
+    return workspace_repo.list_members(session, workspace_id)
 
 
 def verify_password(member: Member, password: str) -> bool:

@@ -1,19 +1,32 @@
+"""Contacts: normalised addresses, find-or-create for triggers, upsert, search and detail."""
+
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import phonenumbers
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relayflow.errors import InvalidInput, NotFound
+from relayflow.errors import Conflict, InvalidInput, NotFound
+from relayflow.services import paging
 from relayflow.storage.ids import parse_id
 from relayflow.storage.models import Contact
 from relayflow.storage.repositories import contact as contact_repo
+from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories.run import RunFilter, RunRow
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+IDENTIFIERS = ("email", "phone", "external_id")
+MAX_LENGTH = {"email": 320, "phone": 32, "external_id": 200}
+RECENT_RUNS = 20
+# What people type around phone digits: "+1 (415) 555-0123".
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
+_PHONE_SEARCH = re.compile(r"^\+?[0-9]+$")
 
 
 def normalize_email(value: str) -> str:
@@ -35,6 +48,21 @@ def normalize_phone(value: str, *, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, str]:
+    """The normalised identifiers a spec gives (email, phone, external_id)."""
+    values: dict[str, str] = {}
+    if spec.get("email"):
+        values["email"] = normalize_email(str(spec["email"]))
+    if spec.get("phone"):
+        values["phone"] = normalize_phone(str(spec["phone"]), region=phone_region)
+    if spec.get("external_id"):
+        values["external_id"] = str(spec["external_id"])
+    for field, value in values.items():
+        if len(value) > MAX_LENGTH[field]:
+            raise InvalidInput(f"{field} is at most {MAX_LENGTH[field]} characters")
+    return values
+
+
 def resolve(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime,
     phone_region: str | None = None,
@@ -46,16 +74,10 @@ def resolve(
         if contact is None:
             raise NotFound(f"no contact {spec['id']!r} in this workspace")
         return contact
-    values: dict[str, str] = {}
-    if spec.get("email"):
-        values["email"] = normalize_email(str(spec["email"]))
-    if spec.get("phone"):
-        values["phone"] = normalize_phone(str(spec["phone"]), region=phone_region)
-    if spec.get("external_id"):
-        values["external_id"] = str(spec["external_id"])
+    values = _identifiers(spec, phone_region)
     if not values:
         raise InvalidInput("contact needs one of id, email, phone or external_id")
-    for field in ("email", "phone", "external_id"):
+    for field in IDENTIFIERS:
         if field in values:
             found = contact_repo.find(session, workspace_id, field=field, value=values[field])
             if found is not None:
@@ -63,7 +85,152 @@ def resolve(
     attributes = spec.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise InvalidInput("contact attributes must be an object")
-    return contact_repo.add(session, Contact(
-        workspace_id=workspace_id, attributes=attributes, suppressed={}, created_at=now,
-        updated_at=now, **values,
-    ))
+    try:
+        with session.begin_nested():
+            return contact_repo.add(session, Contact(
+                workspace_id=workspace_id, attributes=attributes, suppressed={},
+                created_at=now, updated_at=now, **values,
+            ))
+    except IntegrityError:
+        # A concurrent request created the same contact first (on PostgreSQL both may try;
+        # the unique constraint stops the second). That row is committed now: use it.
+        for field in IDENTIFIERS:
+            if field in values:
+                found = contact_repo.find(session, workspace_id, field=field,
+                                          value=values[field])
+                if found is not None:
+                    return found
+        raise
+
+
+def get(session: Session, *, workspace_id: uuid.UUID, contact_id: str | uuid.UUID) -> Contact:
+    parsed = contact_id if isinstance(contact_id, uuid.UUID) else parse_id(contact_id)
+    contact = contact_repo.get(session, workspace_id, parsed) if parsed else None
+    if contact is None:
+        raise NotFound(f"no contact {contact_id!s} in this workspace")
+    return contact
+
+
+def find_by_address(
+    session: Session, *, workspace_id: uuid.UUID, address: str, phone_region: str | None = None
+) -> Contact | None:
+    """The contact an email or phone number (in any usual spelling) belongs to, if any.
+
+    An address that cannot be read as either is an error, not a miss."""
+    text = address.strip()
+    if "@" in text:
+        return contact_repo.find(session, workspace_id, field="email",
+                                 value=normalize_email(text))
+    phone = normalize_phone(text, region=phone_region)
+    return contact_repo.find(session, workspace_id, field="phone", value=phone)
+
+
+# --- upsert -----------------------------------------------------------------------------
+
+
+class ContactConflict(Conflict):
+    """The identifiers given belong to different contacts."""
+
+    def __init__(self, matches: dict[str, Contact]) -> None:
+        self.matches = {field: str(c.id) for field, c in matches.items()}
+        fields = " and ".join(sorted(self.matches))
+        super().__init__(f"{fields} belong to different contacts; send identifiers of one "
+                         "contact, or update each contact separately")
+
+    def extra(self) -> dict[str, Any]:
+        return {"matches": self.matches}
+
+
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    contact: Contact
+    created: bool
+
+
+def _merge(attributes: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Top-level merge: given keys replace, `null` removes, others are kept."""
+    merged = {**attributes, **changes}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def upsert(
+    session: Session, *, workspace_id: uuid.UUID, now: datetime, email: str | None = None,
+    phone: str | None = None, external_id: str | None = None,
+    attributes: dict[str, Any] | None = None, phone_region: str | None = None,
+) -> Upserted:
+    """Create a contact, or update the one its identifiers match.
+
+    Every identifier given is looked up. One contact matched: the given identifiers are
+    set on it (so a known email can bring a new phone) and the attributes merged in. None
+    matched: a new contact. Two different contacts matched: ContactConflict, nothing
+    changes."""
+    spec = {"email": email, "phone": phone, "external_id": external_id}
+    values = _identifiers(spec, phone_region)
+    if not values:
+        raise InvalidInput("a contact needs at least one of email, phone or external_id")
+    for attempt in range(2):
+        matches = contact_repo.find_any(session, workspace_id, values)
+        if len({c.id for c in matches.values()}) > 1:
+            raise ContactConflict(matches)
+        found = next(iter(matches.values()), None)
+        try:
+            with session.begin_nested():
+                if found is None:
+                    found = contact_repo.add(session, Contact(
+                        workspace_id=workspace_id, attributes=_merge({}, attributes or {}),
+                        suppressed={}, created_at=now, updated_at=now, **values))
+                    return Upserted(found, True)
+                for field, value in values.items():
+                    setattr(found, field, value)
+                found.attributes = _merge(found.attributes or {}, attributes or {})
+                found.updated_at = now
+                session.flush()
+                return Upserted(found, False)
+        except IntegrityError as exc:
+            # A concurrent request took one of these identifiers first: look again.
+            if attempt:
+                raise Conflict("the contact changed while it was being saved; try again") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- listing and detail -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPage:
+    contacts: list[Contact]
+    next_cursor: str | None
+
+
+def search(
+    session: Session, *, workspace_id: uuid.UUID, text: str | None = None, limit: int = 50,
+    cursor: str | None = None,
+) -> ContactPage:
+    """Newest first. `text` matches part of an email, phone number or external id, in any
+    case; a phone number matches however it is spaced or punctuated."""
+    paging.check_limit(limit)
+    before = paging.decode_id(cursor) if cursor else None
+    needle = (text or "").strip()
+    digits = _PHONE_PUNCTUATION.sub("", needle)
+    phone_search = digits if _PHONE_SEARCH.match(digits) else None
+    contacts = contact_repo.list_page(session, workspace_id, limit=limit + 1,
+                                      search=needle or None, phone_search=phone_search,
+                                      before=before)
+    if len(contacts) <= limit:
+        return ContactPage(contacts, None)
+    contacts = contacts[:limit]
+    return ContactPage(contacts, paging.encode_id(contacts[-1].id))
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    contact: Contact
+    runs: list[RunRow]
+
+
+def detail(session: Session, *, workspace_id: uuid.UUID, contact_id: str) -> Detail:
+    """A contact with its newest runs (the rest through /runs?contact=<id>)."""
+    contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
+    runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
+                                                 contact_id=contact.id), limit=RECENT_RUNS)
+    return Detail(contact, runs)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import contact as contact_service
+from relayflow.services import paging
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun
 from relayflow.storage.notify import notify
+from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
@@ -25,7 +27,15 @@ from relayflow.storage.repositories.run import RunFilter, RunRow
 
 STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELED")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
-MAX_PAGE = 200
+MAX_PAGE = paging.MAX_PAGE
+# The status chips: each counts these statuses (Running also counts runs not yet started).
+CHIPS = {
+    "RUNNING": ("PENDING", "RUNNING"),
+    "COMPLETED": ("COMPLETED",),
+    "FAILED": ("FAILED",),
+    "CANCELED": ("CANCELED",),
+}
+RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +99,8 @@ def enroll(
     )
     try:
         with session.begin_nested():
-            session.execute(WorkflowRun.__table__.insert(), [run])
-            session.execute(RunStep.__table__.insert(), [step])
+            session.execute(insert(cast(Table, WorkflowRun.__table__)), [run])
+            session.execute(insert(cast(Table, RunStep.__table__)), [step])
             job_repo.add_many(session, [job])
         notify(session)
     except IntegrityError:
@@ -108,11 +118,12 @@ def enroll(
 def trigger_manual(
     session: Session, *, workspace_id: uuid.UUID, workflow_key: str,
     contact: dict[str, Any] | None, event: dict[str, Any], now: datetime,
-    idempotency_key: str | None = None,
+    idempotency_key: str | None = None, phone_region: str | None = None,
 ) -> Enrolled:
     """Start a run by hand (API, UI, CLI), resolving or creating the contact when one is given."""
     workflow = workflow_service.get(session, workspace_id=workspace_id, key=workflow_key)
-    found = (contact_service.resolve(session, workspace_id=workspace_id, spec=contact, now=now)
+    found = (contact_service.resolve(session, workspace_id=workspace_id, spec=contact, now=now,
+                                     phone_region=phone_region)
              if contact is not None else None)
     return enroll(session, workflow=workflow, contact=found, trigger_type="manual", event=event,
                   now=now, idempotency_key=idempotency_key)
@@ -159,6 +170,33 @@ def finish_cancel(session: Session, *, run: WorkflowRun, now: datetime, reason: 
     job_repo.remove(session, [run.id])
 
 
+def retry(
+    session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID, actor: str,
+    now: datetime,
+) -> WorkflowRun:
+    """A new run of the original's version, for the same contact and payload, linked to it
+    by `retry_of`. Only a finished run can be retried (retrying an in-flight one would
+    walk the same contact twice at once).
+
+    A deactivated workflow still accepts retries: activation decides whether triggers
+    start runs, and a retry is an operator's explicit choice for one run."""
+    original = get(session, workspace_id=workspace_id, run_id=run_id)
+    if original.status not in TERMINAL:
+        raise Conflict(f"run {original.id} is {original.status}; only a COMPLETED, FAILED or "
+                       "CANCELED run can be retried (cancel it first)")
+    workflow = workflow_repo.get(session, original.workflow_id)
+    assert workflow is not None  # the foreign key guarantees it
+    contact = (contact_repo.get(session, workspace_id, original.contact_id)
+               if original.contact_id else None)
+    enrolled = enroll(session, workflow=workflow, contact=contact, trigger_type="retry",
+                      event=dict(original.trigger_payload or {}), now=now,
+                      retry_of=original.id, version_id=original.version_id)
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="run.retry", target_type="run", target_id=str(original.id),
+                            now=now, detail={"retry_run_id": str(enrolled.run.id)})
+    return enrolled.run
+
+
 # --- listing ------------------------------------------------------------------------
 
 
@@ -169,20 +207,24 @@ class RunPage:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunQuery:
+    """What GET /runs asks for, as typed by a person: every field optional."""
+
+    status: str | None = None
+    workflow: str | None = None
+    contact: str | None = None
+    range: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
 def encode_cursor(at: datetime, run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{run_id}".encode()).decode().rstrip("=")
+    return paging.encode_at(at, run_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, run_id = raw.partition("|")
-        parsed = parse_id(run_id)
-        if parsed is None:
-            raise ValueError(run_id)
-        return datetime.fromisoformat(at), parsed
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
+    return paging.decode_at(cursor)
 
 
 def list_page(
@@ -209,34 +251,88 @@ def parse_statuses(text: str | None) -> tuple[str, ...]:
     return wanted
 
 
+def _utc(value: datetime, name: str) -> datetime:
+    """A naive time is UTC; an aware one is converted to UTC."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput(f"{name} is out of range") from exc
+
+
+def time_window(
+    *, range_: str | None, created_from: datetime | None, created_to: datetime | None,
+    now: datetime,
+) -> tuple[datetime | None, datetime | None]:
+    """`range` (24h, 7d, 30d back from now) or `from`/`to`; `from` counts, `to` does not."""
+    if range_:
+        if created_from is not None or created_to is not None:
+            raise InvalidInput("give either range or from/to, not both")
+        if range_ not in RANGES:
+            raise InvalidInput(f"range must be one of {', '.join(RANGES)}")
+        return now - RANGES[range_], None
+    start = _utc(created_from, "from") if created_from is not None else None
+    end = _utc(created_to, "to") if created_to is not None else None
+    if start is not None and end is not None and start > end:
+        raise InvalidInput("from must not be later than to")
+    return start, end
+
+
 def build_filter(
-    session: Session, *, workspace_id: uuid.UUID, status: str | None = None,
-    workflow_key: str | None = None,
+    session: Session, *, workspace_id: uuid.UUID, query: RunQuery, now: datetime,
+    phone_region: str | None = None,
 ) -> RunFilter | None:
-    """The filter for a run listing; None when it can match nothing (an unknown workflow)."""
-    statuses = parse_statuses(status)
+    """The filter for a run listing; None when it can match nothing (an unknown workflow,
+    an address no contact has). Malformed input is an error even then."""
+    statuses = parse_statuses(query.status)
+    start, end = time_window(range_=query.range, created_from=query.created_from,
+                             created_to=query.created_to, now=now)
+    matches_nothing = False
+    contact_id = None
+    if query.contact and query.contact.strip():
+        contact_id = parse_id(query.contact.strip())
+        if contact_id is None:
+            found = contact_service.find_by_address(
+                session, workspace_id=workspace_id, address=query.contact,
+                phone_region=phone_region)
+            contact_id = found.id if found is not None else None
+            matches_nothing = found is None
     workflow_id = None
-    if workflow_key:
-        workflow = workflow_repo.get_by_key(session, workspace_id, workflow_key)
-        if workflow is None:
-            return None
-        workflow_id = workflow.id
-    return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=workflow_id)
+    if query.workflow:
+        workflow = workflow_repo.get_by_key(session, workspace_id, query.workflow)
+        workflow_id = workflow.id if workflow is not None else None
+        matches_nothing = matches_nothing or workflow is None
+    if matches_nothing:
+        return None
+    return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=workflow_id,
+                     contact_id=contact_id, created_from=start, created_to=end)
+
+
+def chip_counts(session: Session, run_filter: RunFilter | None) -> dict[str, int]:
+    """`{ALL, RUNNING, COMPLETED, FAILED, CANCELED}` under every filter but the status."""
+    by_status = ({} if run_filter is None else
+                 run_repo.count_by_status(session, replace(run_filter, statuses=())))
+    counts = {"ALL": sum(by_status.values())}
+    for chip, statuses in CHIPS.items():
+        counts[chip] = sum(by_status.get(s, 0) for s in statuses)
+    return counts
 
 
 def search(
-    session: Session, *, workspace_id: uuid.UUID, status: str | None = None,
-    workflow_key: str | None = None, limit: int = 50, cursor: str | None = None,
+    session: Session, *, workspace_id: uuid.UUID, query: RunQuery | None = None,
+    limit: int = 50, cursor: str | None = None, now: datetime,
+    phone_region: str | None = None,
 ) -> RunPage:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+    """One page of runs, newest first, with the status chip counts."""
+    paging.check_limit(limit)
     if cursor:
         decode_cursor(cursor)  # a bad cursor is an error even when the filter matches nothing
-    run_filter = build_filter(session, workspace_id=workspace_id, status=status,
-                              workflow_key=workflow_key)
+    run_filter = build_filter(session, workspace_id=workspace_id, query=query or RunQuery(),
+                              now=now, phone_region=phone_region)
+    counts = chip_counts(session, run_filter)
     if run_filter is None:
-        return RunPage([], None)
-    return list_page(session, run_filter=run_filter, limit=limit, cursor=cursor)
+        return RunPage([], None, counts)
+    page = list_page(session, run_filter=run_filter, limit=limit, cursor=cursor)
+    return replace(page, counts=counts)
 
 
 def get_row(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> RunRow:
@@ -259,15 +355,26 @@ class Detail:
     row: RunRow
     steps: list[RunStep]
     linked: list[Linked]
+    parent: RunRow | None = None  # the run whose TRIGGER_WORKFLOW started this one
+    original: RunRow | None = None  # the run this one retries
 
 
 def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> Detail:
+    """A run with its steps and its links both ways: the runs it started or that retry it,
+    and the run that started it or that it retries (None when that run was pruned)."""
     row = get_row(session, workspace_id=workspace_id, run_id=run_id)
+    run = row.run
     linked_runs = [
-        Linked(r, "retry" if r.run.retry_of == row.run.id else "child")
-        for r in run_repo.linked_rows(session, workspace_id, row.run.id)
+        Linked(r, "retry" if r.run.retry_of == run.id else "child")
+        for r in run_repo.linked_rows(session, workspace_id, run.id)
     ]
-    return Detail(row, run_repo.steps(session, row.run.id), linked_runs)
+    upstream = run_repo.get_rows(
+        session, workspace_id, [i for i in (run.parent_run_id, run.retry_of) if i is not None])
+    return Detail(
+        row, run_repo.steps(session, run.id), linked_runs,
+        parent=upstream.get(run.parent_run_id) if run.parent_run_id else None,
+        original=upstream.get(run.retry_of) if run.retry_of else None,
+    )
 
 
 def steps(session: Session, run: WorkflowRun) -> list[RunStep]:

@@ -54,6 +54,15 @@ def load_secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def base_url_of(settings: Settings) -> str:
+    """Where users reach this server: `public_url` when set (behind a proxy or TLS
+    terminator), else the address it listens on."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6 literal
+    return f"http://{host}:{settings.port}"
+
+
 @dataclass(slots=True, kw_only=True)
 class Runtime:
     sessions: sessionmaker[Session]
@@ -67,7 +76,7 @@ class Runtime:
         return cls(
             sessions=make_sessionmaker(engine),
             cipher=SecretCipher(load_secret_key(settings)),
-            base_url=f"http://{settings.host}:{settings.port}",
+            base_url=base_url_of(settings),
         )
 
     def dispose(self) -> None:

@@ -107,6 +107,7 @@ def activate(
     if workflow.status != "ACTIVE":
         workflow.status = "ACTIVE"
         workflow.updated_at = now
+        workflow.activated_at = now
         workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                                 action="workflow.activate", target_type="workflow",
                                 target_id=key, now=now)

@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
+from relayflow.services import audit as audit_service
 from relayflow.services import auth
-from relayflow.storage.models import AuditEvent, Workspace
+from relayflow.storage.models import Workspace
 from relayflow.storage.repositories import workspace as workspace_repo
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -43,8 +44,6 @@ def audit(
     session: Session, *, workspace_id: uuid.UUID, actor: str, action: str, target_type: str,
     target_id: str, now: datetime, detail: dict[str, object] | None = None,
 ) -> None:
-    workspace_repo.add_audit(
-        session,
-        AuditEvent(workspace_id=workspace_id, actor=actor, action=action,
-                   target_type=target_type, target_id=target_id, detail=detail or {}, at=now),
-    )
+    """Record an audit event (see services.audit)."""
+    audit_service.record(session, workspace_id=workspace_id, actor=actor, action=action,
+                         target_type=target_type, target_id=target_id, now=now, detail=detail)

@@ -18,11 +18,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# Both pools hold more connections than the web app admits requests at once
+# (Settings.max_concurrent_requests, 16), leaving room for the embedded worker.
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+            url, connect_args={"timeout": 60, "check_same_thread": False},
+            pool_size=10, max_overflow=10, **kwargs,
         )
         _configure_sqlite(engine)
         return engine

@@ -109,6 +109,11 @@ class Workflow(Base):
     webhook_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # When the workflow last became ACTIVE: a schedule never fires a tick from before it.
+    activated_at: Mapped[datetime | None]
+    # The newest schedule tick fully enrolled (or skipped), so it is not rescanned every poll.
+    # Only an optimisation: the runs' idempotency keys are what keep a tick from doubling.
+    schedule_last_tick: Mapped[datetime | None]
 
 
 class WorkflowVersion(Base):

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
 from relayflow.web import api, errors, hooks
+from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
 from relayflow.worker.loop import Worker
 
@@ -59,6 +60,8 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: bounds requests before they take a thread or a connection.
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.include_router(api.router)
     app.include_router(hooks.router)
 

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from relayflow.errors import Forbidden, Unauthorized
+from relayflow.config import Settings
+from relayflow.errors import Forbidden, InvalidInput, Unauthorized
 from relayflow.services import auth as auth_service
 from relayflow.services.auth import Principal
 from relayflow.services.runtime import Runtime
@@ -25,6 +26,14 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
@@ -46,11 +55,21 @@ def wake_worker_after_commit(session: Session) -> None:
     session.info[_WAKE_WORKER] = True
 
 
+def _refuse_nul(request: Request) -> None:
+    """PostgreSQL cannot store or even compare text with NUL characters, so a path or query
+    value holding one is refused up front, alike on both databases, for every route."""
+    query = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in query):
+        raise InvalidInput("The request's path or query holds a NUL (\\u0000) character.")
+
+
 def get_principal(
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    _refuse_nul(request)
     if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
     return auth_service.authenticate_key(
@@ -68,3 +87,12 @@ def get_writer(principal: PrincipalDep) -> Principal:
 
 
 WriterDep = Annotated[Principal, Depends(get_writer)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden(f"Only the admin role may do this; this key's role is {principal.role}.")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]

@@ -1,4 +1,7 @@
-"""poll → claim due runs → advance → sleep, with lease heartbeats and a graceful stop."""
+"""poll → claim due runs → advance → sleep, with lease heartbeats and a graceful stop.
+
+The same loop fires schedule ticks, at most every `schedule_poll_seconds`. Every worker
+does; the runs' idempotency keys keep several of them from doubling a tick."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from datetime import timedelta
 
 from relayflow.config import Settings
 from relayflow.faults import crash_point
+from relayflow.services import schedule as schedule_service
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
@@ -30,6 +34,7 @@ class Worker:
         self.wake_event = threading.Event()
         self._held: list[Lease] = []
         self._held_lock = threading.Lock()
+        self._next_schedule = 0.0  # time.monotonic() of the next schedule check
 
     def wake(self) -> None:
         """Ask for an immediate poll (a run was just enqueued in this process)."""
@@ -50,6 +55,23 @@ class Worker:
             with self._held_lock:
                 self._held = []
 
+    def schedule_once(self) -> int:
+        """Fire due schedule ticks if `schedule_poll_seconds` have passed since the last
+        look; returns how many runs that opened."""
+        if time.monotonic() < self._next_schedule:
+            return 0
+        self._next_schedule = time.monotonic() + self.settings.schedule_poll_seconds
+        try:
+            return schedule_service.tick(self.runtime, now=self.runtime.clock())
+        except Exception:  # like a failed iteration: log, and the next check tries again
+            log.exception("schedule tick failed")
+            return 0
+
+    def _idle_seconds(self) -> float:
+        """The poll wait, cut short when a schedule check falls due sooner."""
+        until_schedule = max(0.0, self._next_schedule - time.monotonic())
+        return min(self.settings.poll_seconds, until_schedule)
+
     def _heartbeat(self) -> None:
         while not self.stop_event.wait(self.settings.heartbeat_seconds):
             with self._held_lock:
@@ -68,10 +90,10 @@ class Worker:
         log.info("worker %s started", self.name)
         beat = threading.Thread(target=self._heartbeat, name="relayflow-heartbeat", daemon=True)
         beat.start()
-        idle = self.settings.poll_seconds
         bind = self.runtime.sessions.kw.get("bind")
         listener = Listener.for_engine(bind) if bind is not None else None
         while not self.stop_event.is_set():
+            self.schedule_once()
             try:
                 claimed = self.run_once()
             except Exception:  # the loop must survive a database blip; the fence keeps us safe
@@ -79,6 +101,7 @@ class Worker:
                 claimed = 0
                 self.stop_event.wait(1.0)
             if claimed == 0:
+                idle = self._idle_seconds()
                 if listener is not None and not self.wake_event.is_set():
                     self._listen(listener, idle)
                 else:

@@ -45,6 +45,19 @@ def waiting(key: str = "drip") -> dict[str, Any]:
     }
 
 
+def upstream_child(key: str = "child") -> dict[str, Any]:
+    """Started by another workflow's TRIGGER_WORKFLOW node."""
+    return {"key": key, "trigger": {"type": "upstream"}, "start": "done",
+            "nodes": {"done": {"type": "END"}}}
+
+
+def upstream_parent(key: str = "parent", *, child: str = "child") -> dict[str, Any]:
+    """Starts a run of `child` for the same contact, then ends."""
+    return {"key": key, "start": "start_child", "nodes": {
+        "start_child": {"type": "TRIGGER_WORKFLOW", "workflow": child, "next": "done"},
+        "done": {"type": "END"}}}
+
+
 def webhook(key: str = "inbound") -> dict[str, Any]:
     return {
         "key": key,

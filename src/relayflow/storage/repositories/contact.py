@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact
@@ -21,6 +21,45 @@ def find(session: Session, workspace_id: uuid.UUID, *, field: str, value: str) -
     return session.scalar(
         select(Contact).where(Contact.workspace_id == workspace_id, column[field] == value)
     )
+
+
+def find_any(session: Session, workspace_id: uuid.UUID, values: dict[str, str]) -> dict[
+    str, Contact
+]:
+    """The contact each identifier matches (`{"email": c1, "phone": c2}`), in one query."""
+    column = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
+    if not values:
+        return {}
+    query = select(Contact).where(
+        Contact.workspace_id == workspace_id,
+        or_(*(column[field] == value for field, value in values.items())),
+    )
+    found: dict[str, Contact] = {}
+    for contact in session.scalars(query):
+        for field, value in values.items():
+            if getattr(contact, field) == value:
+                found[field] = contact
+    return found
+
+
+def list_page(
+    session: Session, workspace_id: uuid.UUID, *, limit: int, search: str | None = None,
+    phone_search: str | None = None, before: uuid.UUID | None = None,
+) -> list[Contact]:
+    """Newest first, keyset on the time-ordered id. `search` matches a substring of the
+    email, phone or external_id, ignoring case; `phone_search` (digits) of the phone only."""
+    query = select(Contact).where(Contact.workspace_id == workspace_id)
+    if search:
+        needle = search.lower()
+        matches = [
+            func.lower(Contact.email).contains(needle, autoescape=True),
+            func.lower(Contact.external_id).contains(needle, autoescape=True),
+            Contact.phone.contains(phone_search or needle, autoescape=True),
+        ]
+        query = query.where(or_(*matches))
+    if before is not None:
+        query = query.where(Contact.id < before)
+    return list(session.scalars(query.order_by(Contact.id.desc()).limit(limit)))
 
 
 def add(session: Session, contact: Contact) -> Contact:

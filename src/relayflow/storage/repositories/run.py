@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Row, Select, and_, func, or_, select, update
+from sqlalchemy import Row, Select, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
@@ -127,21 +127,30 @@ def list_page(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[RunRow]:
-    """Newest first, keyset on (created_at, id): stable while new runs arrive."""
+    """Newest first, keyset on (created_at, id): stable while new runs arrive.
+
+    The row-value comparison lets both databases walk the (workspace, ..., created_at, id)
+    indexes backwards from the cursor instead of counting past skipped rows."""
     query = _filtered(_rows(), f)
     if before is not None:
-        at, run_id = before
-        query = query.where(
-            or_(WorkflowRun.created_at < at,
-                and_(WorkflowRun.created_at == at, WorkflowRun.id < run_id))
-        )
+        query = query.where(tuple_(WorkflowRun.created_at, WorkflowRun.id) < before)
     query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit)
-    return [RunRow(*row) for row in session.execute(query)]
+    return [_to_row(row) for row in session.execute(query)]
 
 
 def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
     query = _filtered(select(WorkflowRun.status, func.count()), f).group_by(WorkflowRun.status)
     return {status: int(n) for status, n in session.execute(query)}
+
+
+def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.UUID]) -> dict[
+    uuid.UUID, RunRow
+]:
+    if not run_ids:
+        return {}
+    query = _rows().where(WorkflowRun.workspace_id == workspace_id,
+                          WorkflowRun.id.in_(list(run_ids)))
+    return {row.run.id: row for row in map(_to_row, session.execute(query))}
 
 
 def in_flight(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID) -> list[

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import ApiKey, AuditEvent, Member, Workspace
@@ -40,6 +41,13 @@ def get_api_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
     )
 
 
+def get_api_key(session: Session, workspace_id: uuid.UUID, prefix: str) -> ApiKey | None:
+    """A key of this workspace by prefix, revoked or not."""
+    return session.scalar(
+        select(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.prefix == prefix)
+    )
+
+
 def touch_api_key(session: Session, key_id: uuid.UUID, at: datetime) -> None:
     session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=at))
 
@@ -56,5 +64,24 @@ def get_member(session: Session, workspace_id: uuid.UUID, email: str) -> Member 
     )
 
 
+def list_members(session: Session, workspace_id: uuid.UUID) -> list[Member]:
+    return list(session.scalars(select(Member).where(Member.workspace_id == workspace_id)
+                                .order_by(Member.created_at, Member.email)))
+
+
 def add_audit(session: Session, event: AuditEvent) -> None:
     session.add(event)
+
+
+def list_audit(
+    session: Session, workspace_id: uuid.UUID, *, limit: int, actions: Sequence[str] = (),
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[AuditEvent]:
+    """Newest first, keyset on (at, id) over the (workspace_id, at) index."""
+    query = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    if actions:
+        query = query.where(AuditEvent.action.in_(list(actions)))
+    if before is not None:
+        query = query.where(tuple_(AuditEvent.at, AuditEvent.id) < before)
+    query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+    return list(session.scalars(query))

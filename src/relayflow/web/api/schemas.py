@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from relayflow.engine.outcome import RunStatus, StepStatus
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.secret import SecretInfo
-from relayflow.storage.models import RunStep, Workflow, WorkflowVersion
+from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowVersion
 from relayflow.storage.repositories.run import RunRow
 
 WorkflowStatus = Literal["DRAFT", "ACTIVE", "INACTIVE"]
+
+
+def clean_text(value: str) -> str:
+    """Text both databases can store: PostgreSQL refuses NUL characters outright, and
+    neither can encode a lone surrogate. Refusing them here answers 422 on both alike."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def clean_json(value: Any) -> Any:
+    """`clean_text` for every key and string inside a JSON value, which must be plain JSON:
+    no NaN or infinity (Python's JSON reader accepts them; PostgreSQL's JSONB does not)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must not hold NaN or infinite numbers")
+        return value
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    raise ValueError(f"must be plain JSON (a {type(value).__name__} is not)")
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(clean_json)]
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -99,11 +134,11 @@ class ContactSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    external_id: str | None = None
-    attributes: dict[str, Any] | None = Field(
+    id: Text | None = None
+    email: Text | None = Field(default=None, max_length=320)
+    phone: Text | None = Field(default=None, max_length=64)
+    external_id: Text | None = Field(default=None, max_length=200)
+    attributes: JsonObject | None = Field(
         default=None, description="Attributes for a contact created by this call."
     )
 
@@ -112,8 +147,8 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     contact: ContactSpec | None = None
-    event: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    event: JsonObject = Field(default_factory=dict)
+    idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class RunEnqueued(BaseModel):
@@ -128,6 +163,13 @@ class ContactRef(BaseModel):
     phone: str | None
 
 
+class Waiting(BaseModel):
+    """Where a parked run waits and until when."""
+
+    node: str = Field(description="The WAIT node the run is parked at.")
+    until: datetime = Field(description="When the run wakes up and continues.")
+
+
 class RunRead(BaseModel):
     id: uuid.UUID
     workflow: str
@@ -140,7 +182,9 @@ class RunRead(BaseModel):
     finished_at: datetime | None
     duration_ms: int | None
     current_node: str | None
-    waiting_until: datetime | None
+    waiting_until: Waiting | None = Field(
+        description="Set while the run is parked at a WAIT node; null otherwise."
+    )
     error: str | None
     parent_run_id: uuid.UUID | None
     retry_of: uuid.UUID | None
@@ -167,12 +211,20 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "duration_ms": _ms(run.started_at, run.finished_at),
         "current_node": run.current_node,
-        "waiting_until": run.wake_at if run.status == "RUNNING" else None,
+        "waiting_until": (Waiting(node=run.current_node, until=run.wake_at)
+                          if run.status == "RUNNING" and run.wake_at and run.current_node
+                          else None),
         "error": run.error,
         "parent_run_id": run.parent_run_id,
         "retry_of": run.retry_of,
         "duplicates_ignored": run.duplicates_ignored,
     }
+
+
+class RunRetried(BaseModel):
+    id: uuid.UUID = Field(description="The new run.")
+    status: RunStatus
+    retry_of: uuid.UUID = Field(description="The run it retries.")
 
 
 class RunCanceled(RunRead):
@@ -211,17 +263,37 @@ class StepRead(BaseModel):
         )
 
 
+Relation = Literal["child", "retry", "parent", "original"]
+
+
 class LinkedRunRead(BaseModel):
     id: uuid.UUID
     workflow: str
     status: RunStatus
-    relation: Literal["child", "retry"]
+    created_at: datetime
+    relation: Relation = Field(
+        description="child: started by this run's TRIGGER_WORKFLOW; retry: a retry of this "
+        "run; parent: started this run; original: the run this one retries."
+    )
+
+    @classmethod
+    def build(cls, row: RunRow, relation: Relation) -> LinkedRunRead:
+        return cls(id=row.run.id, workflow=row.workflow_key, status=row.run.status,
+                   created_at=row.run.created_at, relation=relation)
 
 
 class RunDetail(RunRead):
     event: dict[str, Any] = Field(description="The trigger payload the run started with.")
     steps: list[StepRead]
-    children: list[LinkedRunRead]
+    children: list[LinkedRunRead] = Field(
+        description="Runs this one started (child) and retries of it (retry), oldest first."
+    )
+    parent: LinkedRunRead | None = Field(
+        description="The run that started this one (see parent_run_id)."
+    )
+    original: LinkedRunRead | None = Field(
+        description="The run this one retries (see retry_of)."
+    )
 
     @classmethod
     def from_detail(cls, detail: run_service.Detail) -> RunDetail:
@@ -229,21 +301,33 @@ class RunDetail(RunRead):
             **_run_fields(detail.row),
             event=detail.row.run.trigger_payload or {},
             steps=[StepRead.from_step(s) for s in detail.steps],
-            children=[
-                LinkedRunRead(id=link.row.run.id, workflow=link.row.workflow_key,
-                              status=link.row.run.status, relation=link.relation)
-                for link in detail.linked
-            ],
+            children=[LinkedRunRead.build(link.row, "retry" if link.relation == "retry"
+                                          else "child") for link in detail.linked],
+            parent=LinkedRunRead.build(detail.parent, "parent") if detail.parent else None,
+            original=(LinkedRunRead.build(detail.original, "original")
+                      if detail.original else None),
         )
+
+
+class RunCounts(BaseModel):
+    """Runs per status chip under every filter except `status`."""
+
+    ALL: int
+    RUNNING: int = Field(description="PENDING and RUNNING runs.")
+    COMPLETED: int
+    FAILED: int
+    CANCELED: int
 
 
 class RunList(BaseModel):
     items: list[RunRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+    counts: RunCounts
 
     @classmethod
     def from_page(cls, page: run_service.RunPage) -> RunList:
-        return cls(items=[RunRead.from_row(r) for r in page.rows], next_cursor=page.next_cursor)
+        return cls(items=[RunRead.from_row(r) for r in page.rows], next_cursor=page.next_cursor,
+                   counts=RunCounts(**page.counts))
 
 
 # --- secrets --------------------------------------------------------------------------
@@ -252,7 +336,7 @@ class RunList(BaseModel):
 class SecretWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: str = Field(min_length=1, max_length=64 * 1024)
+    value: Text = Field(min_length=1, max_length=64 * 1024)
 
 
 class SecretRead(BaseModel):
@@ -266,3 +350,57 @@ class SecretRead(BaseModel):
 
 class SecretList(BaseModel):
     items: list[SecretRead]
+
+
+# --- contacts -------------------------------------------------------------------------
+
+
+class ContactUpsert(BaseModel):
+    """Identifiers of one contact and attributes to merge into it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Text | None = Field(default=None, max_length=320, description="Stored lower-cased.")
+    phone: Text | None = Field(
+        default=None, max_length=64,
+        description="Any usual spelling; stored as E.164 (+14155550123). Without a country "
+        "code it is read in the server's default phone region, if one is set.",
+    )
+    external_id: Text | None = Field(default=None, max_length=200,
+                                     description="Your system's id for this person.")
+    attributes: JsonObject | None = Field(
+        default=None,
+        description="Merged into the contact's attributes: given keys replace, a null value "
+        "removes the key, other keys are kept.",
+    )
+
+
+class ContactRead(BaseModel):
+    id: uuid.UUID
+    email: str | None
+    phone: str | None
+    external_id: str | None
+    attributes: dict[str, Any]
+    suppressed: dict[str, Any] = Field(
+        description="Channels this contact gets no messages on, with the reason."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_contact(cls, contact: Contact) -> ContactRead:
+        return cls(id=contact.id, email=contact.email, phone=contact.phone,
+                   external_id=contact.external_id, attributes=contact.attributes or {},
+                   suppressed=contact.suppressed or {}, created_at=contact.created_at,
+                   updated_at=contact.updated_at)
+
+
+class ContactList(BaseModel):
+    items: list[ContactRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class ContactDetail(ContactRead):
+    runs: list[RunRead] = Field(
+        description="The newest 20 runs; /api/v1/runs?contact=<id> pages through all of them."
+    )

@@ -1,36 +1,60 @@
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from relayflow.engine.graph import parse_definition
+from relayflow.errors import InvalidInput
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
+from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import (
     RunCreate,
     RunEnqueued,
+    Text,
     WorkflowDeactivated,
     WorkflowDetail,
     WorkflowList,
     WorkflowRead,
     WorkflowSaved,
+    clean_json,
 )
 from relayflow.web.deps import (
     PrincipalDep,
     RuntimeDep,
     SessionDep,
+    SettingsDep,
     WriterDep,
     wake_worker_after_commit,
 )
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
+Key = Annotated[Text, Path(description="The workflow's key.")]
+
+
+def _dates_as_text(value: Any) -> Any:
+    """YAML reads `at: 2024-06-01T09:00:00Z` as a datetime; a definition is stored as JSON,
+    so such values are kept as the ISO 8601 text they were written as."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    return value
+
 
 async def _definition(request: Request) -> dict[str, Any]:
-    return parse_definition(
+    definition = parse_definition(
         await request.body(), content_type=request.headers.get("content-type", "").lower()
     )
+    try:
+        return dict(clean_json(_dates_as_text(definition)))
+    except ValueError as exc:
+        raise InvalidInput(f"The workflow definition is not valid: a text value {exc}.") from exc
 
 
 _DEFINITION_BODY: dict[str, Any] = {
@@ -52,7 +76,8 @@ _DEFINITION_BODY: dict[str, Any] = {
     summary="Create or update a workflow from its definition",
     response_model=WorkflowSaved,
     status_code=status.HTTP_200_OK,
-    responses={201: {"model": WorkflowSaved, "description": "Created"}},
+    responses={201: {"model": WorkflowSaved, "description": "Created"},
+               **errors(400, 401, 403, 413, 422)},
     openapi_extra=_DEFINITION_BODY,
 )
 def save_workflow(
@@ -71,7 +96,8 @@ def save_workflow(
     return WorkflowSaved(**read.model_dump(), new_version=saved.new_version)
 
 
-@router.get("", name="workflows:list", summary="List workflows", response_model=WorkflowList)
+@router.get("", name="workflows:list", summary="List workflows", response_model=WorkflowList,
+            responses=errors(401))
 def list_workflows(
     session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
 ) -> WorkflowList:
@@ -86,9 +112,10 @@ def list_workflows(
     name="workflows:detail",
     summary="Get a workflow with its versions",
     response_model=WorkflowDetail,
+    responses=errors(401, 404, 422),
 )
 def get_workflow(
-    key: str, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
+    key: Key, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
 ) -> WorkflowDetail:
     detail = workflow_service.detail(session, workspace_id=principal.workspace_id, key=key)
     return WorkflowDetail.from_detail(detail, base_url=runtime.base_url)
@@ -98,10 +125,12 @@ def get_workflow(
     "/{key}/activate",
     name="workflows:activate",
     summary="Activate a workflow",
+    description="Validates the current version again first (422 lists every problem).",
     response_model=WorkflowRead,
+    responses=errors(401, 403, 404, 409, 422),
 )
 def activate_workflow(
-    key: str, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
+    key: Key, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
 ) -> WorkflowRead:
     workflow = workflow_service.activate(
         session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
@@ -116,9 +145,10 @@ def activate_workflow(
     name="workflows:deactivate",
     summary="Deactivate a workflow and cancel its in-flight runs",
     response_model=WorkflowDeactivated,
+    responses=errors(401, 403, 404, 409, 422),
 )
 def deactivate_workflow(
-    key: str, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
+    key: Key, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
 ) -> WorkflowDeactivated:
     workflow, canceled = workflow_service.deactivate(
         session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
@@ -133,16 +163,21 @@ def deactivate_workflow(
     "/{key}/runs",
     name="workflows:trigger",
     summary="Start a run by hand",
+    description="Finds or creates the contact, then queues a run; the same "
+                "`idempotency_key` on this workflow answers with the first run (duplicate: true).",
     response_model=RunEnqueued,
     status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 401, 403, 404, 409, 413, 422),
 )
 def trigger_run(
-    key: str, principal: WriterDep, body: RunCreate, session: SessionDep, runtime: RuntimeDep
+    key: Key, principal: WriterDep, body: RunCreate, session: SessionDep, runtime: RuntimeDep,
+    settings: SettingsDep,
 ) -> RunEnqueued:
     contact = body.contact.model_dump(exclude_none=True) if body.contact else None
     enrolled = run_service.trigger_manual(
         session, workspace_id=principal.workspace_id, workflow_key=key, contact=contact,
         event=body.event, idempotency_key=body.idempotency_key, now=runtime.clock(),
+        phone_region=settings.default_phone_region,
     )
     if not enrolled.duplicate:
         wake_worker_after_commit(session)

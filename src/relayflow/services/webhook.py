@@ -1,0 +1,292 @@
+"""Webhook triggers: an inbound POST to /hooks/{token} opens a run; tokens can be rotated.
+
+The order of checks matters: the token is looked up first (404), then the signature is
+verified (401) before anything else about the workflow or the payload is revealed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, String
+from sqlalchemy.orm import Session
+
+from relayflow.engine import templates
+from relayflow.errors import Conflict, InvalidInput, MalformedInput, NotFound, Unauthorized
+from relayflow.services import contact as contact_service
+from relayflow.services import run as run_service
+from relayflow.services import workflow as workflow_service
+from relayflow.services import workspace as workspace_service
+from relayflow.services.runtime import SecretCipher
+from relayflow.storage.models import Contact, Workflow, WorkflowRun
+from relayflow.storage.repositories import secret as secret_repo
+from relayflow.storage.repositories import webhook as webhook_repo
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "Relayflow-Signature"
+TOLERANCE_SECONDS = 300
+
+
+def _length(column: ColumnElement[Any]) -> int:
+    kind = column.type
+    assert isinstance(kind, String)
+    assert kind.length is not None
+    return kind.length
+
+
+# What the columns hold: a longer value would be refused by PostgreSQL (and silently kept
+# by SQLite), so it is refused here, on both, with a message.
+_IDEMPOTENCY_KEY_LENGTH = _length(WorkflowRun.__table__.c.idempotency_key)
+_CONTACT_FIELD_LENGTH = {
+    field: _length(Contact.__table__.c[field]) for field in ("email", "phone", "external_id")
+}
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_token() makes
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
+_HEX_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def url_of(workflow: Workflow, *, base_url: str) -> str | None:
+    path = workflow_service.webhook_path(workflow)
+    return f"{base_url.rstrip('/')}{path}" if path else None
+
+
+# --- signatures -----------------------------------------------------------------------
+
+
+def sign(secret: str, body: bytes, *, timestamp: int) -> str:
+    """The hex HMAC-SHA256 a sender puts in `v1=`: over `"<timestamp>." + body`."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, body: bytes, *, timestamp: int) -> str:
+    return f"t={timestamp},v1={sign(secret, body, timestamp=timestamp)}"
+
+
+def _parse_signature(header: str) -> tuple[str, list[str]]:
+    """`t=…,v1=…[,v1=…]` -> (timestamp text, v1 signatures); other schemes are ignored."""
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            raise ValueError(part)
+        if name == "t":
+            timestamps.append(value.strip())
+        elif name == "v1":
+            signatures.append(value.strip())
+    if len(timestamps) != 1 or not _TIMESTAMP_RE.fullmatch(timestamps[0]) or not signatures:
+        raise ValueError(header)
+    if not all(_HEX_SHA256_RE.fullmatch(s) for s in signatures):
+        raise ValueError(header)
+    return timestamps[0], signatures
+
+
+def verify_signature(*, secret: str, header: str | None, body: bytes, now: datetime) -> None:
+    """Raise Unauthorized unless `header` carries a fresh v1 signature of `body`.
+
+    Several v1 entries may be present (a sender rotating its secret signs with both);
+    any one matching is enough. Comparisons are constant-time.
+    """
+    if header is None or not header.strip():
+        raise Unauthorized(f"The {SIGNATURE_HEADER} header is missing; this webhook only "
+                           "accepts signed requests.")
+    try:
+        timestamp, candidates = _parse_signature(header)
+    except ValueError:
+        raise Unauthorized(f"The {SIGNATURE_HEADER} header is malformed; expected "
+                           "t=<unix seconds>,v1=<hex HMAC-SHA256>.") from None
+    if abs(now.timestamp() - int(timestamp)) > TOLERANCE_SECONDS:
+        raise Unauthorized(f"The {SIGNATURE_HEADER} timestamp is outside the 5-minute window "
+                           "around the server's clock; sign each request when sending it.")
+    signed = f"{timestamp}.".encode() + body
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
+    # Check every entry, so the time taken does not tell which one matched.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected, candidate.lower().encode())
+    if not matched:
+        raise Unauthorized(f"The {SIGNATURE_HEADER} does not match the request body.")
+
+
+def _check_signature(
+    session: Session, *, workflow: Workflow, secret_name: str, header: str | None, body: bytes,
+    cipher: SecretCipher, now: datetime,
+) -> None:
+    stored = secret_repo.get(session, workflow.workspace_id, secret_name)
+    value: str | None = None
+    if stored is None:
+        log.warning("webhook of workflow %r names signing secret %r, which does not exist; "
+                    "refusing its requests", workflow.key, secret_name,
+                    extra={"workflow": workflow.key, "secret": secret_name})
+    else:
+        try:
+            value = cipher.decrypt(stored.ciphertext)
+        except RuntimeError:
+            log.error("signing secret %r of workflow %r cannot be decrypted; refusing its "
+                      "webhook requests", secret_name, workflow.key,
+                      extra={"workflow": workflow.key, "secret": secret_name})
+    if value is None:
+        raise Unauthorized("This webhook's signing secret is not available, so no request can "
+                           "be verified; ask the workflow's owner to set it.")
+    verify_signature(secret=value, header=header, body=body, now=now)
+
+
+# --- the payload ----------------------------------------------------------------------
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_storable(event: dict[str, Any]) -> None:
+    """Refuse strings PostgreSQL's JSON cannot hold (NUL, unpaired surrogates), on both
+    databases, so a payload is accepted or refused the same way everywhere."""
+    pending: list[Any] = [event]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput("The payload contains an unpaired UTF-16 surrogate "
+                                   "(\\ud800-\\udfff), which cannot be stored.") from None
+            if "\x00" in value:
+                raise InvalidInput("The payload contains a NUL character (\\u0000), which "
+                                   "cannot be stored.")
+
+
+def parse_event(body: bytes) -> dict[str, Any]:
+    """The raw body as the run's `event`: a JSON object, else 400 (not JSON) or 422."""
+    if not body.strip():
+        raise MalformedInput("The request body is empty; send a JSON object.")
+    try:
+        event = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedInput("The request body is nested too deeply.") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, out-of-range numbers
+        raise MalformedInput(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(event, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(event), "a number")
+        raise InvalidInput(f"The request body must be a JSON object, not {kind}.")
+    _check_storable(event)
+    return event
+
+
+def contact_spec(mapping: Mapping[str, Any], event: dict[str, Any]) -> dict[str, str]:
+    """Render the trigger's `contact` templates over `event`: `{"email": "…", …}`."""
+    spec: dict[str, str] = {}
+    for field, template in mapping.items():
+        try:
+            value = templates.render(str(template), {"event": event}).strip()
+        except Exception as exc:  # any error in the operator's template; see engine.stepper
+            raise InvalidInput(
+                f"The trigger's contact mapping failed for {field} ({template!s}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if len(value) > _CONTACT_FIELD_LENGTH.get(field, 200):
+            raise InvalidInput(f"The trigger's contact mapping gave a {field} longer than "
+                               f"{_CONTACT_FIELD_LENGTH.get(field, 200)} characters.")
+        if value:
+            spec[field] = value
+    if not spec:
+        fields = ", ".join(mapping)
+        raise InvalidInput(f"The trigger's contact mapping ({fields}) gave no value for this "
+                           "payload, so there is no contact to run for.")
+    return spec
+
+
+def _resolve_contact(
+    session: Session, *, workspace_id: uuid.UUID, spec: dict[str, str], now: datetime,
+    phone_region: str | None,
+) -> Contact:
+    try:
+        return contact_service.resolve(session, workspace_id=workspace_id, spec=spec, now=now,
+                                       phone_region=phone_region)
+    except InvalidInput as exc:
+        raise InvalidInput(f"The trigger's contact mapping gave an invalid contact: "
+                           f"{exc.detail}") from None
+
+
+# --- use cases ------------------------------------------------------------------------
+
+
+def receive(
+    session: Session, *, token: str, body: bytes, signature: str | None,
+    idempotency_key: str | None, cipher: SecretCipher, now: datetime,
+    phone_region: str | None = None,
+) -> run_service.Enrolled:
+    """Open a run from an inbound webhook request (the raw body becomes `event`)."""
+    # Anything but a token's alphabet (a NUL would even break PostgreSQL's comparison) is
+    # answered without a query.
+    workflow = webhook_repo.get_by_token(session, token) if _TOKEN_RE.fullmatch(token) else None
+    if workflow is None or workflow.trigger_type != "webhook":
+        raise NotFound("No webhook at this address (the token is unknown or was rotated).")
+    trigger = workflow_service.trigger_of(workflow_service.current_version(session, workflow))
+    secret_name = trigger.get("signing_secret")
+    if secret_name:
+        _check_signature(session, workflow=workflow, secret_name=str(secret_name),
+                         header=signature, body=body, cipher=cipher, now=now)
+    event = parse_event(body)
+    if workflow.status != "ACTIVE":
+        raise Conflict(f"Workflow {workflow.key!r} is {workflow.status}; it accepts webhook "
+                       "requests only while ACTIVE.")
+    if idempotency_key is not None and (
+        not 1 <= len(idempotency_key) <= _IDEMPOTENCY_KEY_LENGTH or "\x00" in idempotency_key
+    ):
+        raise InvalidInput(f"The Idempotency-Key header must be 1 to "
+                           f"{_IDEMPOTENCY_KEY_LENGTH} characters, without NUL.")
+    mapping = trigger.get("contact")
+    contact = None
+    if mapping:
+        spec = contact_spec(mapping, event)
+        contact = _resolve_contact(session, workspace_id=workflow.workspace_id, spec=spec,
+                                   now=now, phone_region=phone_region)
+    return run_service.enroll(session, workflow=workflow, contact=contact,
+                              trigger_type="webhook", event=event, now=now,
+                              idempotency_key=idempotency_key)
+
+
+def rotate_token(
+    session: Session, *, workspace_id: uuid.UUID, key: str, actor: str, now: datetime
+) -> Workflow:
+    """Give the workflow a new webhook token; the old address answers 404 from now on."""
+    workflow = workflow_service.get(session, workspace_id=workspace_id, key=key)
+    if workflow.trigger_type != "webhook":
+        raise Conflict(f"Workflow {key!r} has a {workflow.trigger_type} trigger; only webhook "
+                       "workflows have a webhook address.")
+    workflow.webhook_token = new_token()
+    workflow.updated_at = now
+    session.flush()
+    # The token itself stays out of the audit trail: with it, anyone can start runs.
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="workflow.webhook_rotate", target_type="workflow",
+                            target_id=key, now=now)
+    return workflow

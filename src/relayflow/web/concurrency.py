@@ -1,0 +1,32 @@
+"""Bound how many requests are inside the app at once.
+
+Sync dependencies and handlers run on a shared thread pool (40 threads), and a request
+holds its database connection across several hops onto that pool. Without a bound, a
+burst larger than the connection pool can leave every thread waiting for a connection
+held by a request that is itself waiting for a thread: nothing moves until the pool's
+timeout turns everything into 500s. Admitting at most `limit` requests (fewer than both
+the threads and the connections) makes that impossible; the rest wait, cheaply, on an
+asyncio semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class ConcurrencyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:  # created on the server's event loop
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)

@@ -1,0 +1,119 @@
+"""Another workspace's objects are answered exactly like missing ones: 404, the same body,
+and nothing changes on either side. Every route with an id or key in its path has a case,
+or the completeness test fails."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.web.api.definitions import create, straight, trigger, webhook
+from tests.web.api.routes import api_routes, visible_state
+
+ROTATE = ("POST", "/api/v1/workflows/{key}/webhook/rotate")
+MISSING_ID = "01a20f1e-0000-7000-8000-000000000000"
+
+
+@dataclass(frozen=True)
+class Case:
+    param: str  # the path parameter
+    theirs: str  # which of the other workspace's objects goes in it
+    missing: str  # a value naming nothing anywhere
+    body: Any = None
+
+
+CASES: dict[tuple[str, str], Case] = {
+    ("GET", "/api/v1/workflows/{key}"): Case("key", "workflow", "no-such-flow"),
+    ("POST", "/api/v1/workflows/{key}/activate"): Case("key", "workflow", "no-such-flow"),
+    ("POST", "/api/v1/workflows/{key}/deactivate"): Case("key", "workflow", "no-such-flow"),
+    ("POST", "/api/v1/workflows/{key}/runs"): Case(
+        "key", "workflow", "no-such-flow", {"contact": {"email": "ada@example.com"}}),
+    ROTATE: Case("key", "webhook_workflow", "no-such-flow"),
+    ("GET", "/api/v1/runs/{run_id}"): Case("run_id", "pending_run", MISSING_ID),
+    ("POST", "/api/v1/runs/{run_id}/cancel"): Case("run_id", "pending_run", MISSING_ID),
+    ("POST", "/api/v1/runs/{run_id}/retry"): Case("run_id", "finished_run", MISSING_ID),
+    ("GET", "/api/v1/contacts/{contact_id}"): Case("contact_id", "contact", MISSING_ID),
+    ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
+    ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
+}
+# PUT /secrets/{name} creates or replaces a secret of the caller's own workspace: a name
+# another workspace also uses is no id of theirs. TestUpsertByName checks theirs is untouched.
+UPSERTS = {("PUT", "/api/v1/secrets/{name}")}
+
+
+@pytest.fixture
+def theirs(other_client: TestClient) -> dict[str, str]:
+    """One of each object, in the other workspace only."""
+    create(other_client, straight("theirs-only"))
+    create(other_client, webhook("their-hook"))
+    pending = trigger(other_client, "theirs-only")
+    finished = trigger(other_client, "theirs-only")
+    other_client.post(f"/api/v1/runs/{finished}/cancel")
+    other_client.put("/api/v1/secrets/THEIR_TOKEN", json={"value": "theirs"})
+    key = other_client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
+    contact = other_client.get("/api/v1/contacts").json()["items"][0]["id"]
+    return {"workflow": "theirs-only", "webhook_workflow": "their-hook", "pending_run": pending,
+            "finished_run": finished, "contact": contact, "secret": "THEIR_TOKEN", "key": key}
+
+
+def _masked(response: Any, value: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(response.text.replace(value, "<ID>"))
+    return body
+
+
+class TestAnotherWorkspaceIsNotFound:
+    def test_every_route_with_a_path_parameter_has_a_case(self, app: FastAPI) -> None:
+        with_params = {r for r in api_routes(app) if "{" in r[1]}
+
+        missing = with_params - set(CASES) - UPSERTS
+        assert not missing, f"add these routes to CASES: {sorted(missing)}"
+        stale = set(CASES) - with_params - {ROTATE}
+        assert not stale, f"these CASES name no route: {sorted(stale)}"
+
+    @pytest.mark.parametrize("route", list(CASES), ids=" ".join)
+    def test_answers_404_like_a_missing_id(
+        self, app: FastAPI, client: TestClient, other_client: TestClient,
+        theirs: dict[str, str], route: tuple[str, str],
+    ) -> None:
+        if route not in api_routes(app):
+            pytest.skip(f"{' '.join(route)} is not registered yet")
+        case = CASES[route]
+        method, template = route
+        value = theirs[case.theirs]
+        mine_before, theirs_before = visible_state(client), visible_state(other_client)
+
+        response = client.request(method, template.format(**{case.param: value}),
+                                  json=case.body)
+        missing = client.request(method, template.format(**{case.param: case.missing}),
+                                 json=case.body)
+
+        assert response.status_code == missing.status_code == 404, response.text
+        assert _masked(response, value) == _masked(missing, case.missing)
+        assert response.json()["error"]["code"] == "NotFound"
+        assert visible_state(other_client) == theirs_before
+        assert visible_state(client) == mine_before
+
+    def test_malformed_ids_are_404_too(self, client: TestClient) -> None:
+        for path in ("/api/v1/runs/x", "/api/v1/runs/x/cancel", "/api/v1/runs/x/retry",
+                     "/api/v1/contacts/x"):
+            method = "GET" if path.count("/") == 4 else "POST"
+            assert client.request(method, path).status_code == 404, path
+
+
+class TestUpsertByName:
+    def test_putting_a_secret_another_workspace_has_leaves_theirs_alone(
+        self, client: TestClient, other_client: TestClient, theirs: dict[str, str]
+    ) -> None:
+        before = visible_state(other_client)
+
+        response = client.put(f"/api/v1/secrets/{theirs['secret']}", json={"value": "mine"})
+
+        assert response.status_code == 204
+        assert visible_state(other_client) == before
+        assert [s["name"] for s in client.get("/api/v1/secrets").json()["items"]] == [
+            theirs["secret"]]

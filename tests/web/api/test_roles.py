@@ -1,0 +1,145 @@
+"""Roles: admin does everything; operator everything but keys and members; viewer reads
+only. Every write endpoint on the app is in the matrix, or the completeness test fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.web.api.definitions import create, straight, trigger, webhook
+from tests.web.api.routes import api_routes, visible_state
+
+if TYPE_CHECKING:
+    from tests.conftest import WorkspaceHandle
+
+ROLES = ("admin", "operator", "viewer")
+ROTATE = ("POST", "/api/v1/workflows/{key}/webhook/rotate")
+
+
+@dataclass(frozen=True)
+class Case:
+    lowest: str  # the lowest role allowed: "operator" or "admin"
+    params: dict[str, str] = field(default_factory=dict)  # path parameter -> fixture name
+    body: Any = None
+    status: int = 200
+
+
+WRITES: dict[tuple[str, str], Case] = {
+    ("POST", "/api/v1/workflows"): Case("operator", body=straight("another"), status=201),
+    ("POST", "/api/v1/workflows/{key}/activate"): Case("operator", {"key": "workflow"}),
+    ("POST", "/api/v1/workflows/{key}/deactivate"): Case("operator", {"key": "workflow"}),
+    ("POST", "/api/v1/workflows/{key}/runs"): Case(
+        "operator", {"key": "workflow"}, {"contact": {"email": "new@example.com"}}, 202),
+    ROTATE: Case("operator", {"key": "webhook_workflow"}),
+    ("POST", "/api/v1/runs/{run_id}/cancel"): Case("operator", {"run_id": "pending_run"}),
+    ("POST", "/api/v1/runs/{run_id}/retry"): Case("operator", {"run_id": "finished_run"},
+                                                  status=202),
+    ("POST", "/api/v1/contacts"): Case("operator", body={"email": "new@example.com"},
+                                       status=201),
+    ("PUT", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, {"value": "v2"},
+                                            204),
+    ("DELETE", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, status=204),
+    ("POST", "/api/v1/keys"): Case("admin", body={"role": "viewer"}, status=201),
+    ("DELETE", "/api/v1/keys/{prefix}"): Case("admin", {"prefix": "spare_key"}),
+    ("POST", "/api/v1/members"): Case(
+        "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
+        status=201),
+}
+# Reads every role may make; the rest (listed here) are admin only.
+ADMIN_READS = {("GET", "/api/v1/keys")}
+
+
+@pytest.fixture
+def objects(client: TestClient) -> dict[str, str]:
+    """One of each object the write endpoints act on, made by the admin."""
+    create(client, straight())
+    create(client, webhook())
+    pending = trigger(client, "onboarding")
+    finished = trigger(client, "onboarding")
+    client.post(f"/api/v1/runs/{finished}/cancel")
+    client.put("/api/v1/secrets/CRM_TOKEN", json={"value": "v1"})
+    spare = client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
+    return {"workflow": "onboarding", "webhook_workflow": "inbound", "pending_run": pending,
+            "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare}
+
+
+@pytest.fixture
+def as_role(app: FastAPI, client: TestClient) -> Iterator[Any]:
+    opened: list[TestClient] = []
+
+    def make(role: str) -> TestClient:
+        key = client.post("/api/v1/keys", json={"role": role, "name": f"as {role}"})
+        limited = TestClient(app, headers={"Authorization": f"Bearer {key.json()['api_key']}"})
+        opened.append(limited.__enter__())
+        return limited
+
+    yield make
+    for limited in opened:
+        limited.__exit__(None, None, None)
+
+
+def _allowed(role: str, lowest: str) -> bool:
+    return ROLES.index(role) <= ROLES.index(lowest)
+
+
+class TestRoleMatrix:
+    def test_every_write_endpoint_has_a_case(self, app: FastAPI) -> None:
+        writes = {r for r in api_routes(app) if r[0] != "GET"}
+
+        missing = writes - set(WRITES)
+        assert not missing, f"add these write endpoints to WRITES: {sorted(missing)}"
+        stale = set(WRITES) - writes - {ROTATE}
+        assert not stale, f"these WRITES cases name no endpoint: {sorted(stale)}"
+
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("route", list(WRITES), ids=" ".join)
+    def test_write(
+        self, app: FastAPI, client: TestClient, objects: dict[str, str], as_role: Any,
+        route: tuple[str, str], role: str,
+    ) -> None:
+        if route not in api_routes(app):
+            pytest.skip(f"{' '.join(route)} is not registered yet")
+        case = WRITES[route]
+        method, template = route
+        path = template.format(**{p: objects[f] for p, f in case.params.items()})
+        caller = as_role(role)
+        allowed = _allowed(role, case.lowest)
+        before = None if allowed else visible_state(client)
+
+        response = caller.request(method, path, json=case.body)
+
+        if allowed:
+            assert response.status_code == case.status, response.text
+        else:
+            assert response.status_code == 403, response.text
+            assert response.json()["error"]["code"] == "Forbidden"
+            assert visible_state(client) == before, "a refused request changed something"
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_reads(
+        self, app: FastAPI, client: TestClient, objects: dict[str, str], as_role: Any,
+        role: str,
+    ) -> None:
+        caller = as_role(role)
+        values = {"key": "onboarding", "run_id": objects["pending_run"], "contact_id": ""}
+        contact = client.get("/api/v1/contacts").json()["items"][0]["id"]
+        values["contact_id"] = contact
+
+        for method, template in sorted(r for r in api_routes(app) if r[0] == "GET"):
+            response = caller.get(template.format(**values))
+            expected = 403 if (method, template) in ADMIN_READS and role != "admin" else 200
+            assert response.status_code == expected, (template, response.text)
+
+    def test_viewer_session_cannot_cancel_and_the_run_is_untouched(
+        self, client: TestClient, viewer_client: TestClient, objects: dict[str, str],
+        workspace: WorkspaceHandle,
+    ) -> None:
+        run_id = objects["pending_run"]
+
+        assert viewer_client.post(f"/api/v1/runs/{run_id}/cancel").status_code == 403
+        assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "PENDING"
