@@ -619,3 +619,13 @@ class TestValidate:
         ]
         missing = [(node, msg) for node, msg in expected if not problems_for(problems, node, msg)]
         assert missing == [], f"not reported: {missing}; got {problems}"
+
+
+class TestWorkflowName:
+    def test_a_name_longer_than_the_column_is_refused(self):
+        from tests.engine.builders import minimal_definition
+
+        data = {**minimal_definition(), "name": "x" * 201}
+        problems = validate(data)
+        assert [p.message for p in problems] == ["name must be a string of at most 200 characters"]
+        assert validate({**minimal_definition(), "name": "x" * 200}) == []

@@ -78,8 +78,8 @@ def validate(
     if not isinstance(key, str) or not KEY_RE.match(key):
         out.add(None, "key must be a slug: lower-case letters, digits, '-' or '_', at most 64")
     name = data.get("name")
-    if name is not None and not isinstance(name, str):
-        out.add(None, "name must be a string")
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        out.add(None, "name must be a string of at most 200 characters")
     _check_trigger(data.get("trigger"), out)
 
     raw_nodes = data.get("nodes")

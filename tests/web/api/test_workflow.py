@@ -342,3 +342,23 @@ class TestTriggerRun:
 
         assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "COMPLETED"
 
+
+
+class TestNextFireTimes:
+    def test_schedule_workflows_show_their_next_five_fire_times(self, client):
+        from datetime import datetime
+
+        create(client, {"key": "daily", "trigger": {"type": "schedule", "cron": "0 9 * * *",
+                                                     "timezone": "Europe/Berlin"},
+                        "start": "done", "nodes": {"done": {"type": "END"}}})
+        body = client.get("/api/v1/workflows/daily").json()
+        times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in body["next_fire_times"]]
+        assert len(times) == 5
+        assert all(t.hour in (7, 8) and t.minute == 0 for t in times)  # 09:00 Berlin in UTC
+        assert times == sorted(times)
+        assert len(set(times)) == 5
+
+    def test_other_triggers_have_none(self, client):
+        create(client, {"key": "plain", "trigger": {"type": "manual"}, "start": "done",
+                        "nodes": {"done": {"type": "END"}}})
+        assert client.get("/api/v1/workflows/plain").json()["next_fire_times"] is None

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from relayflow.engine.outcome import RunStatus, StepStatus
 from relayflow.services import run as run_service
+from relayflow.services import schedule as schedule_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.secret import SecretInfo
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowVersion
@@ -109,16 +110,22 @@ class WorkflowVersionRead(BaseModel):
 class WorkflowDetail(WorkflowRead):
     versions: list[WorkflowVersionRead]
     definition: dict[str, Any]
+    next_fire_times: list[datetime] | None = Field(
+        default=None, description="Schedule triggers: the next five fire times (UTC).")
 
     @classmethod
     def from_detail(
-        cls, detail: workflow_service.Detail, *, base_url: str
+        cls, detail: workflow_service.Detail, *, base_url: str, now: datetime
     ) -> WorkflowDetail:
+        trigger = workflow_service.trigger_of(detail.current)
+        upcoming = (schedule_service.next_fire_times(trigger, now=now, count=5)
+                    if trigger.get("type") == "schedule" else None)
         return cls(
             **_workflow_fields(detail.workflow, detail.current, base_url=base_url),
             versions=[WorkflowVersionRead(number=v.number, created_at=v.created_at)
                       for v in detail.versions],
             definition=detail.current.definition,
+            next_fire_times=upcoming,
         )
 
 

@@ -118,7 +118,7 @@ def get_workflow(
     key: Key, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
 ) -> WorkflowDetail:
     detail = workflow_service.detail(session, workspace_id=principal.workspace_id, key=key)
-    return WorkflowDetail.from_detail(detail, base_url=runtime.base_url)
+    return WorkflowDetail.from_detail(detail, base_url=runtime.base_url, now=runtime.clock())
 
 
 @router.post(
