@@ -530,7 +530,7 @@ def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def _attempt(row: dict[str, Any]) -> dict[str, Any]:
     defaults = {"provider_message_id": None, "provider_response": None, "error": None,
                 "suppressed_by": None, "resend_of": None, "actor": None, "reason": None,
-                "sent_at": None}
+                "sent_at": None, "retry_of": None, "html": None, "send_started_at": None}
     return {**defaults, **row}
 
 

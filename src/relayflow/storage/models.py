@@ -202,10 +202,29 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     suppressed_by: Mapped[str | None] = mapped_column(String(32))
     resend_of: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    # The attempt this one retries after a transient failure (the chain of retries).
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     actor: Mapped[str | None] = mapped_column(String(320))
     reason: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # Set (and committed) just before the provider is called: an attempt still QUEUED with
+    # this set was interrupted mid-send, and recovery must reconcile rather than resend.
+    send_started_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+
+
+class Provider(Base):
+    """The delivery provider of one channel in one workspace (secrets by name only)."""
+
+    __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("workspace_id", "channel"),)
+    id: Mapped[uuid.UUID] = _id()
+    workspace_id: Mapped[uuid.UUID] = _workspace()
+    channel: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Secret(Base):
