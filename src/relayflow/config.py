@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # How often each worker looks for due schedule ticks (every worker does; keys dedupe).
     schedule_poll_seconds: float = 5.0
     max_body_bytes: int = 1024 * 1024
+    # Delivery: attempts per message in all, and the first retry delay (doubling, jittered).
+    delivery_max_attempts: int = 4
+    delivery_retry_base_seconds: float = 30.0
     # Requests inside the app at once; keep it below the database pool (storage/db.py: 20
     # connections on SQLite, 30 on PostgreSQL) and the 40-thread pool. See web/concurrency.py.
     max_concurrent_requests: int = 16

@@ -81,3 +81,24 @@ def statuses(runtime: Runtime) -> dict[str, int]:
         for status in session.scalars(select(WorkflowRun.status)):
             out[status] = out.get(status, 0) + 1
         return out
+
+
+def set_provider(runtime: Runtime, workspace_id: uuid.UUID, channel: str,
+                 config: dict[str, Any]) -> None:
+    """Store a provider configuration directly (the API's validation is tested elsewhere)."""
+    from relayflow.delivery.config import parse, to_dict
+    from relayflow.storage.models import Provider
+
+    with session_scope(runtime.sessions) as session:
+        session.add(Provider(workspace_id=workspace_id, channel=channel,
+                             config=to_dict(parse(channel, config)), created_at=now(),
+                             updated_at=now()))
+
+
+def suppress(runtime: Runtime, email: str, channel: str, reason: str) -> None:
+    from relayflow.storage.models import Contact
+
+    with session_scope(runtime.sessions) as session:
+        contact = session.scalar(select(Contact).where(Contact.email == email))
+        assert contact is not None
+        contact.suppressed = {**contact.suppressed, channel: reason}

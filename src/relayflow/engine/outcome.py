@@ -56,6 +56,7 @@ class SendMessage:
     subject: str
     body: str
     on_failure: str
+    html: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -69,6 +69,9 @@ class Runtime:
     cipher: SecretCipher
     clock: Callable[[], datetime] = field(default=utcnow)
     base_url: str = "http://127.0.0.1:8000"
+    # A message gets this many attempts in all; transient failures wait base·2^(n-1) (jittered).
+    delivery_max_attempts: int = 4
+    delivery_retry_base_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -77,6 +80,8 @@ class Runtime:
             sessions=make_sessionmaker(engine),
             cipher=SecretCipher(load_secret_key(settings)),
             base_url=base_url_of(settings),
+            delivery_max_attempts=settings.delivery_max_attempts,
+            delivery_retry_base_seconds=settings.delivery_retry_base_seconds,
         )
 
     def dispose(self) -> None:

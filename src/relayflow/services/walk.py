@@ -16,16 +16,15 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from relayflow.delivery.base import DeliveryError, OutboundMessage
-from relayflow.delivery.registry import provider_for
 from relayflow.engine import stepper
 from relayflow.engine.context import StepContext
+from relayflow.engine.executors.send_message import ON_FAILURE_DEFAULT
 from relayflow.engine.graph import WorkflowGraph
 from relayflow.engine.outcome import (
     Advance,
@@ -43,6 +42,7 @@ from relayflow.engine.outcome import (
     WaitUntil,
 )
 from relayflow.faults import crash_point
+from relayflow.services import delivery as delivery_service
 from relayflow.services import http as http_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
@@ -61,6 +61,9 @@ from relayflow.storage.repositories.job import Lease
 
 log = logging.getLogger(__name__)
 
+_ATTEMPT_COLUMNS = ("id", "workspace_id", "run_id", "step_seq", "workflow_id", "contact_id",
+                    "channel", "provider", "recipient", "subject", "body", "html",
+                    "attempt_number")
 MAX_STEPS_PER_CLAIM = 200  # a long graph yields the worker rather than hog it
 EFFECT_TYPES = ("INTEGRATION", "SEND_MESSAGE")
 
@@ -112,6 +115,10 @@ class InFlight:
     started_at: datetime
     effect: HttpCall | SendMessage
     attempt_id: uuid.UUID | None = None
+    # For a message: the attempt row's fields (to queue a retry from it), and whether an
+    # earlier worker was interrupted while sending it.
+    attempt: dict[str, Any] | None = None
+    interrupted: bool = False
 
 
 class RunWalker:
@@ -178,13 +185,14 @@ class RunWalker:
         An INTEGRATION is re-sent with the same Idempotency-Key (at least once); a message
         reuses its attempt row, whose id keys the provider's de-duplication."""
         if step.node_type == "SEND_MESSAGE" and step.delivery_attempt_id in attempts:
-            attempt = attempts[step.delivery_attempt_id]
+            row = attempts[step.delivery_attempt_id]
             effect: HttpCall | SendMessage = SendMessage(
-                channel=attempt.channel, to=attempt.recipient, subject=attempt.subject,
-                body=attempt.body,
-                on_failure=str(self.graph.nodes[step.node_id].config.get("on_failure", "fail")),
-            )
-            self.in_flight = InFlight(step.node_id, step.id, step.started_at, effect, attempt.id)
+                channel=row.channel, to=row.recipient, subject=row.subject, body=row.body,
+                html=row.html, on_failure=str(self.graph.nodes[step.node_id].config.get(
+                    "on_failure", ON_FAILURE_DEFAULT)))
+            attempt = {c: getattr(row, c) for c in _ATTEMPT_COLUMNS}
+            self.in_flight = InFlight(step.node_id, step.id, step.started_at, effect, row.id,
+                                      attempt, interrupted=row.send_started_at is not None)
             return
         outcome = stepper.step(self.graph, step.node_id, self.ctx)
         if isinstance(outcome, Perform) and isinstance(outcome.effect, HttpCall):
@@ -223,23 +231,26 @@ class RunWalker:
         row = step_row(workspace_id=self.run.workspace_id, run_id=self.run.id, seq=self.seq,
                        node_id=node_id, node_type=node_type, status="RUNNING", started_at=now,
                        finished_at=None, output={})
-        attempt_id = None
+        attempt_id, attempt = None, None
         if isinstance(effect, HttpCall):
             row["request"] = effect.stored
         else:
             attempt_id = new_id()
             row["delivery_attempt_id"] = attempt_id
-            self.writes.new_attempts.append({
+            attempt = {
                 "id": attempt_id, "workspace_id": self.run.workspace_id, "run_id": self.run.id,
                 "step_seq": self.seq, "workflow_id": self.run.workflow_id,
                 "contact_id": self.run.contact_id, "channel": effect.channel,
-                "provider": provider_for(effect.channel).name, "recipient": effect.to,
-                "subject": effect.subject, "body": effect.body, "status": "QUEUED",
-                "attempt_number": 1, "created_at": now,
-            })
+                "provider": delivery_service.provider_name(
+                    self.runtime, workspace_id=self.run.workspace_id, channel=effect.channel),
+                "recipient": effect.to, "subject": effect.subject, "body": effect.body,
+                "html": effect.html, "status": "QUEUED", "attempt_number": 1,
+                "created_at": now,
+            }
+            self.writes.new_attempts.append(dict(attempt))
         self.writes.new_steps.append(row)
         self._set_run(current_node=node_id)
-        self.in_flight = InFlight(node_id, row["id"], now, effect, attempt_id)
+        self.in_flight = InFlight(node_id, row["id"], now, effect, attempt_id, attempt)
 
     def _record(self, node_id: str, outcome: Outcome, now: datetime,
                 step_id: uuid.UUID | None = None, started_at: datetime | None = None,
@@ -323,7 +334,10 @@ class RunWalker:
                  "elapsed_ms": result.elapsed_ms},
                 self.secrets.loaded())
         else:
-            result = self._send(flight)
+            sent = self._send(flight)
+            if sent is None:  # parked for a retry, canceled, or the lease was lost
+                return
+            result = sent
         self.ctx.now = self.runtime.clock()
         outcome = stepper.resume(self.graph, flight.node_id, self.ctx, result)
         if isinstance(outcome, Fail):  # error text can echo a secret too
@@ -332,31 +346,76 @@ class RunWalker:
         self._record(flight.node_id, outcome, self.ctx.now, step_id=flight.step_id,
                      started_at=flight.started_at, response=response)  # type: ignore[arg-type]
 
-    def _send(self, flight: InFlight) -> SendResult:
-        effect = flight.effect
+    def _send(self, flight: InFlight) -> SendResult | None:
+        """Send a message attempt; None when the run parks for a retry or must stop."""
+        effect, attempt = flight.effect, flight.attempt
         assert isinstance(effect, SendMessage)
         assert flight.attempt_id is not None
-        provider = provider_for(effect.channel)
-        message = OutboundMessage(
-            attempt_id=str(flight.attempt_id), channel=effect.channel, to=effect.to,
-            subject=effect.subject, body=effect.body,
-            idempotency_key=f"relayflow-attempt-{flight.attempt_id}")
-        now = self.runtime.clock()
-        try:
-            sent = provider.send(message)
-        except DeliveryError as exc:
+        assert attempt is not None
+        attempt_id = flight.attempt_id
+        context = delivery_service.read_context(
+            self.runtime, workspace_id=self.run.workspace_id, contact_id=self.run.contact_id,
+            channel=effect.channel)
+        if context.suppressed_by:  # checked now, not when the run started
             self.writes.attempt_updates.append({
-                "id": flight.attempt_id, "status": "FAILED", "error": str(exc),
-                "provider_response": exc.response})
-            return SendResult(attempt_id=str(flight.attempt_id), status="FAILED", error=str(exc))
+                "id": attempt_id, "status": "SUPPRESSED", "suppressed_by": context.suppressed_by,
+                "error": f"not sent: the contact's {effect.channel} is {context.suppressed_by}"})
+            return SendResult(attempt_id=str(attempt_id), status="SUPPRESSED",
+                              error=context.suppressed_by)
+        unknown = flight.interrupted and delivery_service.interrupted_outcome(context.provider)
+        if unknown:
+            self.writes.attempt_updates.append({"id": attempt_id, "status": "FAILED",
+                                                "error": unknown})
+            return SendResult(attempt_id=str(attempt_id), status="FAILED", error=unknown)
+        # Commit "sending now" first, fenced: a lost lease or a cancel stops us here.
+        self.writes.attempt_updates.append({"id": attempt_id,
+                                            "send_started_at": self.runtime.clock()})
+        self._sending = flight
+        commit(self.runtime, [self])
+        self._sending = None
+        if self.dropped or self.finished:
+            return None
+        outcome = delivery_service.send(
+            attempt_id=attempt_id, attempt_number=int(attempt["attempt_number"]),
+            channel=effect.channel, to=effect.to, subject=effect.subject, body=effect.body,
+            html=effect.html, headers=None, context=context, secrets=self.secrets,
+            max_attempts=self.runtime.delivery_max_attempts,
+            retry_base=timedelta(seconds=self.runtime.delivery_retry_base_seconds))
+        now = self.runtime.clock()
+        secrets = self.secrets.loaded()
+        if isinstance(outcome, delivery_service.Sent):
+            self.writes.attempt_updates.append({
+                "id": attempt_id, "status": "SENT", "sent_at": now,
+                "provider_message_id": outcome.provider_message_id,
+                "provider_response": stepper.redact(outcome.response, secrets), "error": None})
+            return SendResult(attempt_id=str(attempt_id), status="SENT")
+        error = str(stepper.redact(outcome.error, secrets))
         self.writes.attempt_updates.append({
-            "id": flight.attempt_id, "status": "SENT", "sent_at": now,
-            "provider_message_id": sent.provider_message_id,
-            "provider_response": sent.response, "error": None})
-        return SendResult(attempt_id=str(flight.attempt_id), status="SENT")
+            "id": attempt_id, "status": "FAILED", "error": error,
+            "provider_response": stepper.redact(outcome.response, secrets)})
+        if outcome.retry_after is None:
+            return SendResult(attempt_id=str(attempt_id), status="FAILED", error=error)
+        self._queue_retry(flight, attempt, now + outcome.retry_after, now)
+        return None
+
+    def _queue_retry(self, flight: InFlight, attempt: dict[str, Any], due: datetime,
+                     now: datetime) -> None:
+        """A transient failure: a new attempt row, and the run parks until it is due."""
+        retry_id = new_id()
+        self.writes.new_attempts.append(
+            delivery_service.retry_row(previous=attempt, new_id=retry_id, now=now))
+        self.writes.step_updates.append({"id": flight.step_id, "delivery_attempt_id": retry_id})
+        self._set_run(current_node=flight.node_id, wake_at=due)
+        self.writes.job, self.writes.due_at = "park", due
+        self.node_id = None
 
     def cancel(self, now: datetime) -> None:
         """Cancel at this boundary: keep results of effects that happened, drop the rest."""
+        sending = getattr(self, "_sending", None)
+        if sending is not None and sending.attempt_id is not None:
+            self.writes.attempt_updates.append({
+                "id": sending.attempt_id, "status": "FAILED",
+                "error": "not sent: the run was canceled"})
         self.writes = Writes(step_updates=self.writes.step_updates,
                              attempt_updates=self.writes.attempt_updates,
                              run_values={"status": "CANCELED", "finished_at": now,

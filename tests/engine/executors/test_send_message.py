@@ -20,7 +20,7 @@ class TestStep:
 
         assert outcome == Perform(effect=SendMessage(
             channel="email", to="ada@example.com", subject="Welcome, Ada",
-            body="Your tier: gold", on_failure="fail",
+            body="Your tier: gold", on_failure="continue",
         ))
 
     def test_default_filters_fill_missing_values(self) -> None:
@@ -98,14 +98,24 @@ class TestResume:
         assert outcome == Advance(next="wait_2d",
                                   output={"delivery_attempt_id": "att-1", "status": "SENT"})
 
-    def test_error_with_on_failure_fail_fails(self) -> None:
+    def test_by_default_a_failed_delivery_continues_the_run(self) -> None:
         result = SendResult(attempt_id="att-2", status="FAILED", error="550 mailbox unavailable")
 
         outcome = resume(_graph(), "welcome", make_ctx(), result)
 
+        assert outcome == Advance(next="wait_2d", output={
+            "delivery_attempt_id": "att-2", "status": "FAILED",
+            "error": "550 mailbox unavailable"})
+
+    def test_error_with_on_failure_fail_fails(self) -> None:
+        result = SendResult(attempt_id="att-2", status="FAILED", error="550 mailbox unavailable")
+
+        outcome = resume(_graph(on_failure="fail"), "welcome", make_ctx(), result)
+
         assert isinstance(outcome, Fail)
         assert "550 mailbox unavailable" in outcome.reason
-        assert outcome.output == {"delivery_attempt_id": "att-2", "status": "FAILED"}
+        assert outcome.output == {"delivery_attempt_id": "att-2", "status": "FAILED",
+                                  "error": "550 mailbox unavailable"}
 
     def test_error_with_explicit_on_failure_fail_fails(self) -> None:
         result = SendResult(attempt_id="att-2", status="FAILED", error="timeout")
@@ -119,5 +129,5 @@ class TestResume:
 
         outcome = resume(_graph(on_failure="continue"), "welcome", make_ctx(), result)
 
-        assert outcome == Advance(next="wait_2d",
-                                  output={"delivery_attempt_id": "att-3", "status": "SUPPRESSED"})
+        assert outcome == Advance(next="wait_2d", output={
+            "delivery_attempt_id": "att-3", "status": "SUPPRESSED", "error": "unsubscribed"})

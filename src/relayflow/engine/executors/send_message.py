@@ -14,6 +14,9 @@ from relayflow.engine.outcome import (
 )
 
 _ADDRESS_FIELD = {"email": "email", "sms": "phone"}
+# A message that finally fails does not stop the contact's journey (as in Customer.io and
+# Braze): the step records the failure and Delivery ops shows it. `on_failure: fail` stops.
+ON_FAILURE_DEFAULT = "continue"
 
 
 class SendMessageExecutor:
@@ -32,13 +35,16 @@ class SendMessageExecutor:
             to=to,
             subject=templates.render(cfg.get("subject", ""), variables),
             body=templates.render(cfg["body"], variables),
-            on_failure=cfg.get("on_failure", "fail"),
+            html=templates.render(cfg["html"], variables) if "html" in cfg else None,
+            on_failure=cfg.get("on_failure", ON_FAILURE_DEFAULT),
         )
         return Perform(effect=message)
 
     def resume(self, node: Node, ctx: StepContext, result: EffectResult) -> Outcome:
         assert isinstance(result, SendResult)
         output = {"delivery_attempt_id": result.attempt_id, "status": result.status}
-        if result.error and node.config.get("on_failure", "fail") == "fail":
+        if result.error:
+            output["error"] = result.error
+        if result.error and node.config.get("on_failure", ON_FAILURE_DEFAULT) == "fail":
             return Fail(reason=f"delivery failed: {result.error}", output=output)
         return Advance(next=node.config["next"], output=output)

@@ -1,0 +1,116 @@
+"""Sending one delivery attempt: suppression checked at send time, the configured provider,
+retries as new attempt rows, and reconciliation of a send a crash interrupted.
+
+Guarantees (see docs/delivery.md):
+- the attempt row, with the rendered content, is committed before anything is sent;
+- `send_started_at` is committed (fenced by the worker's lease) just before the provider is
+  called, so recovery can tell "never tried" from "interrupted while sending";
+- an interrupted HTTP send is repeated with the same Idempotency-Key (the provider drops the
+  repeat: exactly once when it honours the key, at least once otherwise); an interrupted
+  SMTP send is never repeated (at most once): SMTP has no way to ask whether it arrived.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from relayflow.delivery.base import DeliveryError, OutboundMessage
+from relayflow.delivery.config import ConfigError
+from relayflow.delivery.registry import provider_for
+from relayflow.delivery.retry import backoff, parse_retry_after
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.storage.repositories import provider_config as provider_repo
+
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained")
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What the worker reads just before sending: current, not as of the run's start."""
+
+    config: dict[str, Any] | None
+    suppressed_by: str | None
+
+    @property
+    def provider(self) -> str:
+        return str((self.config or {}).get("type", "outbox"))
+
+
+def read_context(runtime: Runtime, *, workspace_id: uuid.UUID, contact_id: uuid.UUID | None,
+                 channel: str) -> SendContext:
+    with session_scope(runtime.sessions) as session:
+        config = provider_repo.config(session, workspace_id, channel)
+        suppressed = provider_repo.suppressed(session, contact_id)
+    reason = suppressed.get(channel)
+    return SendContext(config, str(reason) if reason else None)
+
+
+def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:
+    with session_scope(runtime.sessions) as session:
+        config = provider_repo.config(session, workspace_id, channel)
+    return str((config or {}).get("type", "outbox"))
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    provider_message_id: str | None
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: str
+    response: dict[str, Any]
+    retry_after: timedelta | None  # None: permanent, or no attempts left
+
+
+def send(
+    *, attempt_id: uuid.UUID, attempt_number: int, channel: str, to: str, subject: str,
+    body: str, html: str | None, headers: Mapping[str, str] | None,
+    context: SendContext, secrets: Mapping[str, str], max_attempts: int,
+    retry_base: timedelta,
+) -> Sent | Failed:
+    """Hand one attempt to its provider (no transaction is open)."""
+    message = OutboundMessage(
+        attempt_id=str(attempt_id), channel=channel, to=to, subject=subject, body=body,
+        html=html, headers=dict(headers or {}),
+        idempotency_key=f"relayflow-attempt-{attempt_id}")
+    try:
+        provider = provider_for(channel, context.config, secrets)
+    except KeyError as exc:
+        return Failed(f"the provider's secret {exc.args[0]!r} does not exist", {}, None)
+    except ConfigError as exc:
+        return Failed(f"the {channel} provider is misconfigured: {exc}", {}, None)
+    try:
+        result = provider.send(message)
+    except DeliveryError as exc:
+        retry = None
+        if exc.retryable and attempt_number < max_attempts:
+            after = parse_retry_after(str(exc.response.get("retry_after") or "") or None)
+            retry = backoff(attempt_number, base=retry_base, retry_after=after)
+        return Failed(str(exc), exc.response, retry)
+    return Sent(result.provider_message_id, result.response)
+
+
+def interrupted_outcome(provider: str) -> str | None:
+    """For an attempt a crash interrupted mid-send: None to send it again (safe for this
+    provider), or the error to record instead."""
+    if provider == "smtp":
+        return ("delivery outcome unknown: the worker stopped while handing this message to "
+                "the SMTP server; it is not sent again, to avoid a duplicate. Resend it if "
+                "it did not arrive.")
+    return None
+
+
+def retry_row(*, previous: Mapping[str, Any], new_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+    """The next attempt after a transient failure: same rendered content, next number."""
+    keep = ("workspace_id", "run_id", "step_seq", "workflow_id", "contact_id", "channel",
+            "provider", "recipient", "subject", "body", "html")
+    return {**{k: previous[k] for k in keep}, "id": new_id, "status": "QUEUED",
+            "attempt_number": int(previous["attempt_number"]) + 1,
+            "retry_of": previous["id"], "created_at": now}
