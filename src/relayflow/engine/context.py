@@ -25,6 +25,8 @@ class StepContext:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     now: datetime
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Signed one-click unsubscribe links of this run's contact, per channel.
+    unsubscribe_urls: Mapping[str, str] = field(default_factory=dict)
 
     def variables(self) -> dict[str, Any]:
         """Template variables; `secrets` is deliberately absent (see request_variables)."""

@@ -57,6 +57,7 @@ class SendMessage:
     body: str
     on_failure: str
     html: str | None = None
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

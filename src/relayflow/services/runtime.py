@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +26,17 @@ class SecretCipher:
     """Fernet encryption for secret values at rest."""
 
     def __init__(self, key: str) -> None:
+        self._key = key.encode()
         try:
             self._fernet = Fernet(key.encode())
         except ValueError:
             # Any passphrase works: derive a proper 32-byte key from it.
             derived = base64.urlsafe_b64encode(hashlib.sha256(key.encode()).digest())
             self._fernet = Fernet(derived)
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for one purpose (e.g. signing links), derived from the secret key."""
+        return hmac.new(self._key, f"relayflow:{purpose}".encode(), hashlib.sha256).digest()
 
     def encrypt(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()

@@ -45,6 +45,7 @@ from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
 from relayflow.services import http as http_service
 from relayflow.services import run as run_service
+from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
@@ -140,6 +141,9 @@ class RunWalker:
                    if s.status == "COMPLETED" and s.seq > 0},
             now=now,
             secrets=secrets,
+            unsubscribe_urls=(unsubscribe_service.urls_for(
+                runtime, workspace_id=run.workspace_id, contact_id=run.contact_id)
+                if any(n.type == "SEND_MESSAGE" for n in graph.nodes.values()) else {}),
         )
         self.seq = steps[-1].seq if steps else 0
         self.writes = Writes()
@@ -378,7 +382,8 @@ class RunWalker:
         outcome = delivery_service.send(
             attempt_id=attempt_id, attempt_number=int(attempt["attempt_number"]),
             channel=effect.channel, to=effect.to, subject=effect.subject, body=effect.body,
-            html=effect.html, headers=None, context=context, secrets=self.secrets,
+            html=effect.html, headers=self._list_headers(effect.channel), context=context,
+            secrets=self.secrets,
             max_attempts=self.runtime.delivery_max_attempts,
             retry_base=timedelta(seconds=self.runtime.delivery_retry_base_seconds))
         now = self.runtime.clock()
@@ -397,6 +402,14 @@ class RunWalker:
             return SendResult(attempt_id=str(attempt_id), status="FAILED", error=error)
         self._queue_retry(flight, attempt, now + outcome.retry_after, now)
         return None
+
+    def _list_headers(self, channel: str) -> dict[str, str]:
+        """RFC 8058 one-click unsubscribe headers for email to a known contact."""
+        link = self.ctx.unsubscribe_urls.get(channel)
+        if channel != "email" or not link:
+            return {}
+        return {"List-Unsubscribe": f"<{link}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
     def _queue_retry(self, flight: InFlight, attempt: dict[str, Any], due: datetime,
                      now: datetime) -> None:

@@ -22,8 +22,9 @@ ON_FAILURE_DEFAULT = "continue"
 class SendMessageExecutor:
     def run(self, node: Node, ctx: StepContext) -> Outcome:
         cfg = node.config
-        variables = ctx.variables()
         channel = cfg["channel"]
+        unsubscribe_url = ctx.unsubscribe_urls.get(channel, "")
+        variables = {**ctx.variables(), "unsubscribe_url": unsubscribe_url}
         if "to" in cfg:
             to = templates.render(cfg["to"], variables).strip()
         else:
@@ -36,6 +37,7 @@ class SendMessageExecutor:
             subject=templates.render(cfg.get("subject", ""), variables),
             body=templates.render(cfg["body"], variables),
             html=templates.render(cfg["html"], variables) if "html" in cfg else None,
+            unsubscribe_url=unsubscribe_url or None,
             on_failure=cfg.get("on_failure", ON_FAILURE_DEFAULT),
         )
         return Perform(effect=message)
