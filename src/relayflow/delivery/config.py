@@ -40,6 +40,8 @@ class SmtpConfig:
     timeout: float = 20.0
     # A CA bundle to trust for a private SMTP relay (PEM file path); None = system CAs.
     ca_file: str | None = None
+    # The secret that signs this provider's status callbacks (delivered, bounced, ...).
+    events_secret: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +55,7 @@ class HttpConfig:
     body: dict[str, Any] = field(default_factory=lambda: {"to": "{{ to }}", "text": "{{ body }}"})
     message_id_path: str | None = "body.id"
     timeout: float = 10.0
+    events_secret: str | None = None
 
 
 ProviderConfig = OutboxConfig | SmtpConfig | HttpConfig
@@ -60,9 +63,9 @@ ProviderConfig = OutboxConfig | SmtpConfig | HttpConfig
 _FIELDS: dict[str, set[str]] = {
     "outbox": {"type"},
     "smtp": {"type", "host", "port", "tls", "username", "password_secret", "from", "timeout",
-             "ca_file"},
+             "ca_file", "events_secret"},
     "http": {"type", "url", "method", "auth_header_secret", "auth_header", "auth_scheme", "body",
-             "message_id_path", "timeout"},
+             "message_id_path", "timeout", "events_secret"},
 }
 
 
@@ -129,7 +132,8 @@ def _smtp(data: dict[str, Any], problems: list[str]) -> SmtpConfig:
         problems.append("ca_file must be a path")
     return SmtpConfig(host=str(host or ""), port=port, tls=tls, username=username,
                       password_secret=password_secret, from_=str(sender or ""),
-                      timeout=_timeout(data, 20.0, problems), ca_file=ca_file)
+                      timeout=_timeout(data, 20.0, problems), ca_file=ca_file,
+                      events_secret=_secret_name(data, "events_secret", problems))
 
 
 def _http(data: dict[str, Any], problems: list[str]) -> HttpConfig:
@@ -155,7 +159,8 @@ def _http(data: dict[str, Any], problems: list[str]) -> HttpConfig:
     return HttpConfig(url=str(url or ""), method=method,
                       auth_header_secret=_secret_name(data, "auth_header_secret", problems),
                       auth_header=str(header), auth_scheme=scheme, body=body,
-                      message_id_path=path, timeout=_timeout(data, 10.0, problems))
+                      message_id_path=path, timeout=_timeout(data, 10.0, problems),
+                      events_secret=_secret_name(data, "events_secret", problems))
 
 
 def to_dict(config: ProviderConfig) -> dict[str, Any]:
@@ -168,7 +173,9 @@ def to_dict(config: ProviderConfig) -> dict[str, Any]:
 
 def secret_names(config: ProviderConfig) -> list[str]:
     if isinstance(config, SmtpConfig):
-        return [config.password_secret] if config.password_secret else []
-    if isinstance(config, HttpConfig):
-        return [config.auth_header_secret] if config.auth_header_secret else []
-    return []
+        names = [config.password_secret, config.events_secret]
+    elif isinstance(config, HttpConfig):
+        names = [config.auth_header_secret, config.events_secret]
+    else:
+        names = []
+    return [name for name in names if name]

@@ -17,7 +17,7 @@ def backoff(attempt_number: int, *, base: timedelta = BASE, cap: timedelta = CAP
     Retry-After, when larger, wins."""
     exponential = min(cap, base * 2 ** max(0, attempt_number - 1))
     half = exponential / 2
-    delay = half + half * (rng or random).random()
+    delay: timedelta = half + half * (rng or random).random()
     if retry_after is not None and retry_after > delay.total_seconds():
         delay = timedelta(seconds=min(retry_after, cap.total_seconds()))
     return delay

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
-from relayflow.web import api, errors, hooks, unsubscribe
+from relayflow.web import api, callbacks, errors, hooks, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
 from relayflow.worker.loop import Worker
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(hooks.router)
     app.include_router(unsubscribe.router)
+    app.include_router(callbacks.router)
 
     @app.get("/healthz", tags=["health"], name="health")
     def healthz() -> dict[str, bool]:

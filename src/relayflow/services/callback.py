@@ -1,0 +1,92 @@
+"""Provider status callbacks: delivered, bounced, complained — signed like webhooks.
+
+`POST /providers/{workspace}/{channel}/events` with `Relayflow-Signature` computed with
+the secret named by the provider's `events_secret`. A hard bounce or a complaint makes
+the contact's channel undeliverable: later sends to it are SUPPRESSED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relayflow.errors import InvalidInput, NotFound, Unauthorized
+from relayflow.services import webhook as webhook_service
+from relayflow.services.runtime import Runtime
+from relayflow.storage.ids import parse_id
+from relayflow.storage.repositories import provider_config as provider_repo
+from relayflow.storage.repositories import secret as secret_repo
+from relayflow.storage.repositories import workspace as workspace_repo
+
+EVENT_TYPES = ("delivered", "bounced", "complained")
+# The attempt status each event moves to; a complaint leaves the delivery as it was.
+_STATUS = {"delivered": "DELIVERED", "bounced": "BOUNCED"}
+_MOVABLE = {"DELIVERED": ("SENT",), "BOUNCED": ("SENT", "DELIVERED")}
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    attempt_id: str
+    status: str
+    suppressed: str | None
+
+
+def _events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    events = body.get("events", [body])
+    if not isinstance(events, list) or not events or len(events) > 100:
+        raise InvalidInput("send one event object, or `events`: a list of 1 to 100 of them")
+    for event in events:
+        if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+            raise InvalidInput(f"each event needs a type: one of {', '.join(EVENT_TYPES)}")
+        if not (event.get("message_id") or event.get("attempt_id")):
+            raise InvalidInput("each event needs message_id (the provider's) or attempt_id")
+    return events
+
+
+def receive(session: Session, runtime: Runtime, *, workspace_slug: str, channel: str,
+            raw_body: bytes, signature: str | None, now: datetime) -> list[Applied]:
+    workspace = workspace_repo.get_by_slug(session, workspace_slug)
+    config = provider_repo.config(session, workspace.id, channel) if workspace else None
+    if workspace is None or config is None:
+        raise NotFound("no such provider")
+    secret_name = config.get("events_secret")
+    secret = secret_repo.get(session, workspace.id, secret_name) if secret_name else None
+    if secret is None:
+        raise Unauthorized("this provider has no events_secret: callbacks are refused")
+    webhook_service.verify_signature(secret=runtime.cipher.decrypt(secret.ciphertext),
+                                     header=signature, body=raw_body, now=now)
+    applied = []
+    for event in _events(webhook_service.parse_event(raw_body)):
+        applied.append(_apply(session, workspace.id, channel, event, now))
+    return applied
+
+
+def _apply(session: Session, workspace_id: Any, channel: str, event: dict[str, Any],
+           now: datetime) -> Applied:
+    attempt_id = parse_id(str(event["attempt_id"])) if event.get("attempt_id") else None
+    attempt = provider_repo.attempt_for_event(
+        session, workspace_id, channel, message_id=str(event.get("message_id") or ""),
+        attempt_id=attempt_id)
+    if attempt is None:
+        raise NotFound("no delivery attempt with that id on this channel")
+    kind = event["type"]
+    target = _STATUS.get(kind)
+    if target and attempt.status in _MOVABLE[target]:
+        attempt.status = target
+    record = {"type": kind, "at": now.isoformat(), **({"bounce": event["bounce"]}
+                                                       if "bounce" in event else {})}
+    response = dict(attempt.provider_response or {})
+    response["events"] = [*response.get("events", []), record]
+    attempt.provider_response = response
+    suppressed = None
+    hard = kind == "bounced" and event.get("bounce", "hard") == "hard"
+    if (hard or kind == "complained") and attempt.contact_id is not None:
+        suppressed = "bounced" if hard else "complained"
+        contact = provider_repo.contact_for_update(session, attempt.contact_id)
+        if contact is not None and not (contact.suppressed or {}).get(channel):
+            contact.suppressed = {**(contact.suppressed or {}), channel: suppressed}
+            contact.updated_at = now
+    return Applied(str(attempt.id), attempt.status, suppressed)
