@@ -22,6 +22,7 @@ from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import ConfigError
 from relayflow.delivery.registry import provider_for
 from relayflow.delivery.retry import backoff, parse_retry_after
+from relayflow.engine.stepper import redact as engine_redact
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.repositories import provider_config as provider_repo
@@ -114,3 +115,9 @@ def retry_row(*, previous: Mapping[str, Any], new_id: uuid.UUID, now: datetime) 
     return {**{k: previous[k] for k in keep}, "id": new_id, "status": "QUEUED",
             "attempt_number": int(previous["attempt_number"]) + 1,
             "retry_of": previous["id"], "created_at": now}
+
+
+def redact(value: Any, secrets: Mapping[str, str]) -> Any:
+    """Provider answers and errors can echo a credential: replace secret values."""
+    loaded = secrets.loaded() if hasattr(secrets, "loaded") else dict(secrets)
+    return engine_redact(value, loaded)

@@ -602,7 +602,8 @@ def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def _attempt(row: dict[str, Any]) -> dict[str, Any]:
     defaults = {"provider_message_id": None, "provider_response": None, "error": None,
                 "suppressed_by": None, "resend_of": None, "actor": None, "reason": None,
-                "sent_at": None, "retry_of": None, "html": None, "send_started_at": None}
+                "sent_at": None, "retry_of": None, "html": None, "send_started_at": None,
+                "suppression_override": False}
     return {**defaults, **row}
 
 

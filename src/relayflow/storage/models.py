@@ -206,6 +206,8 @@ class DeliveryAttempt(Base):
     retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     actor: Mapped[str | None] = mapped_column(String(320))
     reason: Mapped[str | None] = mapped_column(Text)
+    # A manual resend that an operator sent despite the contact's suppression.
+    suppression_override: Mapped[bool] = mapped_column(Boolean, default=False)
     html: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     # Set (and committed) just before the provider is called: an attempt still QUEUED with

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from relayflow.config import Settings
 from relayflow.faults import crash_point
+from relayflow.services import resend as resend_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
@@ -95,7 +96,7 @@ class Worker:
         while not self.stop_event.is_set():
             self.schedule_once()
             try:
-                claimed = self.run_once()
+                claimed = self.run_once() + resend_service.send_queued(self.runtime)
             except Exception:  # the loop must survive a database blip; the fence keeps us safe
                 log.exception("worker iteration failed")
                 claimed = 0

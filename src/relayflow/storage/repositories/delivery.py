@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from relayflow.storage.models import DeliveryAttempt
+from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow
 
 
 def get_many(session: Session, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID, DeliveryAttempt]:
@@ -20,3 +22,114 @@ def get_many(session: Session, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUI
 def get(session: Session, workspace_id: uuid.UUID, attempt_id: uuid.UUID) -> DeliveryAttempt | None:
     return session.scalar(select(DeliveryAttempt).where(
         DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.id == attempt_id))
+
+
+# --- delivery ops: listing, counts, chains ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryFilter:
+    workspace_id: uuid.UUID
+    statuses: Sequence[str] = ()
+    channel: str | None = None
+    workflow_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    attempt: DeliveryAttempt
+    workflow_key: str | None
+    contact_email: str | None
+    contact_phone: str | None
+
+
+def _filtered(query, f: DeliveryFilter):  # type: ignore[no-untyped-def]
+    query = query.where(DeliveryAttempt.workspace_id == f.workspace_id)
+    if f.statuses:
+        query = query.where(DeliveryAttempt.status.in_(list(f.statuses)))
+    if f.channel is not None:
+        query = query.where(DeliveryAttempt.channel == f.channel)
+    if f.workflow_id is not None:
+        query = query.where(DeliveryAttempt.workflow_id == f.workflow_id)
+    if f.contact_id is not None:
+        query = query.where(DeliveryAttempt.contact_id == f.contact_id)
+    if f.created_from is not None:
+        query = query.where(DeliveryAttempt.created_at >= f.created_from)
+    if f.created_to is not None:
+        query = query.where(DeliveryAttempt.created_at < f.created_to)
+    return query
+
+
+def _rows() -> Select[DeliveryAttempt, str | None, str | None, str | None]:
+    # The workflow and contact are matched within the attempt's own workspace, so a stray
+    # id can never show another workspace's names.
+    return (
+        select(DeliveryAttempt, Workflow.key, Contact.email, Contact.phone)
+        .outerjoin(Workflow, (Workflow.id == DeliveryAttempt.workflow_id)
+                   & (Workflow.workspace_id == DeliveryAttempt.workspace_id))
+        .outerjoin(Contact, (Contact.id == DeliveryAttempt.contact_id)
+                   & (Contact.workspace_id == DeliveryAttempt.workspace_id))
+    )
+
+
+def _to_row(row: Row[DeliveryAttempt, str | None, str | None, str | None]) -> DeliveryRow:
+    attempt, key, email, phone = row
+    return DeliveryRow(attempt, key, email, phone)
+
+
+def list_page(
+    session: Session, f: DeliveryFilter, *, limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[DeliveryRow]:
+    """Newest first, keyset on (created_at, id), walking the (workspace[, status], created_at,
+    id) indexes backwards from the cursor."""
+    query = _filtered(_rows(), f)
+    if before is not None:
+        query = query.where(tuple_(DeliveryAttempt.created_at, DeliveryAttempt.id) < before)
+    query = query.order_by(DeliveryAttempt.created_at.desc(), DeliveryAttempt.id.desc())
+    return [_to_row(row) for row in session.execute(query.limit(limit))]
+
+
+def count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:
+    query = _filtered(select(DeliveryAttempt.status, func.count()), f)
+    query = query.group_by(DeliveryAttempt.status)
+    return {status: int(n) for status, n in session.execute(query)}
+
+
+def get_row(session: Session, workspace_id: uuid.UUID, attempt_id: uuid.UUID) -> DeliveryRow | None:
+    query = _rows().where(DeliveryAttempt.workspace_id == workspace_id,
+                          DeliveryAttempt.id == attempt_id)
+    found = session.execute(query).first()
+    return _to_row(found) if found is not None else None
+
+
+def linked(
+    session: Session, workspace_id: uuid.UUID, attempts: Sequence[DeliveryAttempt]
+) -> list[DeliveryAttempt]:
+    """Attempts one `retry_of` / `resend_of` link away from any of `attempts`, either way."""
+    ids = [a.id for a in attempts]
+    parents = [p for a in attempts for p in (a.retry_of, a.resend_of) if p is not None]
+    query = select(DeliveryAttempt).where(
+        DeliveryAttempt.workspace_id == workspace_id,
+        or_(DeliveryAttempt.id.in_(parents), DeliveryAttempt.retry_of.in_(ids),
+            DeliveryAttempt.resend_of.in_(ids)),
+    )
+    return list(session.scalars(query))
+
+
+def list_for_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[
+    DeliveryAttempt
+]:
+    """Every attempt of a run's steps, oldest first (uses the run_id index)."""
+    return list(session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.run_id == run_id)
+        .order_by(DeliveryAttempt.created_at, DeliveryAttempt.attempt_number, DeliveryAttempt.id)
+    ))
+
+
+def step_of(session: Session, run_id: uuid.UUID, seq: int) -> RunStep | None:
+    return session.scalar(select(RunStep).where(RunStep.run_id == run_id, RunStep.seq == seq))

@@ -4,9 +4,10 @@ and the contact's suppression state, both current as of the send."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, DeliveryAttempt, Provider
@@ -45,3 +46,33 @@ def contact_for_update(session: Session, contact_id: uuid.UUID) -> Contact | Non
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return session.scalar(query)
+
+
+def attempt(session: Session, workspace_id: uuid.UUID,
+            attempt_id: uuid.UUID) -> DeliveryAttempt | None:
+    return session.scalar(select(DeliveryAttempt).where(
+        DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.id == attempt_id))
+
+
+def queued_resends(session: Session, *, limit: int) -> list[DeliveryAttempt]:
+    """Manual resends (attempts without a run) that nobody has started sending."""
+    return list(session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.run_id.is_(None), DeliveryAttempt.status == "QUEUED",
+               DeliveryAttempt.send_started_at.is_(None))
+        .order_by(DeliveryAttempt.created_at).limit(limit)))
+
+
+def start_sending(session: Session, attempt_id: uuid.UUID, now: datetime) -> bool:
+    """Claim a queued attempt for sending; False if another worker already did."""
+    result = session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.id == attempt_id, DeliveryAttempt.send_started_at.is_(None))
+        .values(send_started_at=now)
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def record(session: Session, attempt_id: uuid.UUID, values: dict[str, Any]) -> None:
+    session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
+                    .values(**values).execution_options(synchronize_session=False))

@@ -33,6 +33,8 @@ def upgrade() -> None:
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('retry_of', sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column('html', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('suppression_override', sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
         batch_op.add_column(sa.Column('send_started_at', relayflow.storage.types.UTCDateTime(timezone=True), nullable=True))
 
 
@@ -42,6 +44,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
         batch_op.drop_column('send_started_at')
+        batch_op.drop_column('suppression_override')
         batch_op.drop_column('html')
         batch_op.drop_column('retry_of')
 
