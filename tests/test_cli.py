@@ -145,3 +145,63 @@ class TestPrune:
         result = cli("prune", "--older-than", "soon")
         assert result.exit_code == 1
         assert "invalid duration" in result.stderr
+
+
+class TestProvider:
+    SMTP = '{"type": "smtp", "host": "smtp.example.com", "username": "ops", ' \
+           '"password_secret": "SMTP_PASS", "from": "ops@example.com"}'
+
+    def _secret(self, runtime, slug: str) -> None:
+        from tests.support.flows import set_secret
+
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, slug)
+        set_secret(runtime, ws.id, "SMTP_PASS", "canary-cli-secret")
+
+    def test_show_is_outbox_when_none_is_set(self, cli):
+        cli("workspace", "create", "acme", "--json")
+
+        result = cli("provider", "show", "email", "-w", "acme")
+
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == {"type": "outbox"}
+
+    def test_set_then_show(self, cli, runtime):
+        cli("workspace", "create", "acme", "--json")
+        self._secret(runtime, "acme")
+
+        result = cli("provider", "set", "email", "--workspace", "acme", "--json", self.SMTP)
+
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["password_secret"] == "SMTP_PASS"
+        shown = cli("provider", "show", "email", "-w", "acme")
+        assert json.loads(shown.stdout)["host"] == "smtp.example.com"
+        assert "canary-cli-secret" not in result.stdout + shown.stdout
+
+    def test_set_lists_every_problem(self, cli):
+        cli("workspace", "create", "acme", "--json")
+
+        result = cli("provider", "set", "email", "-w", "acme", "--json",
+                     '{"type": "smtp", "port": 0}')
+
+        assert result.exit_code == 1
+        assert "  - host is required" in result.stderr
+        assert "  - port must be a number from 1 to 65535" in result.stderr
+        assert json.loads(cli("provider", "show", "email", "-w", "acme").stdout) == {
+            "type": "outbox"}
+
+    def test_set_refuses_an_unknown_secret(self, cli):
+        cli("workspace", "create", "acme", "--json")
+
+        result = cli("provider", "set", "email", "-w", "acme", "--json", self.SMTP)
+
+        assert result.exit_code == 1
+        assert "unknown secret 'SMTP_PASS'" in result.stderr
+
+    def test_set_refuses_invalid_json(self, cli):
+        cli("workspace", "create", "acme", "--json")
+
+        result = cli("provider", "set", "sms", "-w", "acme", "--json", "{type:")
+
+        assert result.exit_code == 1
+        assert "not valid JSON" in result.stderr

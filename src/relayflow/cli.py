@@ -31,9 +31,11 @@ app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_i
 workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
 member_app = typer.Typer(help="Members who log in to a workspace.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+provider_app = typer.Typer(help="Delivery providers per channel.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(member_app, name="member")
 app.add_typer(key_app, name="key")
+app.add_typer(provider_app, name="provider")
 
 console = Console()
 err = Console(stderr=True)
@@ -278,6 +280,53 @@ def demo_command(
     base = f"http://{settings.host}:{settings.port}"
     print(f"Demo workspace 'demo': API key {result.api_key}")  # noqa: T201
     print(f"  try: curl -H 'Authorization: Bearer {result.api_key}' {base}/api/v1/runs")  # noqa: T201
+
+
+@provider_app.command("set")
+def provider_set(
+    channel: str,
+    config: Annotated[str, typer.Option("--json", help="The configuration as JSON.")],
+    workspace: WorkspaceOpt = "demo",
+) -> None:
+    """Set a channel's provider (email or sms); secrets are referenced by name."""
+    from relayflow.services import provider as provider_service
+
+    runtime = _runtime()
+    try:
+        data = json.loads(config)
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            stored = provider_service.put(session, workspace_id=ws.id, channel=channel,
+                                          data=data, now=runtime.clock(), actor="cli")
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/red] --json is not valid JSON: {exc}")
+        raise typer.Exit(code=1) from exc
+    except RelayflowError as exc:
+        _fail_provider(exc)
+    print(json.dumps(stored))  # noqa: T201
+
+
+@provider_app.command("show")
+def provider_show(channel: str, workspace: WorkspaceOpt = "demo") -> None:
+    """Print a channel's provider configuration as JSON (secret names, never values)."""
+    from relayflow.services import provider as provider_service
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            shown = provider_service.show(session, workspace_id=ws.id, channel=channel)
+    except RelayflowError as exc:
+        _fail(exc)
+    print(json.dumps(shown))  # noqa: T201
+
+
+def _fail_provider(exc: RelayflowError) -> None:
+    # Provider problems are plain strings, not workflow nodes as _fail expects.
+    err.print(f"[red]error:[/red] {exc.detail}")
+    for problem in exc.extra().get("problems", []):
+        err.print(f"  - {problem}")
+    raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover

@@ -17,9 +17,10 @@ from relayflow.services import paging
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.ids import new_id, parse_id
-from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun
+from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow, WorkflowRun
 from relayflow.storage.notify import notify
 from relayflow.storage.repositories import contact as contact_repo
+from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
@@ -357,6 +358,8 @@ class Detail:
     linked: list[Linked]
     parent: RunRow | None = None  # the run whose TRIGGER_WORKFLOW started this one
     original: RunRow | None = None  # the run this one retries
+    # Every delivery attempt of each SEND_MESSAGE step (by seq), oldest first.
+    attempts: dict[int, list[DeliveryAttempt]] = field(default_factory=dict)
 
 
 def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> Detail:
@@ -370,10 +373,15 @@ def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID
     ]
     upstream = run_repo.get_rows(
         session, workspace_id, [i for i in (run.parent_run_id, run.retry_of) if i is not None])
+    attempts: dict[int, list[DeliveryAttempt]] = {}
+    for attempt in delivery_repo.list_for_run(session, workspace_id, run.id):
+        if attempt.step_seq is not None:
+            attempts.setdefault(attempt.step_seq, []).append(attempt)
     return Detail(
         row, run_repo.steps(session, run.id), linked_runs,
         parent=upstream.get(run.parent_run_id) if run.parent_run_id else None,
         original=upstream.get(run.retry_of) if run.retry_of else None,
+        attempts=attempts,
     )
 
 

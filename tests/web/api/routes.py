@@ -40,4 +40,6 @@ def visible_state(client: TestClient) -> dict[str, Any]:
         "members": client.get("/api/v1/members").json(),
         "audit": client.get("/api/v1/audit", params={"limit": 200}).json(),
         "keys": keys,
+        "providers": client.get("/api/v1/providers").json(),
+        "deliveries": client.get("/api/v1/deliveries", params={"limit": 200}).json(),
     }

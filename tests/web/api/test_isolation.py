@@ -12,6 +12,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from relayflow.services.runtime import Runtime
+from tests.support.worker import drain
 from tests.web.api.definitions import create, straight, trigger, webhook
 from tests.web.api.routes import api_routes, visible_state
 
@@ -40,17 +42,25 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/contacts/{contact_id}"): Case("contact_id", "contact", MISSING_ID),
     ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
+    ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),
 }
 # PUT /secrets/{name} creates or replaces a secret of the caller's own workspace: a name
 # another workspace also uses is no id of theirs. TestUpsertByName checks theirs is untouched.
 UPSERTS = {("PUT", "/api/v1/secrets/{name}")}
+# A channel is a fixed name (email, sms), not an object of any workspace: each workspace has
+# its own provider per channel. TestProvidersPerWorkspace checks theirs is never touched.
+CHANNELS = {("GET", "/api/v1/providers/{channel}"), ("PUT", "/api/v1/providers/{channel}"),
+            ("DELETE", "/api/v1/providers/{channel}")}
 
 
 @pytest.fixture
-def theirs(other_client: TestClient) -> dict[str, str]:
+def theirs(other_client: TestClient, runtime: Runtime) -> dict[str, str]:
     """One of each object, in the other workspace only."""
     create(other_client, straight("theirs-only"))
     create(other_client, webhook("their-hook"))
+    trigger(other_client, "theirs-only")
+    drain(runtime)  # a finished run with a delivery attempt
+    delivery = other_client.get("/api/v1/deliveries").json()["items"][0]["id"]
     pending = trigger(other_client, "theirs-only")
     finished = trigger(other_client, "theirs-only")
     other_client.post(f"/api/v1/runs/{finished}/cancel")
@@ -58,7 +68,8 @@ def theirs(other_client: TestClient) -> dict[str, str]:
     key = other_client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
     contact = other_client.get("/api/v1/contacts").json()["items"][0]["id"]
     return {"workflow": "theirs-only", "webhook_workflow": "their-hook", "pending_run": pending,
-            "finished_run": finished, "contact": contact, "secret": "THEIR_TOKEN", "key": key}
+            "finished_run": finished, "contact": contact, "secret": "THEIR_TOKEN", "key": key,
+            "delivery": delivery}
 
 
 def _masked(response: Any, value: str) -> dict[str, Any]:
@@ -70,7 +81,7 @@ class TestAnotherWorkspaceIsNotFound:
     def test_every_route_with_a_path_parameter_has_a_case(self, app: FastAPI) -> None:
         with_params = {r for r in api_routes(app) if "{" in r[1]}
 
-        missing = with_params - set(CASES) - UPSERTS
+        missing = with_params - set(CASES) - UPSERTS - CHANNELS
         assert not missing, f"add these routes to CASES: {sorted(missing)}"
         stale = set(CASES) - with_params - {ROTATE}
         assert not stale, f"these CASES name no route: {sorted(stale)}"
@@ -100,7 +111,7 @@ class TestAnotherWorkspaceIsNotFound:
 
     def test_malformed_ids_are_404_too(self, client: TestClient) -> None:
         for path in ("/api/v1/runs/x", "/api/v1/runs/x/cancel", "/api/v1/runs/x/retry",
-                     "/api/v1/contacts/x"):
+                     "/api/v1/contacts/x", "/api/v1/deliveries/x"):
             method = "GET" if path.count("/") == 4 else "POST"
             assert client.request(method, path).status_code == 404, path
 
@@ -117,3 +128,22 @@ class TestUpsertByName:
         assert visible_state(other_client) == before
         assert [s["name"] for s in client.get("/api/v1/secrets").json()["items"]] == [
             theirs["secret"]]
+
+
+THEIR_SMTP = {"type": "smtp", "host": "smtp.example.com", "from": "ops@example.com"}
+
+
+class TestProvidersPerWorkspace:
+    def test_setting_and_deleting_mine_leaves_theirs_alone(
+        self, client: TestClient, other_client: TestClient, theirs: dict[str, str]
+    ) -> None:
+        assert other_client.put("/api/v1/providers/email", json=THEIR_SMTP).status_code == 200
+        before = visible_state(other_client)
+
+        assert client.get("/api/v1/providers/email").json() == {"type": "outbox"}
+        assert client.put("/api/v1/providers/email",
+                          json={**THEIR_SMTP, "port": 2525}).status_code == 200
+        assert client.delete("/api/v1/providers/email").status_code == 200
+
+        assert visible_state(other_client) == before
+        assert other_client.get("/api/v1/providers/email").json()["port"] == 587

@@ -11,6 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from relayflow.services.runtime import Runtime
+from tests.support.worker import drain
 from tests.web.api.definitions import create, straight, trigger, webhook
 from tests.web.api.routes import api_routes, visible_state
 
@@ -46,6 +48,9 @@ WRITES: dict[tuple[str, str], Case] = {
     ("DELETE", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, status=204),
     ("POST", "/api/v1/keys"): Case("admin", body={"role": "viewer"}, status=201),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("admin", {"prefix": "spare_key"}),
+    ("PUT", "/api/v1/providers/{channel}"): Case(
+        "admin", {"channel": "channel"}, {"type": "http", "url": "https://mail.example.com/send"}),
+    ("DELETE", "/api/v1/providers/{channel}"): Case("admin", {"channel": "channel"}),
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),
@@ -55,17 +60,23 @@ ADMIN_READS = {("GET", "/api/v1/keys")}
 
 
 @pytest.fixture
-def objects(client: TestClient) -> dict[str, str]:
+def objects(client: TestClient, runtime: Runtime) -> dict[str, str]:
     """One of each object the write endpoints act on, made by the admin."""
     create(client, straight())
     create(client, webhook())
+    trigger(client, "onboarding")
+    drain(runtime)  # a finished run with a delivery attempt
+    delivery = client.get("/api/v1/deliveries").json()["items"][0]["id"]
+    client.put("/api/v1/providers/email",
+               json={"type": "smtp", "host": "smtp.example.com", "from": "ops@example.com"})
     pending = trigger(client, "onboarding")
     finished = trigger(client, "onboarding")
     client.post(f"/api/v1/runs/{finished}/cancel")
     client.put("/api/v1/secrets/CRM_TOKEN", json={"value": "v1"})
     spare = client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
     return {"workflow": "onboarding", "webhook_workflow": "inbound", "pending_run": pending,
-            "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare}
+            "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare,
+            "channel": "email", "delivery": delivery}
 
 
 @pytest.fixture
@@ -126,7 +137,8 @@ class TestRoleMatrix:
         role: str,
     ) -> None:
         caller = as_role(role)
-        values = {"key": "onboarding", "run_id": objects["pending_run"], "contact_id": ""}
+        values = {"key": "onboarding", "run_id": objects["pending_run"], "contact_id": "",
+                  "channel": objects["channel"], "delivery_id": objects["delivery"]}
         contact = client.get("/api/v1/contacts").json()["items"][0]["id"]
         values["contact_id"] = contact
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from relayflow.web.api import audit, contact, key, member, run, secret, webhook, workflow
+from relayflow.web.api import (
+    audit,
+    contact,
+    delivery,
+    key,
+    member,
+    provider,
+    run,
+    secret,
+    webhook,
+    workflow,
+)
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(workflow.router)
@@ -15,3 +26,5 @@ router.include_router(secret.router)
 router.include_router(key.router)
 router.include_router(member.router)
 router.include_router(audit.router)
+router.include_router(delivery.router)
+router.include_router(provider.router)

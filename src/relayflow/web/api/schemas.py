@@ -14,7 +14,13 @@ from relayflow.services import run as run_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.secret import SecretInfo
-from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowVersion
+from relayflow.storage.models import (
+    Contact,
+    DeliveryAttempt,
+    RunStep,
+    Workflow,
+    WorkflowVersion,
+)
 from relayflow.storage.repositories.run import RunRow
 
 WorkflowStatus = Literal["DRAFT", "ACTIVE", "INACTIVE"]
@@ -244,6 +250,14 @@ class RunCanceled(RunRead):
         return cls(**_run_fields(row), cancel_requested=row.run.status != "CANCELED")
 
 
+class StepAttemptRead(BaseModel):
+    """One delivery attempt a SEND_MESSAGE step made (GET /api/v1/deliveries/{id} has it all)."""
+
+    id: uuid.UUID
+    status: str
+    attempt_number: int
+
+
 class StepRead(BaseModel):
     seq: int
     node_id: str
@@ -258,15 +272,21 @@ class StepRead(BaseModel):
     request: dict[str, Any] | None
     response: dict[str, Any] | None
     delivery_attempt_id: uuid.UUID | None
+    attempts: list[StepAttemptRead] = Field(
+        default_factory=list,
+        description="SEND_MESSAGE: every delivery attempt of this step (retries included), "
+        "oldest first; empty for other steps.")
 
     @classmethod
-    def from_step(cls, step: RunStep) -> StepRead:
+    def from_step(cls, step: RunStep, attempts: list[DeliveryAttempt] | None = None) -> StepRead:
         return cls(
             seq=step.seq, node_id=step.node_id, type=step.node_type, status=step.status,
             started_at=step.started_at, finished_at=step.finished_at,
             duration_ms=step.duration_ms, branch=step.branch, output=step.output or {},
             error=step.error, request=step.request, response=step.response,
             delivery_attempt_id=step.delivery_attempt_id,
+            attempts=[StepAttemptRead(id=a.id, status=a.status, attempt_number=a.attempt_number)
+                      for a in attempts or ()],
         )
 
 
@@ -307,7 +327,7 @@ class RunDetail(RunRead):
         return cls(
             **_run_fields(detail.row),
             event=detail.row.run.trigger_payload or {},
-            steps=[StepRead.from_step(s) for s in detail.steps],
+            steps=[StepRead.from_step(s, detail.attempts.get(s.seq)) for s in detail.steps],
             children=[LinkedRunRead.build(link.row, "retry" if link.relation == "retry"
                                           else "child") for link in detail.linked],
             parent=LinkedRunRead.build(detail.parent, "parent") if detail.parent else None,

@@ -1,0 +1,184 @@
+"""Delivery ops: listing delivery attempts with filters and counts, and one attempt in full
+with its chain of retries and resends and the run step that made it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from relayflow.errors import InvalidInput, NotFound
+from relayflow.services import contact as contact_service
+from relayflow.services import paging
+from relayflow.services import run as run_service
+from relayflow.storage.ids import parse_id
+from relayflow.storage.models import DeliveryAttempt, RunStep
+from relayflow.storage.repositories import delivery as delivery_repo
+from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import workflow as workflow_repo
+from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
+from relayflow.storage.repositories.run import RunRow
+
+STATUSES = ("QUEUED", "SENT", "DELIVERED", "BOUNCED", "FAILED", "SUPPRESSED")
+CHANNELS = ("email", "sms")
+MAX_PAGE = paging.MAX_PAGE
+# A chain is a handful of retries and resends; this only bounds a corrupt, looping one.
+_MAX_CHAIN_ROUNDS = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryQuery:
+    """What GET /deliveries asks for, as typed by a person: every field optional."""
+
+    status: str | None = None
+    channel: str | None = None
+    workflow: str | None = None
+    contact: str | None = None
+    range: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    rows: list[DeliveryRow]
+    next_cursor: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def parse_statuses(text: str | None) -> tuple[str, ...]:
+    """`"sent,failed"` -> `("SENT", "FAILED")`; empty means every status."""
+    wanted = tuple(dict.fromkeys(p.strip().upper() for p in (text or "").split(",") if p.strip()))
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise InvalidInput(
+            f"unknown delivery status {', '.join(unknown)}; use {', '.join(STATUSES)}")
+    return wanted
+
+
+def build_filter(
+    session: Session, *, workspace_id: uuid.UUID, query: DeliveryQuery, now: datetime,
+    phone_region: str | None = None,
+) -> DeliveryFilter | None:
+    """The filter for a listing; None when it can match nothing (an unknown workflow key,
+    an address no contact has). Malformed input is an error even then."""
+    statuses = parse_statuses(query.status)
+    channel = query.channel.strip().lower() if query.channel and query.channel.strip() else None
+    if channel is not None and channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
+    start, end = run_service.time_window(range_=query.range, created_from=query.created_from,
+                                         created_to=query.created_to, now=now)
+    matches_nothing = False
+    contact_id = None
+    if query.contact and query.contact.strip():
+        contact_id = parse_id(query.contact.strip())
+        if contact_id is None:
+            found = contact_service.find_by_address(
+                session, workspace_id=workspace_id, address=query.contact,
+                phone_region=phone_region)
+            contact_id = found.id if found is not None else None
+            matches_nothing = found is None
+    workflow_id = None
+    if query.workflow:
+        workflow = workflow_repo.get_by_key(session, workspace_id, query.workflow)
+        workflow_id = workflow.id if workflow is not None else None
+        matches_nothing = matches_nothing or workflow is None
+    if matches_nothing:
+        return None
+    return DeliveryFilter(workspace_id=workspace_id, statuses=statuses, channel=channel,
+                          workflow_id=workflow_id, contact_id=contact_id, created_from=start,
+                          created_to=end)
+
+
+def status_counts(session: Session, delivery_filter: DeliveryFilter | None) -> dict[str, int]:
+    """`{ALL, QUEUED, SENT, ...}` under every filter but the status."""
+    by_status = ({} if delivery_filter is None else
+                 delivery_repo.count_by_status(session, replace(delivery_filter, statuses=())))
+    return {"ALL": sum(by_status.values()), **{s: by_status.get(s, 0) for s in STATUSES}}
+
+
+def search(
+    session: Session, *, workspace_id: uuid.UUID, query: DeliveryQuery | None = None,
+    limit: int = 50, cursor: str | None = None, now: datetime,
+    phone_region: str | None = None,
+) -> DeliveryPage:
+    """One page of attempts, newest first, with the per-status counts."""
+    paging.check_limit(limit)
+    before = paging.decode_at(cursor) if cursor else None  # bad cursor: error even if empty
+    delivery_filter = build_filter(session, workspace_id=workspace_id,
+                                   query=query or DeliveryQuery(), now=now,
+                                   phone_region=phone_region)
+    counts = status_counts(session, delivery_filter)
+    if delivery_filter is None:
+        return DeliveryPage([], None, counts)
+    rows = delivery_repo.list_page(session, delivery_filter, limit=limit + 1, before=before)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1].attempt
+        next_cursor = paging.encode_at(last.created_at, last.id)
+    return DeliveryPage(rows, next_cursor, counts)
+
+
+# --- one attempt --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    attempt: DeliveryAttempt
+    relation: str  # "self", "retry", "resend" or "original" (see chain())
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    row: DeliveryRow
+    chain: list[ChainLink]
+    run: RunRow | None
+    step: RunStep | None
+
+
+def _relation(attempt: DeliveryAttempt, asked: uuid.UUID) -> str:
+    if attempt.id == asked:
+        return "self"
+    if attempt.resend_of is not None:
+        return "resend"
+    if attempt.retry_of is not None:
+        return "retry"
+    return "original"
+
+
+def chain(session: Session, *, workspace_id: uuid.UUID, attempt: DeliveryAttempt) -> list[
+    ChainLink
+]:
+    """Every attempt reachable through `retry_of` / `resend_of`, either way, oldest first.
+
+    Each link says what that attempt is: the one asked for (self), a retry after a transient
+    failure, a manual resend, or the original first attempt the others descend from."""
+    found = {attempt.id: attempt}
+    frontier = [attempt]
+    for _ in range(_MAX_CHAIN_ROUNDS):
+        fresh = [a for a in delivery_repo.linked(session, workspace_id, frontier)
+                 if a.id not in found]
+        if not fresh:
+            break
+        found.update((a.id, a) for a in fresh)
+        frontier = fresh
+    ordered = sorted(found.values(), key=lambda a: (a.created_at, a.attempt_number, a.id))
+    return [ChainLink(a, _relation(a, attempt.id)) for a in ordered]
+
+
+def detail(session: Session, *, workspace_id: uuid.UUID, attempt_id: str) -> Detail:
+    parsed = parse_id(attempt_id)
+    row = delivery_repo.get_row(session, workspace_id, parsed) if parsed else None
+    if row is None:
+        raise NotFound(f"no delivery attempt {attempt_id} in this workspace")
+    attempt = row.attempt
+    run = (run_repo.get_row(session, workspace_id, attempt.run_id)
+           if attempt.run_id is not None else None)
+    step = (delivery_repo.step_of(session, attempt.run_id, attempt.step_seq)
+            if run is not None and attempt.run_id is not None and attempt.step_seq is not None
+            else None)
+    return Detail(row, chain(session, workspace_id=workspace_id, attempt=attempt), run, step)
+

@@ -1,0 +1,97 @@
+"""The delivery provider of each channel in a workspace: set, shown, removed.
+
+A stored configuration names its secrets and never holds their values; the worker resolves
+them at send time. No row means the embedded outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relayflow.delivery import config as provider_config
+from relayflow.errors import InvalidInput, NotFound
+from relayflow.services import secret as secret_service
+from relayflow.services import workspace as workspace_service
+from relayflow.storage.models import Provider
+from relayflow.storage.repositories import provider as provider_repo
+
+CHANNELS = tuple(provider_config.CHANNEL_TYPES)
+OUTBOX: dict[str, Any] = {"type": "outbox"}
+
+
+class InvalidProvider(InvalidInput):
+    """The provider configuration is invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"The provider configuration has {len(problems)} problem(s).")
+
+    def extra(self) -> dict[str, Any]:
+        return {"problems": list(self.problems)}
+
+
+def _check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise NotFound(f"no channel {channel!r}; use {', '.join(CHANNELS)}")
+
+
+def config_for(session: Session, *, workspace_id: uuid.UUID, channel: str) -> dict[str, Any] | None:
+    """The stored configuration of a channel, or None when the outbox (the default) applies."""
+    row = provider_repo.get(session, workspace_id, channel)
+    return dict(row.config) if row is not None else None
+
+
+def show(session: Session, *, workspace_id: uuid.UUID, channel: str) -> dict[str, Any]:
+    """What GET shows: the stored configuration, or the outbox when none is set."""
+    _check_channel(channel)
+    return config_for(session, workspace_id=workspace_id, channel=channel) or dict(OUTBOX)
+
+
+def show_all(session: Session, *, workspace_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    stored = {p.channel: dict(p.config) for p in provider_repo.list_all(session, workspace_id)}
+    return {channel: stored.get(channel, dict(OUTBOX)) for channel in CHANNELS}
+
+
+def put(
+    session: Session, *, workspace_id: uuid.UUID, channel: str, data: Any, now: datetime,
+    actor: str = "system",
+) -> dict[str, Any]:
+    """Validate and store a channel's configuration (replacing any); returns what is stored."""
+    _check_channel(channel)
+    try:
+        parsed = provider_config.parse(channel, data)
+    except provider_config.ConfigError as exc:
+        raise InvalidProvider(list(exc.problems)) from exc
+    known = secret_service.names(session, workspace_id)
+    missing = [n for n in provider_config.secret_names(parsed) if n not in known]
+    if missing:
+        raise InvalidProvider([f"unknown secret {name!r}: set it first with PUT "
+                               f"/api/v1/secrets/{name}" for name in missing])
+    stored = provider_config.to_dict(parsed)
+    row = provider_repo.get(session, workspace_id, channel)
+    if row is None:
+        provider_repo.add(session, Provider(workspace_id=workspace_id, channel=channel,
+                                            config=stored, created_at=now, updated_at=now))
+    else:
+        row.config = stored
+        row.updated_at = now
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="provider.set", target_type="provider", target_id=channel,
+                            now=now, detail={"channel": channel, "type": stored["type"]})
+    return stored
+
+
+def delete(
+    session: Session, *, workspace_id: uuid.UUID, channel: str, now: datetime,
+    actor: str = "system",
+) -> dict[str, Any]:
+    """Back to the outbox. Deleting when none is set is not an error (the result is the same)."""
+    _check_channel(channel)
+    removed = provider_repo.remove(session, workspace_id, channel)
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="provider.delete", target_type="provider", target_id=channel,
+                            now=now, detail={"channel": channel, "removed": bool(removed)})
+    return dict(OUTBOX)
