@@ -27,7 +27,8 @@ FLOW = {"key": "mail", "trigger": {"type": "manual"}, "start": "send", "nodes": 
 
 def _crash_then_recover(settings, runtime, run_id) -> None:
     doomed = start_worker(settings, fault="after_effect", lease_seconds=0.5)
-    assert doomed.wait(30) == -signal.SIGKILL
+    code = doomed.wait(90)
+    assert code == -signal.SIGKILL, (doomed.stderr.read() if doomed.stderr else b"")[-2000:]
     rescuer = start_worker(settings, lease_seconds=0.5)
     try:
         wait_until(lambda: run_of(runtime, run_id).status == "COMPLETED", timeout=30,

@@ -43,6 +43,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
     ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),
+    ("POST", "/api/v1/deliveries/{delivery_id}/resend"): Case(
+        "delivery_id", "delivery", MISSING_ID, {"reason": "asked again"}),
 }
 # PUT /secrets/{name} creates or replaces a secret of the caller's own workspace: a name
 # another workspace also uses is no id of theirs. TestUpsertByName checks theirs is untouched.

@@ -38,6 +38,8 @@ WRITES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/workflows/{key}/runs"): Case(
         "operator", {"key": "workflow"}, {"contact": {"email": "new@example.com"}}, 202),
     ROTATE: Case("operator", {"key": "webhook_workflow"}),
+    ("POST", "/api/v1/deliveries/{delivery_id}/resend"): Case(
+        "operator", {"delivery_id": "delivery"}, {"reason": "asked again"}, 202),
     ("POST", "/api/v1/runs/{run_id}/cancel"): Case("operator", {"run_id": "pending_run"}),
     ("POST", "/api/v1/runs/{run_id}/retry"): Case("operator", {"run_id": "finished_run"},
                                                   status=202),

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from relayflow.services import delivery_ops
+from relayflow.services import resend as resend_service
 from relayflow.web.api.delivery_schemas import DeliveryDetail, DeliveryList
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import Text
-from relayflow.web.deps import PrincipalDep, RuntimeDep, SessionDep, SettingsDep
+from relayflow.web.deps import (
+    PrincipalDep,
+    RuntimeDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+    wake_worker_after_commit,
+)
 
 router = APIRouter(prefix="/deliveries", tags=["deliveries"])
 
@@ -81,3 +91,37 @@ def get_delivery(delivery_id: str, session: SessionDep, principal: PrincipalDep
     detail = delivery_ops.detail(session, workspace_id=principal.workspace_id,
                                  attempt_id=delivery_id)
     return DeliveryDetail.from_detail(detail)
+
+
+class ResendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text = Field(min_length=1, max_length=2000,
+                         description="Why the message is sent again (kept on the attempt).")
+    override: bool = Field(default=False, description="Send even though the contact is "
+                           "unsubscribed or undeliverable on this channel (recorded).")
+
+
+class ResendQueued(BaseModel):
+    id: uuid.UUID
+    status: str
+    resend_of: uuid.UUID
+
+
+@router.post(
+    "/{delivery_id}/resend", name="deliveries:resend", status_code=status.HTTP_202_ACCEPTED,
+    summary="Send a message again (a new attempt with no run)",
+    description="Queues a new attempt with the same rendered content, `resend_of` set and "
+    "your reason; a worker sends it once. A suppressed contact needs `override: true` (409 "
+    "otherwise). Operators and admins only.",
+    response_model=ResendQueued, responses=errors(400, 401, 403, 404, 409, 413, 422),
+)
+def resend_delivery(delivery_id: str, body: ResendBody, session: SessionDep,
+                    runtime: RuntimeDep, principal: WriterDep) -> ResendQueued:
+    copy = resend_service.resend(session, workspace_id=principal.workspace_id,
+                                 attempt_id=delivery_id, reason=body.reason,
+                                 override=body.override, actor=principal.actor,
+                                 now=runtime.clock())
+    wake_worker_after_commit(session)
+    assert copy.resend_of is not None
+    return ResendQueued(id=copy.id, status=copy.status, resend_of=copy.resend_of)
