@@ -18,8 +18,10 @@ SMTP = {"type": "smtp", "host": "smtp.example.com", "port": 587, "tls": "starttl
 HTTP = {"type": "http", "url": "https://sms.example.com/messages", "method": "POST",
         "auth_header_secret": "SMS_TOKEN", "body": {"to": "{{ to }}", "text": "{{ body }}"},
         "message_id_path": "body.id"}
-SMTP_STORED = {**SMTP, "username": "ops", "timeout": 20.0, "ca_file": None}
-HTTP_STORED = {**HTTP, "auth_header": "Authorization", "auth_scheme": "Bearer", "timeout": 10.0}
+SMTP_STORED = {**SMTP, "username": "ops", "timeout": 20.0, "ca_file": None,
+               "events_secret": None}
+HTTP_STORED = {**HTTP, "auth_header": "Authorization", "auth_scheme": "Bearer", "timeout": 10.0,
+               "events_secret": None}
 
 
 @pytest.fixture
