@@ -10,14 +10,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from relayflow.errors import InvalidInput, NotFound
-from relayflow.services import contact as contact_service
 from relayflow.services import paging
 from relayflow.services import run as run_service
 from relayflow.storage.ids import parse_id
 from relayflow.storage.models import DeliveryAttempt, RunStep
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
-from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunRow
 
@@ -70,26 +68,13 @@ def build_filter(
         raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
     start, end = run_service.time_window(range_=query.range, created_from=query.created_from,
                                          created_to=query.created_to, now=now)
-    matches_nothing = False
-    contact_id = None
-    if query.contact and query.contact.strip():
-        contact_id = parse_id(query.contact.strip())
-        if contact_id is None:
-            found = contact_service.find_by_address(
-                session, workspace_id=workspace_id, address=query.contact,
-                phone_region=phone_region)
-            contact_id = found.id if found is not None else None
-            matches_nothing = found is None
-    workflow_id = None
-    if query.workflow:
-        workflow = workflow_repo.get_by_key(session, workspace_id, query.workflow)
-        workflow_id = workflow.id if workflow is not None else None
-        matches_nothing = matches_nothing or workflow is None
-    if matches_nothing:
+    scope = run_service.resolve_scope(session, workspace_id=workspace_id, contact=query.contact,
+                                      workflow=query.workflow, phone_region=phone_region)
+    if scope is None:
         return None
     return DeliveryFilter(workspace_id=workspace_id, statuses=statuses, channel=channel,
-                          workflow_id=workflow_id, contact_id=contact_id, created_from=start,
-                          created_to=end)
+                          workflow_id=scope.workflow_id, contact_id=scope.contact_id,
+                          created_from=start, created_to=end)
 
 
 def status_counts(session: Session, delivery_filter: DeliveryFilter | None) -> dict[str, int]:

@@ -287,25 +287,42 @@ def build_filter(
     statuses = parse_statuses(query.status)
     start, end = time_window(range_=query.range, created_from=query.created_from,
                              created_to=query.created_to, now=now)
-    matches_nothing = False
+    scope = resolve_scope(session, workspace_id=workspace_id, contact=query.contact,
+                          workflow=query.workflow, phone_region=phone_region)
+    if scope is None:
+        return None
+    return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=scope.workflow_id,
+                     contact_id=scope.contact_id, created_from=start, created_to=end)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    contact_id: uuid.UUID | None
+    workflow_id: uuid.UUID | None
+
+
+def resolve_scope(
+    session: Session, *, workspace_id: uuid.UUID, contact: str | None, workflow: str | None,
+    phone_region: str | None,
+) -> Scope | None:
+    """The contact (id, email or phone) and workflow (key) a listing is filtered by; None
+    when either names nothing, so the listing is empty. A malformed address is an error."""
     contact_id = None
-    if query.contact and query.contact.strip():
-        contact_id = parse_id(query.contact.strip())
+    if contact and contact.strip():
+        contact_id = parse_id(contact.strip())
         if contact_id is None:
             found = contact_service.find_by_address(
-                session, workspace_id=workspace_id, address=query.contact,
-                phone_region=phone_region)
-            contact_id = found.id if found is not None else None
-            matches_nothing = found is None
+                session, workspace_id=workspace_id, address=contact, phone_region=phone_region)
+            if found is None:
+                return None
+            contact_id = found.id
     workflow_id = None
-    if query.workflow:
-        workflow = workflow_repo.get_by_key(session, workspace_id, query.workflow)
-        workflow_id = workflow.id if workflow is not None else None
-        matches_nothing = matches_nothing or workflow is None
-    if matches_nothing:
-        return None
-    return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=workflow_id,
-                     contact_id=contact_id, created_from=start, created_to=end)
+    if workflow:
+        found_workflow = workflow_repo.get_by_key(session, workspace_id, workflow)
+        if found_workflow is None:
+            return None
+        workflow_id = found_workflow.id
+    return Scope(contact_id, workflow_id)
 
 
 def chip_counts(session: Session, run_filter: RunFilter | None) -> dict[str, int]:
