@@ -278,7 +278,10 @@ def demo_command(
         console.print(f"demo workspace created with {result.runs} runs")
     settings: Settings = get_settings()
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Demo workspace 'demo': API key {result.api_key}")  # noqa: T201
+    print(f"Demo workspace 'demo': open {base}/runs and sign in as")  # noqa: T201
+    for email, role in result.logins:
+        print(f"  {email} / {result.password}   ({role})")  # noqa: T201
+    print(f"API key {result.api_key}")  # noqa: T201
     print(f"  try: curl -H 'Authorization: Bearer {result.api_key}' {base}/api/v1/runs")  # noqa: T201
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     default_phone_region: str | None = None
     # The address users reach this server on, for webhook URLs (e.g. https://relay.example.com).
     public_url: str | None = None
+    # Mark the sign-in cookie Secure. Unset: on when public_url or the request is https, so
+    # a plain-http loopback setup still signs in and a TLS deployment never sends it in clear.
+    cookie_secure: bool | None = None
 
 
 @lru_cache

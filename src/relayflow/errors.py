@@ -87,3 +87,16 @@ class InvalidGraph(InvalidInput):
 
     def extra(self) -> dict[str, Any]:
         return {"problems": [p.as_dict() for p in self.problems]}
+
+
+class TooManyRequests(RelayflowError):
+    """Too many requests; try again later."""
+
+    status_code = 429
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}

@@ -17,6 +17,7 @@ from relayflow.services import auth as auth_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.web.app import create_app
+from tests.support.pages import add_member, sign_in
 
 if TYPE_CHECKING:
     from tests.conftest import WorkspaceHandle
@@ -81,3 +82,50 @@ def live_url(app: FastAPI) -> Iterator[str]:
     server.should_exit = True
     thread.join(10)
     sock.close()
+
+
+ADMIN = "ada@acme.test"
+OPERATOR = "olga@acme.test"
+VIEWER = "vic@acme.test"
+OUTSIDER = "otto@globex.test"
+
+
+@pytest.fixture
+def members(runtime: Runtime, workspace: WorkspaceHandle) -> dict[str, str]:
+    add_member(runtime, workspace.id, ADMIN, "admin")
+    add_member(runtime, workspace.id, OPERATOR, "operator")
+    add_member(runtime, workspace.id, VIEWER, "viewer")
+    return {"admin": ADMIN, "operator": OPERATOR, "viewer": VIEWER}
+
+
+@pytest.fixture
+def page_client(app: FastAPI, members: dict[str, str]) -> Iterator[TestClient]:
+    """Signed in as an admin of `workspace` (no API key header)."""
+    with TestClient(app) as client:
+        sign_in(client, members["admin"])
+        yield client
+
+
+@pytest.fixture
+def operator_page_client(app: FastAPI, members: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        sign_in(client, members["operator"])
+        yield client
+
+
+@pytest.fixture
+def viewer_page_client(app: FastAPI, members: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        sign_in(client, members["viewer"])
+        yield client
+
+
+@pytest.fixture
+def outsider_page_client(
+    app: FastAPI, runtime: Runtime, other_workspace: WorkspaceHandle
+) -> Iterator[TestClient]:
+    """Signed in as an admin of `other_workspace` only."""
+    add_member(runtime, other_workspace.id, OUTSIDER, "admin")
+    with TestClient(app) as client:
+        sign_in(client, OUTSIDER)
+        yield client

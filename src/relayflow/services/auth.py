@@ -142,6 +142,12 @@ def list_members(session: Session, *, workspace_id: uuid.UUID) -> list[Member]:
     return workspace_repo.list_members(session, workspace_id)
 
 
+def set_password(member: Member, password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput("password must be at least 8 characters")
+    member.password_hash = _hasher.hash(password)
+
+
 def verify_password(member: Member, password: str) -> bool:
     try:
         return _hasher.verify(member.password_hash, password)

@@ -90,3 +90,10 @@ def _apply(session: Session, workspace_id: Any, channel: str, event: dict[str, A
             contact.suppressed = {**(contact.suppressed or {}), channel: suppressed}
             contact.updated_at = now
     return Applied(str(attempt.id), attempt.status, suppressed)
+
+
+def apply_event(session: Session, *, workspace_id: Any, channel: str, event: dict[str, Any],
+                now: datetime) -> Applied:
+    """Apply one already-verified provider event (e.g. `{"type": "delivered",
+    "attempt_id": …}`); what `receive` does for each event of a signed callback."""
+    return _apply(session, workspace_id, channel, event, now)

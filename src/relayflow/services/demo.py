@@ -7,9 +7,13 @@ back to each past day, so every row looks exactly like production data.
 from __future__ import annotations
 
 import random
+import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from relayflow.engine.graph import parse_definition
 from relayflow.services import auth, walk
@@ -28,11 +32,30 @@ FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Radia",
 PLANS = ["free", "free", "starter", "pro", "pro"]
 
 
+# Signs in to the web UI; the password is new on every `relayflow demo`, like the key.
+DEMO_MEMBERS = (("demo@example.com", "admin"), ("viewer@example.com", "viewer"))
+
+
 @dataclass(frozen=True, slots=True)
 class DemoResult:
     created: bool
     api_key: str
     runs: int
+    password: str = ""
+    logins: tuple[tuple[str, str], ...] = ()
+
+
+def _reset_members(session: Session, workspace_id: uuid.UUID, now: datetime) -> str:
+    """Give the demo members a fresh password (creating them if missing) and return it."""
+    password = secrets.token_urlsafe(9)
+    for email, role in DEMO_MEMBERS:
+        member = workspace_repo.get_member(session, workspace_id, email)
+        if member is None:
+            auth.add_member(session, workspace_id=workspace_id, email=email, role=role,
+                            password=password, now=now, actor="demo")
+        else:
+            auth.set_password(member, password)
+    return password
 
 
 def _drain(runtime: Runtime) -> None:
@@ -54,12 +77,14 @@ def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
                     key.revoked_at = now
             _, api_key = auth.create_api_key(session, workspace_id=existing.id, role="admin",
                                              created_by="demo", now=now, name="demo key")
-            return DemoResult(False, api_key, 0)
+            password = _reset_members(session, existing.id, now)
+            return DemoResult(False, api_key, 0, password, DEMO_MEMBERS)
         workspace, _ = workspace_service.create(session, slug=SLUG, name="Demo workspace",
                                                 now=now - timedelta(days=days + 1))
         workspace_id = workspace.id
         _, api_key = auth.create_api_key(session, workspace_id=workspace_id, role="admin",
                                          created_by="demo", now=now, name="demo key")
+        password = _reset_members(session, workspace_id, now)
         for path in sorted(WORKFLOWS.glob("*.yaml")):
             definition = parse_definition(path.read_text(), content_type="yaml")
             workflow_service.save(session, workspace_id=workspace_id, definition=definition,
@@ -90,7 +115,7 @@ def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
         runtime.clock = real_clock
     _drain(runtime)  # waits whose time has come
     _cancel_some(runtime, workspace_id)
-    return DemoResult(True, api_key, total)
+    return DemoResult(True, api_key, total, password, DEMO_MEMBERS)
 
 
 def _attributes(rng: random.Random, n: int) -> dict[str, str]:

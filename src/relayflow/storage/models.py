@@ -269,3 +269,28 @@ class Job(Base):
     lease_token: Mapped[int] = mapped_column(Integer, default=0)
     claims: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSession(Base):
+    """A browser login. The cookie carries a random token; only its SHA-256 is stored, so a
+    leaked table opens no session. One login covers every workspace the email is a member
+    of whose password matched; `member_id` is the one being viewed."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    member_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """A failed login, counted per email and per client address to slow down guessing."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+    id: Mapped[uuid.UUID] = _id()
+    key: Mapped[str] = mapped_column(String(330))
+    at: Mapped[datetime]

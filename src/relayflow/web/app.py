@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
-from relayflow.web import api, callbacks, errors, hooks, unsubscribe
+from relayflow.web import api, callbacks, errors, hooks, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
+from relayflow.web.pages.templating import STATIC
 from relayflow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ def create_app(
     app.include_router(hooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(callbacks.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", tags=["health"], name="health")
     def healthz() -> dict[str, bool]:

@@ -1,0 +1,11 @@
+"""Server-rendered pages (Jinja2), one router per aggregate, behind a sign-in session."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from relayflow.web.pages import auth, contacts, deliveries, runs, settings, workflows
+
+router = APIRouter(include_in_schema=False)
+for module in (auth, runs, deliveries, workflows, contacts, settings):
+    router.include_router(module.router)

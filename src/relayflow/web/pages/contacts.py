@@ -1,0 +1,7 @@
+"""Pages: contacts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

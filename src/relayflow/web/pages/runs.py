@@ -1,0 +1,7 @@
+"""Pages: runs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
