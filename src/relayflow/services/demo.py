@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from relayflow.engine.graph import parse_definition
-from relayflow.services import auth, walk
+from relayflow.services import auth, callback, delivery_ops, walk
 from relayflow.services import contact as contact_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
@@ -94,6 +94,7 @@ def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
     rng = random.Random(seed)
     keys = ["onboarding", "renewal-reminder", "lead-score"]
     total = 0
+    reported: set[uuid.UUID] = set()
     try:
         for day in range(days, -1, -1):
             at = now - timedelta(days=day, hours=rng.randint(0, 8))
@@ -111,11 +112,36 @@ def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
                                        now=at - timedelta(minutes=runs_per_day - i))
                     total += 1
             _drain(runtime)
+            _provider_events(runtime, workspace_id, rng, reported)
     finally:
         runtime.clock = real_clock
     _drain(runtime)  # waits whose time has come
     _cancel_some(runtime, workspace_id)
     return DemoResult(True, api_key, total, password, DEMO_MEMBERS)
+
+
+def _provider_events(runtime: Runtime, workspace_id: uuid.UUID, rng: random.Random,
+                     reported: set[uuid.UUID]) -> None:
+    """What a real email provider reports back: most messages delivered, a few hard
+    bounces (whose contacts are then suppressed), some never confirmed."""
+    now = runtime.clock()
+    with session_scope(runtime.sessions) as session:
+        page = delivery_ops.search(session, workspace_id=workspace_id, limit=200, now=now,
+                                   query=delivery_ops.DeliveryQuery(status="SENT"))
+        for row in page.rows:
+            attempt = row.attempt
+            if attempt.id in reported:
+                continue
+            reported.add(attempt.id)
+            roll = rng.random()
+            event: dict[str, str] | None = None
+            if roll < 0.84:
+                event = {"type": "delivered", "attempt_id": str(attempt.id)}
+            elif roll < 0.89:
+                event = {"type": "bounced", "bounce": "hard", "attempt_id": str(attempt.id)}
+            if event is not None:
+                callback.apply_event(session, workspace_id=workspace_id,
+                                     channel=attempt.channel, event=event, now=now)
 
 
 def _attributes(rng: random.Random, n: int) -> dict[str, str]:

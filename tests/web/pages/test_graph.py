@@ -67,3 +67,12 @@ class TestRenderGraph:
         assert "k<b>" not in svg
         assert "k&lt;b&gt;" in svg
         parse(svg)  # still well-formed XML
+
+    def test_split_branches_are_labelled_by_name_or_share(self) -> None:
+        labels = re.findall(r'class="wf-edge-label"[^>]*>([^<]*)<', str(render_graph(LOOP)))
+        assert labels.count("50%") == 2
+        named = {**LOOP, "nodes": {**LOOP["nodes"], "b": {
+            "type": "SPLIT", "branches": [{"name": "control", "weight": 1, "next": "c"},
+                                          {"name": "variant", "weight": 3, "next": "e"}]}}}
+        labels = re.findall(r'class="wf-edge-label"[^>]*>([^<]*)<', str(render_graph(named)))
+        assert {"control", "variant"} <= set(labels)

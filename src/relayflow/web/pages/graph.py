@@ -44,9 +44,23 @@ class _Edge:
 def _edges(trigger_id: str, graph: WorkflowGraph) -> list[tuple[str, str, str]]:
     edges = [(trigger_id, graph.start, "")] if graph.start in graph.nodes else []
     for node in graph.nodes.values():
-        edges += [(node.id, target, name) for name, target in node.edges()
+        names = _branch_names(node.config) if node.type == "SPLIT" else {}
+        edges += [(node.id, target, names.get(name, name)) for name, target in node.edges()
                   if target in graph.nodes]
     return edges
+
+
+def _branch_names(config: Mapping[str, Any]) -> dict[str, str]:
+    """`branch 0` → the branch's name, or its weight as a share ("50%") when unnamed."""
+    branches = [b for b in config.get("branches") or [] if isinstance(b, Mapping)]
+    weights = [b.get("weight") for b in branches]
+    total = sum(w for w in weights if isinstance(w, int | float) and w > 0)
+    names = {}
+    for i, branch in enumerate(branches):
+        weight = branch.get("weight")
+        share = f"{weight / total:.0%}" if total and isinstance(weight, int | float) else ""
+        names[f"branch {i}"] = str(branch.get("name") or share or f"branch {i}")
+    return names
 
 
 def _classify(root: str, order: list[str],
