@@ -54,6 +54,7 @@
     const every = Number(el.dataset.liveInterval || 2000);
     setTimeout(async () => {
       if (!el.isConnected) return;
+      el.setAttribute("aria-busy", "true");
       try {
         const response = await fetch(url, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
         if (response.ok) {
@@ -71,6 +72,7 @@
           }
         }
       } catch (err) { /* offline for a moment: try again */ }
+      el.removeAttribute("aria-busy");
       pollLive(el);
     }, every);
   }
@@ -106,11 +108,43 @@
     });
   }
 
+  // Loading state: a submitted form says so and cannot be sent twice by a double click.
+  function wireForms(root) {
+    root.querySelectorAll("form").forEach((form) => {
+      if (form.dataset.wiredSubmit) return;
+      form.dataset.wiredSubmit = "1";
+      form.addEventListener("submit", (event) => {
+        const button = form.querySelector('button[type="submit"], button:not([type])');
+        // After this tick, so the browser has already read the form's fields and any
+        // script handling the submit itself has had its say.
+        setTimeout(() => {
+          if (event.defaultPrevented) return;
+          form.setAttribute("aria-busy", "true");
+          if (!button) return;
+          button.disabled = true;
+          button.dataset.label = button.textContent;
+          button.textContent = form.method.toLowerCase() === "get" ? "Loading…" : "Working…";
+        }, 0);
+      });
+    });
+  }
+  // Coming back with the Back button restores a page from cache with its buttons disabled.
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[aria-busy]").forEach((form) => {
+      form.removeAttribute("aria-busy");
+      form.querySelectorAll("button[disabled][data-label]").forEach((b) => {
+        b.disabled = false; b.textContent = b.dataset.label;
+      });
+    });
+  });
+
   function enhance(root) {
     localize(root);
     wireDialogs(root);
     wireLive(root);
     wireMisc(root);
+    wireForms(root);
   }
 
   window.relayflow = { enhance, csrf };
