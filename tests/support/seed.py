@@ -87,7 +87,7 @@ def lead_check(http_url: str) -> dict[str, Any]:
                        "request": {"method": "POST", "url": f"{http_url}/echo",
                                    "headers": {"Authorization": "Bearer {{ secrets.CRM_TOKEN }}"},
                                    "body": {"email": "{{ contact.email }}"}},
-                       "capture": {"seen": "body.json.email"}, "next": "done"},
+                       "capture": {"seen": "body.body"}, "next": "done"},
             "done": {"type": "END"}}}
 
 

@@ -5,7 +5,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from relayflow.storage.models import Workflow, WorkflowVersion
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import secret as secret_repo
 from relayflow.storage.repositories import workflow as workflow_repo
+from relayflow.storage.repositories import workflow_stats
 
 _graphs: dict[uuid.UUID, WorkflowGraph] = {}
 
@@ -180,3 +181,86 @@ class Detail:
 def detail(session: Session, *, workspace_id: uuid.UUID, key: str) -> Detail:
     workflow = get(session, workspace_id=workspace_id, key=key)
     return Detail(workflow, current_version(session, workflow), versions(session, workflow))
+
+
+# --- for the workflow pages ------------------------------------------------------------
+
+RECENT = timedelta(hours=24)
+
+
+def _outcomes(by_status: dict[str, int]) -> dict[str, int]:
+    """Per-status counts folded into the /runs status chips (Running also holds PENDING)."""
+    from relayflow.services.run import CHIPS
+
+    return {chip: sum(by_status.get(s, 0) for s in statuses) for chip, statuses in CHIPS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    workflow: Workflow
+    version: WorkflowVersion
+    recent_runs: dict[str, int]  # chip (RUNNING, COMPLETED, FAILED, CANCELED) -> runs in 24 h
+
+
+def overview(session: Session, *, workspace_id: uuid.UUID, now: datetime) -> list[Overview]:
+    """Every workflow, its current version and its last 24 hours of runs: three queries in
+    all, whatever the number of workflows."""
+    counts = workflow_stats.status_counts_since(session, workspace_id, since=now - RECENT)
+    return [Overview(w, v, _outcomes(counts.get(w.id, {})))
+            for w, v in list_current(session, workspace_id=workspace_id)]
+
+
+def in_flight_count(session: Session, *, workflow: Workflow) -> int:
+    """How many runs `deactivate` would cancel right now."""
+    return workflow_stats.count_in_flight(session, workflow.workspace_id, workflow.id)
+
+
+def started_by(session: Session, *, workspace_id: uuid.UUID, key: str) -> list[Workflow]:
+    """Workflows whose current version has a TRIGGER_WORKFLOW node that starts `key`."""
+    out: list[Workflow] = []
+    for workflow, version in list_current(session, workspace_id=workspace_id):
+        nodes = version.definition.get("nodes")
+        if isinstance(nodes, dict) and any(
+            isinstance(node, dict) and node.get("type") == "TRIGGER_WORKFLOW"
+            and node.get("workflow") == key for node in nodes.values()
+        ):
+            out.append(workflow)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """A webhook trigger's signing: the secret's name and whether it is set (never its value)."""
+
+    secret_name: str
+    secret_set: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    detail: Detail
+    recent_runs: dict[str, int]
+    in_flight: int
+    started_by: list[Workflow]
+    signing: Signing | None
+
+
+def summary(session: Session, *, workspace_id: uuid.UUID, key: str, now: datetime) -> Summary:
+    """What the workflow page shows beyond the definition: recent runs, in-flight runs, the
+    workflows that start this one and, for a signed webhook, whether its secret exists."""
+    found = detail(session, workspace_id=workspace_id, key=key)
+    workflow = found.workflow
+    counts = workflow_stats.status_counts_since(session, workspace_id, since=now - RECENT,
+                                                workflow_id=workflow.id)
+    secret_name = trigger_of(found.current).get("signing_secret")
+    signing = None
+    if workflow.trigger_type == "webhook" and secret_name:
+        name = str(secret_name)
+        signing = Signing(name, name in secret_repo.names(session, workspace_id))
+    return Summary(
+        detail=found,
+        recent_runs=_outcomes(counts.get(workflow.id, {})),
+        in_flight=in_flight_count(session, workflow=workflow),
+        started_by=started_by(session, workspace_id=workspace_id, key=key),
+        signing=signing,
+    )
