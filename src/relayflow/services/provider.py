@@ -95,3 +95,26 @@ def delete(
                             action="provider.delete", target_type="provider", target_id=channel,
                             now=now, detail={"channel": channel, "removed": bool(removed)})
     return dict(OUTBOX)
+
+
+def channel_types() -> dict[str, tuple[str, ...]]:
+    """The provider types each channel accepts (email: outbox, smtp, http; sms: outbox, http)."""
+    return {channel: tuple(kinds) for channel, kinds in provider_config.CHANNEL_TYPES.items()}
+
+
+def stored_all(session: Session, *, workspace_id: uuid.UUID) -> dict[str, dict[str, Any] | None]:
+    """Each channel's stored configuration, None where none is set (the outbox applies)."""
+    stored = {p.channel: dict(p.config) for p in provider_repo.list_all(session, workspace_id)}
+    return {channel: stored.get(channel) for channel in CHANNELS}
+
+
+def secrets_in_use(session: Session, *, workspace_id: uuid.UUID) -> dict[str, list[str]]:
+    """Secret name -> the channels whose provider names it (a `*_secret` field)."""
+    used: dict[str, list[str]] = {}
+    for channel, config in stored_all(session, workspace_id=workspace_id).items():
+        for key, value in sorted((config or {}).items()):
+            if key.endswith("_secret") and isinstance(value, str) and value:
+                used.setdefault(value, [])
+                if channel not in used[value]:
+                    used[value].append(channel)
+    return used

@@ -93,3 +93,18 @@ class WorkspaceSecrets(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._load())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretDetail:
+    """A secret as the settings page lists it: its name and times, never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def list_details(session: Session, *, workspace_id: uuid.UUID) -> list[SecretDetail]:
+    """Every secret of the workspace by name, with when it was created and last replaced."""
+    return [SecretDetail(name=s.name, created_at=s.created_at, updated_at=s.updated_at)
+            for s in secret_repo.list_all(session, workspace_id)]
