@@ -27,6 +27,12 @@ ACTIONS = {
     "member.add": "a member was added",
     "secret.set": "a secret was created or replaced",
     "secret.delete": "a secret was deleted",
+    "provider.set": "a channel's provider was set",
+    "provider.delete": "a channel was reset to the outbox",
+    "member.login": "a member signed in",
+    "delivery.resend": "an operator resent a message",
+    "workflow.webhook_rotate": "a workflow's webhook address was replaced",
+    "contact.unsubscribe": "a contact unsubscribed",
 }
 
 

@@ -25,16 +25,7 @@ for _module in (settings_providers, settings_secrets, settings_access):
     router.include_router(_module.router)
 
 PAGE_SIZE = 50
-# Actions other features record that services.audit.ACTIONS does not list (yet).
-_MORE_ACTIONS = {
-    "provider.set": "a channel's provider was set",
-    "provider.delete": "a channel was reset to the outbox",
-    "member.login": "a member signed in",
-    "delivery.resend": "an operator resent a message",
-    "workflow.webhook_rotate": "a workflow's webhook address was replaced",
-    "contact.unsubscribe": "a contact unsubscribed",
-}
-ACTIONS = dict(sorted({**_MORE_ACTIONS, **audit_service.ACTIONS}.items()))
+ACTIONS = dict(sorted(audit_service.ACTIONS.items()))
 
 
 def target_href(event: AuditEvent) -> str | None:
