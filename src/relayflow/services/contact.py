@@ -17,7 +17,9 @@ from relayflow.services import paging
 from relayflow.storage.ids import parse_id
 from relayflow.storage.models import Contact
 from relayflow.storage.repositories import contact as contact_repo
+from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -234,3 +236,82 @@ def detail(session: Session, *, workspace_id: uuid.UUID, contact_id: str) -> Det
     runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
                                                  contact_id=contact.id), limit=RECENT_RUNS)
     return Detail(contact, runs)
+
+
+# --- for the contact pages ----------------------------------------------------------------
+
+TIMELINE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BrowsePage:
+    """A page of contacts that can be left both ways: `older_cursor` continues with older
+    contacts (`cursor=`), `newer_cursor` goes back towards the newest (`after=`)."""
+
+    contacts: list[Contact]
+    older_cursor: str | None
+    newer_cursor: str | None
+
+
+def _needles(text: str | None) -> tuple[str | None, str | None]:
+    needle = (text or "").strip()
+    digits = _PHONE_PUNCTUATION.sub("", needle)
+    return needle or None, digits if _PHONE_SEARCH.match(digits) else None
+
+
+def browse(
+    session: Session, *, workspace_id: uuid.UUID, text: str | None = None, limit: int = 50,
+    cursor: str | None = None, after: str | None = None,
+) -> BrowsePage:
+    """`search`, plus the way back: `after` (a cursor) gives the contacts just newer."""
+    if cursor and after:
+        raise InvalidInput("give cursor (older) or after (newer), not both")
+    if not after:
+        page = search(session, workspace_id=workspace_id, text=text, limit=limit, cursor=cursor)
+        newer = paging.encode_id(page.contacts[0].id) if cursor and page.contacts else None
+        return BrowsePage(page.contacts, page.next_cursor, newer)
+    paging.check_limit(limit)
+    since = paging.decode_id(after)
+    needle, phone_search = _needles(text)
+    found = contact_repo.list_page_newer(session, workspace_id, limit=limit + 1, after=since,
+                                         search=needle, phone_search=phone_search)
+    more_newer = len(found) > limit
+    found = found[-limit:] if more_newer else found
+    return BrowsePage(found, paging.encode_id(found[-1].id) if found else None,
+                      paging.encode_id(found[0].id) if more_newer else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One thing that happened to a contact: a run, or a delivery attempt."""
+
+    kind: str  # "run" or "delivery"
+    at: datetime
+    run: RunRow | None = None
+    delivery: DeliveryRow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    contact: Contact
+    entries: list[TimelineEntry]
+    more: bool  # older entries exist beyond these (see /runs and /delivery-ops)
+
+
+def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
+             limit: int = TIMELINE) -> Timeline:
+    """A contact with its newest runs and delivery attempts, interleaved newest first.
+
+    The newest `limit` of the merge are always among the newest `limit` of each list, so
+    two bounded keyset reads give an exact timeline."""
+    contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
+    runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
+                                                 contact_id=contact.id), limit=limit + 1)
+    deliveries = delivery_repo.list_page(
+        session, DeliveryFilter(workspace_id=workspace_id, contact_id=contact.id),
+        limit=limit + 1)
+    entries = [TimelineEntry("run", r.run.created_at, run=r) for r in runs]
+    entries += [TimelineEntry("delivery", d.attempt.created_at, delivery=d) for d in deliveries]
+    # Same instant: a run's delivery is what the run did, so it shows above the run.
+    entries.sort(key=lambda e: (e.at, e.kind == "delivery"), reverse=True)
+    return Timeline(contact, entries[:limit], len(entries) > limit)

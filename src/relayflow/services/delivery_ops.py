@@ -15,6 +15,7 @@ from relayflow.services import run as run_service
 from relayflow.storage.ids import parse_id
 from relayflow.storage.models import DeliveryAttempt, RunStep
 from relayflow.storage.repositories import delivery as delivery_repo
+from relayflow.storage.repositories import provider_config as provider_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunRow
@@ -167,3 +168,58 @@ def detail(session: Session, *, workspace_id: uuid.UUID, attempt_id: str) -> Det
             else None)
     return Detail(row, chain(session, workspace_id=workspace_id, attempt=attempt), run, step)
 
+
+
+# --- for the delivery ops pages -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrowsePage:
+    """A page of attempts that can be left both ways: `older_cursor` continues with older
+    attempts (`cursor=`), `newer_cursor` goes back towards the newest (`after=`)."""
+
+    rows: list[DeliveryRow]
+    counts: dict[str, int]
+    older_cursor: str | None
+    newer_cursor: str | None
+
+
+def _cursor_of(row: DeliveryRow) -> str:
+    return paging.encode_at(row.attempt.created_at, row.attempt.id)
+
+
+def browse(
+    session: Session, *, workspace_id: uuid.UUID, query: DeliveryQuery | None = None,
+    limit: int = 50, cursor: str | None = None, after: str | None = None, now: datetime,
+    phone_region: str | None = None,
+) -> BrowsePage:
+    """Like `search`, plus the way back: `after` (a cursor) gives the attempts just newer
+    than it. Both are keyset; neither counts past rows."""
+    if cursor and after:
+        raise InvalidInput("give cursor (older) or after (newer), not both")
+    if not after:
+        page = search(session, workspace_id=workspace_id, query=query, limit=limit,
+                      cursor=cursor, now=now, phone_region=phone_region)
+        newer = _cursor_of(page.rows[0]) if cursor and page.rows else None
+        return BrowsePage(page.rows, page.counts, page.next_cursor, newer)
+    paging.check_limit(limit)
+    since = paging.decode_at(after)
+    delivery_filter = build_filter(session, workspace_id=workspace_id,
+                                   query=query or DeliveryQuery(), now=now,
+                                   phone_region=phone_region)
+    counts = status_counts(session, delivery_filter)
+    if delivery_filter is None:
+        return BrowsePage([], counts, None, None)
+    rows = delivery_repo.list_page_newer(session, delivery_filter, limit=limit + 1,
+                                         after=since)
+    more_newer = len(rows) > limit
+    rows = rows[-limit:] if more_newer else rows
+    return BrowsePage(rows, counts, _cursor_of(rows[-1]) if rows else None,
+                      _cursor_of(rows[0]) if more_newer else None)
+
+
+def suppression_of(session: Session, *, attempt: DeliveryAttempt) -> str | None:
+    """Why the attempt's contact gets nothing on its channel now (unsubscribed, bounced,
+    complained), or None: a resend then needs the override."""
+    reason = provider_repo.suppressed(session, attempt.contact_id).get(attempt.channel)
+    return str(reason) if reason else None

@@ -89,3 +89,21 @@ def as_variables(contact: Contact) -> dict[str, Any]:
         "phone": contact.phone,
         "external_id": contact.external_id,
     }
+
+
+def list_page_newer(
+    session: Session, workspace_id: uuid.UUID, *, limit: int, after: uuid.UUID,
+    search: str | None = None, phone_search: str | None = None,
+) -> list[Contact]:
+    """The `limit` contacts just newer than `after` (same matching as `list_page`), newest
+    first: the page before a cursor, walking the id keyset forwards."""
+    query = select(Contact).where(Contact.workspace_id == workspace_id, Contact.id > after)
+    if search:
+        needle = search.lower()
+        query = query.where(or_(
+            func.lower(Contact.email).contains(needle, autoescape=True),
+            func.lower(Contact.external_id).contains(needle, autoescape=True),
+            Contact.phone.contains(phone_search or needle, autoescape=True),
+        ))
+    found = list(session.scalars(query.order_by(Contact.id).limit(limit)))
+    return found[::-1]

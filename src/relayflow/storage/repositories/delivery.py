@@ -133,3 +133,16 @@ def list_for_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -
 
 def step_of(session: Session, run_id: uuid.UUID, seq: int) -> RunStep | None:
     return session.scalar(select(RunStep).where(RunStep.run_id == run_id, RunStep.seq == seq))
+
+
+def list_page_newer(
+    session: Session, f: DeliveryFilter, *, limit: int, after: tuple[datetime, uuid.UUID],
+) -> list[DeliveryRow]:
+    """The `limit` attempts just newer than `after`, newest first: the page before a cursor.
+
+    Keyset like `list_page`, walking the same indexes forwards from the cursor (nearest
+    first), so paging back towards the newest never counts past skipped rows."""
+    query = _filtered(_rows(), f)
+    query = query.where(tuple_(DeliveryAttempt.created_at, DeliveryAttempt.id) > after)
+    query = query.order_by(DeliveryAttempt.created_at, DeliveryAttempt.id).limit(limit)
+    return [_to_row(row) for row in reversed(session.execute(query).all())]

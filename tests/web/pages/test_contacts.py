@@ -1,0 +1,176 @@
+"""Contacts pages: search, paging, and one contact's attributes and timeline."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from relayflow.services import contact as contact_service
+from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from tests.support.seed import XSS, Seeded, seed
+
+_ROW = re.compile(r'<tr data-contact="([0-9a-f-]+)"')
+_ENTRY = re.compile(r'<tr data-kind="(run|delivery)" data-id="([0-9a-f-]+)"')
+_PAGER = re.compile(r'<a class="btn" href="([^"]+)" rel="(prev|next)">')
+
+
+@pytest.fixture
+def seeded(runtime: Runtime, workspace, members) -> Seeded:  # type: ignore[no-untyped-def]
+    return seed(runtime, workspace.id)
+
+
+def rows(text: str) -> list[uuid.UUID]:
+    return [uuid.UUID(found) for found in _ROW.findall(text)]
+
+
+def pager(text: str) -> dict[str, str]:
+    return {rel: html.unescape(href) for href, rel in _PAGER.findall(text)}
+
+
+def channel(text: str, name: str) -> str:
+    """The suppression line of one channel on a contact's page."""
+    found = re.search(rf'data-channel="{name}">(.*?)</dd>', text, re.S)
+    assert found, f"no {name} line"
+    return found.group(1)
+
+
+class TestList:
+    def test_lists_every_contact_newest_first_with_suppression(self, page_client, seeded):
+        response = page_client.get("/contacts")
+        assert response.status_code == 200
+        assert response.template.name == "contacts/list.html"
+        c = seeded.contacts
+        assert rows(response.text) == [c["linus"], c["grace"], c["ada"]]
+        assert "Email suppressed · unsubscribed" in response.text  # linus
+        assert "Email suppressed · bounced" in response.text  # grace, after the hard bounce
+        assert f'href="/contacts/{c["ada"]}"' in response.text
+
+    @pytest.mark.parametrize(("q", "who"), [
+        ("ada@example.com", ["ada"]),
+        ("GRACE@", ["grace"]),
+        ("example.com", ["linus", "grace", "ada"]),
+        ("+14155550101", ["ada"]),
+        ("+1 (415) 555-0101", ["ada"]),
+        ("2071838750", ["grace"]),
+        ("+44 20 7183 8750", ["grace"]),
+        ("nobody", []),
+    ])
+    def test_search_finds_by_email_and_phone(self, page_client, seeded, q, who):
+        response = page_client.get("/contacts", params={"q": q})
+        assert response.status_code == 200
+        assert rows(response.text) == [seeded.contacts[name] for name in who]
+        if not who:
+            assert "No contact matches" in response.text
+
+    def test_the_list_renders_attributes_as_text(self, page_client, seeded):
+        text = page_client.get("/contacts").text
+        assert "<script>window.__xss" not in text
+        assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in text
+
+    def test_paging_older_and_newer(self, page_client, seeded):
+        c = seeded.contacts
+        first = page_client.get("/contacts?limit=2")
+        assert rows(first.text) == [c["linus"], c["grace"]]
+        assert set(pager(first.text)) == {"next"}
+        second = page_client.get(pager(first.text)["next"])
+        assert rows(second.text) == [c["ada"]]
+        assert set(pager(second.text)) == {"prev"}
+        back = page_client.get(pager(second.text)["prev"])
+        assert rows(back.text) == [c["linus"], c["grace"]]
+        assert set(pager(back.text)) == {"next"}
+
+    @pytest.mark.parametrize("query", ["limit=0", "limit=x", "cursor=%21%21"])
+    def test_a_malformed_query_is_shown_inline_with_422(self, page_client, seeded, query):
+        response = page_client.get(f"/contacts?{query}")
+        assert response.status_code == 422
+        assert 'role="alert"' in response.text
+        assert rows(response.text) == []
+
+    def test_an_empty_workspace_says_so(self, page_client):
+        assert "No contacts yet" in page_client.get("/contacts").text
+
+    def test_outsiders_see_none_of_them(self, outsider_page_client, seeded):
+        assert rows(outsider_page_client.get("/contacts").text) == []
+
+
+class TestDetail:
+    def test_attributes_render_as_inert_text(self, page_client, seeded):
+        response = page_client.get(f"/contacts/{seeded.contacts['grace']}")
+        assert response.status_code == 200
+        assert response.template.name == "contacts/detail.html"
+        text = response.text
+        assert "<script>window.__xss" not in text
+        assert "onerror=\"window.__xss" not in text
+        assert html.escape(XSS, quote=True).replace("&#x27;", "&#39;").replace(
+            "&quot;", "&#34;") in text
+        assert '<span class="attr-value" data-attribute="plan">free</span>' in text
+
+    def test_identifiers_and_suppression_per_channel(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['grace']}").text
+        assert "<dd>+442071838750</dd>" in text
+        assert "Suppressed" in channel(text, "email")
+        assert "bounced" in channel(text, "email")
+        assert "Deliverable" in channel(text, "sms")
+        linus = page_client.get(f"/contacts/{seeded.contacts['linus']}").text
+        assert "unsubscribed" in channel(linus, "email")
+        assert "No phone" in channel(linus, "sms")
+
+    def test_the_timeline_interleaves_runs_and_deliveries_newest_first(self, page_client,
+                                                                      seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['grace']}").text
+        runs, attempts = seeded.runs, seeded.attempts
+        assert _ENTRY.findall(text) == [
+            ("run", str(runs["nurture_grace"])),
+            ("delivery", str(attempts["welcome_grace"])),
+            ("run", str(runs["welcome_grace"])),
+            ("run", str(runs["payment_grace"])),
+        ]
+        assert f'href="/runs/{runs["nurture_grace"]}"' in text
+        assert f'href="/delivery-ops/{attempts["welcome_grace"]}"' in text
+        assert 'data-status="BOUNCED"' in text
+        assert 'data-status="CANCELED"' in text
+
+    def test_ada_timeline_holds_all_her_runs_and_messages(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['ada']}").text
+        kinds = [kind for kind, _ in _ENTRY.findall(text)]
+        assert kinds.count("run") == 4
+        assert kinds.count("delivery") == 3
+        assert _ENTRY.findall(text)[0] == ("run", str(seeded.runs["nurture_ada"]))
+        assert 'data-status="DELIVERED"' in text
+
+    def test_links_to_all_runs_and_all_deliveries(self, page_client, seeded):
+        contact_id = seeded.contacts["ada"]
+        text = page_client.get(f"/contacts/{contact_id}").text
+        assert f'href="/runs?contact={contact_id}"' in text
+        assert f'href="/delivery-ops?contact={contact_id}&amp;range=all"' in text
+
+    def test_a_contact_with_no_history_shows_the_empty_timeline(self, page_client, runtime,
+                                                                workspace, members):
+        with session_scope(runtime.sessions) as session:
+            contact = contact_service.resolve(session, workspace_id=workspace.id,
+                                              spec={"email": "new@example.com"},
+                                              now=datetime.now(UTC))
+            contact_id = contact.id
+        text = page_client.get(f"/contacts/{contact_id}").text
+        assert "Nothing has happened for this contact yet" in text
+        assert "No attributes." in text
+
+    @pytest.mark.parametrize("contact_id", ["nope", str(uuid.uuid4())])
+    def test_unknown_or_malformed_ids_are_404(self, page_client, seeded, contact_id):
+        assert page_client.get(f"/contacts/{contact_id}").status_code == 404
+
+    def test_another_workspaces_contact_is_404(self, outsider_page_client, seeded):
+        response = outsider_page_client.get(f"/contacts/{seeded.contacts['grace']}")
+        assert response.status_code == 404
+        assert "grace@example.com" not in response.text
+
+    def test_not_signed_in_redirects_to_login(self, anonymous_client, seeded):
+        response = anonymous_client.get(f"/contacts/{seeded.contacts['ada']}",
+                                        follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
