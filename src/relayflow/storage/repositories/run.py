@@ -5,7 +5,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Row, Select, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    case,
+    cast,
+    extract,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
@@ -186,3 +201,59 @@ def cancel_open_steps(session: Session, run_id: uuid.UUID, now: datetime) -> Non
         .values(status="CANCELED", finished_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def list_newer(
+    session: Session,
+    f: RunFilter,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[RunRow]:
+    """Oldest first from just after the cursor: the reverse keyset walk behind a "Newer"
+    link (the caller flips the page back to newest first). No cursor: the oldest rows."""
+    query = _filtered(_rows(), f)
+    if after is not None:
+        query = query.where(tuple_(WorkflowRun.created_at, WorkflowRun.id) > after)
+    query = query.order_by(WorkflowRun.created_at.asc(), WorkflowRun.id.asc()).limit(limit)
+    return [_to_row(row) for row in session.execute(query)]
+
+
+def _epoch_seconds(session: Session) -> ColumnElement[int]:
+    """created_at as whole seconds since the epoch, in SQL: the one dialect-specific
+    expression of the listings (SQLite keeps naive UTC text that strftime reads;
+    PostgreSQL a timestamptz whose EXTRACT is a fractional numeric)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(extract("epoch", WorkflowRun.created_at)), BigInteger)
+    return cast(func.strftime(literal_column("'%s'"), WorkflowRun.created_at), Integer)
+
+
+def _int(value: int) -> ColumnElement[int]:
+    # Inlined, not bound: PostgreSQL only accepts the same GROUP BY expression in the
+    # select list when it is textually the same, and two binds of one value are not.
+    return literal_column(str(int(value)), BigInteger)
+
+
+def count_by_bucket(
+    session: Session, f: RunFilter, *, size_seconds: int, origin: int = 0,
+    offsets: Sequence[tuple[int, int]] = (),
+) -> list[tuple[int, str, int]]:
+    """(bucket start, status, runs) for the filtered runs, counted by the database in
+    buckets of `size_seconds` of wall-clock time, whose edges fall on `origin + k * size`.
+
+    `offsets` turns UTC into a timezone's wall clock: (from epoch second, UTC offset in
+    seconds) in time order, one pair per offset in force over the window (so a daylight
+    saving change moves the day's edges with it); the first applies to everything before
+    the second. Bucket starts are wall-clock seconds since 1970-01-01 00:00 in that zone.
+    Empty buckets are absent."""
+    origin %= size_seconds  # the same edges, and no negative literal in the SQL
+    epoch = _epoch_seconds(session)
+    shift: ColumnElement[int] = _int(offsets[-1][1] if offsets else 0)
+    if len(offsets) > 1:
+        shift = case(*[(epoch < _int(offsets[i + 1][0]), _int(offsets[i][1]))
+                       for i in range(len(offsets) - 1)], else_=shift)
+    bucket = (epoch + shift - _int(origin)) // _int(size_seconds)
+    query = (_filtered(select(bucket, WorkflowRun.status, func.count()), f)
+             .group_by(bucket, WorkflowRun.status))
+    return [(origin + int(index) * size_seconds, status, int(n))
+            for index, status, n in session.execute(query)]
