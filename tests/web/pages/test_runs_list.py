@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from relayflow.config import Settings
 from relayflow.services import contact as contact_service
 from relayflow.services import run as run_service
+from relayflow.services import run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
@@ -316,7 +317,7 @@ class TestCsvExport:
         assert 'href="/runs.csv?status=COMPLETED&amp;workflow=welcome"' in text
 
     def test_keyset_pages_cover_every_run_once(self, runtime: Runtime, workspace, seeded):
-        every = list(run_service.iter_rows(runtime.sessions, page_size=3,
+        every = list(run_history.iter_rows(runtime.sessions, page_size=3,
                                            run_filter=RunFilter(workspace_id=workspace.id)))
         assert [r.run.id for r in every] == [seeded.runs[n] for n in RUNS]
 

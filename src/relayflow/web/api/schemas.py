@@ -224,9 +224,8 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "duration_ms": _ms(run.started_at, run.finished_at),
         "current_node": run.current_node,
-        "waiting_until": (Waiting(node=run.current_node, until=run.wake_at)
-                          if run.status == "RUNNING" and run.wake_at and run.current_node
-                          else None),
+        "waiting_until": (Waiting(node=parked[0], until=parked[1])
+                          if (parked := run_service.waiting(run)) else None),
         "error": run.error,
         "parent_run_id": run.parent_run_id,
         "retry_of": run.retry_of,

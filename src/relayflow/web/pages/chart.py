@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from markupsafe import Markup, escape
 
-from relayflow.services.run import Volume
+from relayflow.services.run_history import Volume
 
 # Bottom to top; RUNNING counts PENDING runs too (like the Running chip).
 SERIES = (("COMPLETED", "Completed"), ("FAILED", "Failed"), ("RUNNING", "Running"),

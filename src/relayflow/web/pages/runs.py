@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from relayflow.errors import InvalidInput
 from relayflow.services import run as run_service
+from relayflow.services import run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.storage.repositories.run import RunRow
 from relayflow.web.deps import RuntimeDep, SessionDep, SettingsDep
@@ -185,7 +186,7 @@ def runs_page(
     ctx = _base_context(filters, zone, zone_name, workflows)
     now = runtime.clock()
     try:
-        history = run_service.history(
+        history = run_history.history(
             session, workspace_id=viewer.workspace_id, query=run_query(filters, zone),
             limit=page_limit(filters.limit), cursor=filters.cursor or None, now=now,
             phone_region=settings.default_phone_region, zone=zone)
@@ -201,7 +202,7 @@ def runs_page(
     })
 
 
-def _summary_context(filters: Filters, summary: run_service.Summary, zone: tzinfo,
+def _summary_context(filters: Filters, summary: run_history.Summary, zone: tzinfo,
                      zone_name: str) -> dict[str, Any]:
     return {"summary": summary, "chips": chips(filters, summary.counts),
             "chart": chart.render_volume(summary.volume, zone=zone, zone_name=zone_name)}
@@ -215,7 +216,7 @@ def runs_summary(
     """The chips and the chart again, for the page's periodic refresh."""
     filters = Filters.from_request(request)
     zone, zone_name = viewer_zone(request, filters)
-    summary = run_service.summary(
+    summary = run_history.summary(
         session, workspace_id=viewer.workspace_id, query=run_query(filters, zone),
         now=runtime.clock(), phone_region=settings.default_phone_region, zone=zone)
     return render(request, "runs/_summary.html", {
@@ -248,7 +249,7 @@ def runs_csv(
     run_filter = run_service.build_filter(
         session, workspace_id=viewer.workspace_id, query=run_query(filters, zone), now=now,
         phone_region=settings.default_phone_region)
-    rows = run_service.iter_rows(runtime.sessions, run_filter=run_filter)
+    rows = run_history.iter_rows(runtime.sessions, run_filter=run_filter)
     name = f"runs-{viewer.workspace_slug}-{now:%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
