@@ -15,6 +15,7 @@ from relayflow.services.runtime import Runtime
 from relayflow.web import api, callbacks, errors, hooks, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
+from relayflow.web.security import SecurityHeadersMiddleware
 from relayflow.web.pages.templating import STATIC
 from relayflow.worker.loop import Worker
 
@@ -62,6 +63,7 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: bounds requests before they take a thread or a connection.
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.include_router(api.router)

@@ -75,3 +75,19 @@ class TestEveryPage:
         assert badges.count() >= 10
         words = set(badges.all_inner_texts())
         assert {"Completed", "Failed", "Running", "Canceled"} <= {w.strip() for w in words}
+
+
+class TestContentSecurityPolicy:
+    def test_no_page_breaks_the_policy(self, page: Page, seeded: Seeded) -> None:
+        """The strict policy holds on every page: Chromium reports any inline script or
+        style it blocked as a console error, and the pages must not rely on any."""
+        blocked: list[str] = []
+        page.on("console", lambda msg: blocked.append(msg.text)
+                if "Content Security Policy" in msg.text else None)
+        sign_in(page, ADMIN)
+        for path in pages(seeded):
+            response = page.goto(path)
+            assert response is not None
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            page.wait_for_load_state("load")
+        assert blocked == []
