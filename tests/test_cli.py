@@ -110,6 +110,26 @@ class TestDemo:
         key2 = second.stdout.split("API key ")[1].split()[0]
         assert key1 != key2
 
+    def test_demo_prints_a_sign_in_that_works_and_changes_each_time(self, cli, runtime):
+        from relayflow.errors import Unauthorized
+        from relayflow.services import login
+
+        def password(output: str) -> str:
+            line = next(x for x in output.splitlines() if x.strip().startswith("demo@example.com"))
+            return line.split(" / ")[1].split()[0]
+
+        first = password(cli("demo").stdout)
+        second = password(cli("demo").stdout)
+        assert first != second
+        with session_scope(runtime.sessions) as session:
+            _, viewer = login.login(session, email="demo@example.com", password=second,
+                                    address="cli-test", now=runtime.clock())
+            assert viewer.workspace_slug == "demo"
+            assert viewer.role == "admin"
+        with session_scope(runtime.sessions) as session, pytest.raises(Unauthorized):
+            login.login(session, email="demo@example.com", password=first,
+                        address="cli-test", now=runtime.clock())
+
 
 class TestPrune:
     def test_deletes_only_old_finished_runs(self, cli, runtime):
