@@ -15,8 +15,8 @@ from relayflow.services.runtime import Runtime
 from relayflow.web import api, callbacks, errors, hooks, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
-from relayflow.web.security import SecurityHeadersMiddleware
 from relayflow.web.pages.templating import STATIC
+from relayflow.web.security import SecurityHeadersMiddleware
 from relayflow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
