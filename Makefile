@@ -20,11 +20,13 @@ run: install
 	$(BIN)/relayflow serve
 
 # The whole suite on SQLite, then on PostgreSQL when RELAYFLOW_TEST_DATABASE_URL is set.
+# The browser tests run in the first pass only: what they add is the browser; every page
+# is also rendered against both databases by the page tests (tests/web/pages).
 test: install
 	env -u RELAYFLOW_TEST_DATABASE_URL $(BIN)/python -m pytest
 	@if [ -n "$$RELAYFLOW_TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL ($$RELAYFLOW_TEST_DATABASE_URL)"; \
-		$(BIN)/python -m pytest; \
+		$(BIN)/python -m pytest -m "not browser"; \
 	else \
 		echo "RELAYFLOW_TEST_DATABASE_URL is not set: PostgreSQL pass skipped"; \
 	fi
