@@ -37,6 +37,7 @@ bench: install
 lint: install
 	$(BIN)/python -m ruff check src tests bench
 	$(BIN)/python -m mypy src/relayflow/engine src/relayflow/storage src/relayflow/errors.py
+	$(BIN)/python -m bandit -q -r src -ll
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -116,7 +116,7 @@ def parse_definition(raw: str | bytes, *, content_type: str = "") -> dict[str, A
     try:
         text = raw.decode("utf-8", errors="strict") if isinstance(raw, bytes) else raw
         # _Loader is a SafeLoader subclass: no arbitrary Python objects.
-        data = json.loads(text) if "json" in content_type else yaml.load(text, Loader=_Loader)
+        data = json.loads(text) if "json" in content_type else yaml.load(text, Loader=_Loader)  # nosec B506
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedInput(f"The definition is not valid YAML or JSON: {exc}") from exc
     if not isinstance(data, dict):
