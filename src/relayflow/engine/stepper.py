@@ -1,8 +1,8 @@
 """The only traversal logic: run one node and say what happens next.
 
-A node that throws (an undefined variable, a sandbox violation, a bad date) becomes
-Fail with the exception, so the run is FAILED with the raw error rather than crashing
-the worker.
+A node that throws (an undefined variable, a sandbox violation, a template over its time
+or size cap, a bad date) becomes Fail with the exception, so the run is FAILED with the
+raw error rather than crashing the worker.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Sandboxed Jinja2 for templates and condition expressions.
 
 Undefined variables raise (StrictUndefined) unless `| default(...)` is used; the
-immutable sandbox refuses attribute access to internals such as `__class__`.
+immutable sandbox refuses attribute access to internals such as `__class__`. Every
+render is capped in time and output size (see engine.limits): a template over a cap
+raises TemplateTooSlow or TemplateTooLarge, naming the cap and the `field` when given.
 """
 
 from __future__ import annotations
@@ -11,10 +13,28 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["TemplateSyntaxError", "compile_expression", "render", "render_value", "secret_refs"]
+from relayflow.engine import limits, sandbox
+from relayflow.engine.limits import (
+    MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
+    TemplateLimitExceeded,
+    TemplateTooLarge,
+    TemplateTooSlow,
+)
 
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "MAX_RENDER_SECONDS",
+    "TemplateLimitExceeded",
+    "TemplateSyntaxError",
+    "TemplateTooLarge",
+    "TemplateTooSlow",
+    "compile_expression",
+    "render",
+    "render_value",
+    "secret_refs",
+]
 
 
 class _StrictUndefined(StrictUndefined):
@@ -36,7 +56,7 @@ class _StrictUndefined(StrictUndefined):
         return self
 
 
-_env = ImmutableSandboxedEnvironment(undefined=_StrictUndefined, autoescape=False)
+_env = sandbox.LimitedSandbox(undefined=_StrictUndefined, autoescape=False)
 
 
 @lru_cache(maxsize=8192)
@@ -55,25 +75,32 @@ def check_template(source: str) -> None:
     _compiled(source)
 
 
-def render(source: str, variables: Mapping[str, Any]) -> str:
+def render(source: str, variables: Mapping[str, Any], *, field: str | None = None) -> str:
+    """Render one template string within the caps; `field` names it in limit errors."""
     if "{" not in source:  # the common case of plain text skips Jinja entirely
         return source
-    return str(_compiled(source).render(variables))
+    template = _compiled(source)
+    with limits.budget(field):
+        return limits.collect(template.generate(variables))
 
 
-def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
-    """Render every string inside a JSON-like value."""
+def render_value(value: Any, variables: Mapping[str, Any], *, field: str | None = None) -> Any:
+    """Render every string inside a JSON-like value; each string has its own caps."""
     if isinstance(value, str):
-        return render(value, variables)
+        return render(value, variables, field=field)
     if isinstance(value, Mapping):
-        return {k: render_value(v, variables) for k, v in value.items()}
+        return {k: render_value(v, variables, field=f"{field}.{k}" if field else str(k))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, variables) for v in value]
+        return [render_value(v, variables, field=f"{field or ''}[{i}]")
+                for i, v in enumerate(value)]
     return value
 
 
-def evaluate(source: str, variables: Mapping[str, Any]) -> Any:
-    return compile_expression(source)(**variables)
+def evaluate(source: str, variables: Mapping[str, Any], *, field: str | None = None) -> Any:
+    """Evaluate a condition expression within the time cap and the value-size guards."""
+    with limits.budget(field):
+        return compile_expression(source)(**variables)
 
 
 def strings_in(value: Any) -> Iterator[str]:

@@ -9,6 +9,6 @@ from relayflow.engine.outcome import Advance, Outcome
 
 class ConditionExecutor(NoEffect):
     def run(self, node: Node, ctx: StepContext) -> Outcome:
-        result = bool(templates.evaluate(node.config["when"], ctx.variables()))
+        result = bool(templates.evaluate(node.config["when"], ctx.variables(), field="when"))
         branch = "then" if result else "else"
         return Advance(next=node.config[branch], branch=branch, output={"result": result})

@@ -14,5 +14,6 @@ class EndExecutor(NoEffect):
 
 class StopErrorExecutor(NoEffect):
     def run(self, node: Node, ctx: StepContext) -> Outcome:
-        message = templates.render(node.config.get("message", "stopped"), ctx.variables())
+        message = templates.render(node.config.get("message", "stopped"), ctx.variables(),
+                                   field="message")
         return Fail(reason=message, output={"message": message})

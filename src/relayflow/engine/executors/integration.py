@@ -20,11 +20,12 @@ from relayflow.engine.outcome import (
 def _render_request(request: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "method": str(request.get("method", "GET")).upper(),
-        "url": templates.render(request["url"], variables),
+        "url": templates.render(request["url"], variables, field="request.url"),
         "headers": {
-            k: templates.render(v, variables) for k, v in request.get("headers", {}).items()
+            k: templates.render(v, variables, field=f"request.headers.{k}")
+            for k, v in request.get("headers", {}).items()
         },
-        "body": templates.render_value(request.get("body"), variables),
+        "body": templates.render_value(request.get("body"), variables, field="request.body"),
     }
 
 

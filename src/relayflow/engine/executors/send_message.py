@@ -26,7 +26,7 @@ class SendMessageExecutor:
         unsubscribe_url = ctx.unsubscribe_urls.get(channel, "")
         variables = {**ctx.variables(), "unsubscribe_url": unsubscribe_url}
         if "to" in cfg:
-            to = templates.render(cfg["to"], variables).strip()
+            to = templates.render(cfg["to"], variables, field="to").strip()
         else:
             to = str((ctx.contact or {}).get(_ADDRESS_FIELD[channel]) or "")
         if not to:
@@ -34,9 +34,9 @@ class SendMessageExecutor:
         message = SendMessage(
             channel=channel,
             to=to,
-            subject=templates.render(cfg.get("subject", ""), variables),
-            body=templates.render(cfg["body"], variables),
-            html=templates.render(cfg["html"], variables) if "html" in cfg else None,
+            subject=templates.render(cfg.get("subject", ""), variables, field="subject"),
+            body=templates.render(cfg["body"], variables, field="body"),
+            html=templates.render(cfg["html"], variables, field="html") if "html" in cfg else None,
             unsubscribe_url=unsubscribe_url or None,
             on_failure=cfg.get("on_failure", ON_FAILURE_DEFAULT),
         )

@@ -11,5 +11,6 @@ class UpdateContactExecutor(NoEffect):
     def run(self, node: Node, ctx: StepContext) -> Outcome:
         if ctx.contact is None:
             return Fail(reason="this run has no contact to update")
-        values = templates.render_value(dict(node.config["set"]), ctx.variables())
+        values = templates.render_value(dict(node.config["set"]), ctx.variables(),
+                                        field="set")
         return Advance(next=node.config["next"], output={"set": values}, contact_set=values)

@@ -15,7 +15,7 @@ class WaitExecutor(NoEffect):
         if "duration" in node.config:
             until = ctx.now + parse_duration(node.config["duration"])
         else:
-            text = templates.render(node.config["until"], ctx.variables()).strip()
+            text = templates.render(node.config["until"], ctx.variables(), field="until").strip()
             until = datetime.fromisoformat(text)
             if until.tzinfo is None:
                 until = until.replace(tzinfo=UTC)

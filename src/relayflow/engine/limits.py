@@ -1,0 +1,120 @@
+"""Render limits of templates: a time cap and an output size cap, and their errors.
+
+Jinja2's sandbox stops a template reaching Python internals, but not from spending the
+worker's memory or CPU: `{{ 'x' * 10**9 }}` builds a gigabyte, `{{ 2 ** 10**10 }}` never
+returns and two nested `range(100000)` loops run for minutes. So every render gets
+
+- MAX_OUTPUT_CHARS: the output is collected chunk by chunk from `Template.generate()` and
+  the render stops as soon as it grows past the cap (`collect`); macro, block and
+  `{% set %}` bodies are buffered in a list that refuses to grow past it (engine.sandbox).
+  No single value a template builds with an operator, a call or an amplifying filter may
+  be larger either; engine.guards checks each from its operands *before* it is built.
+- MAX_RENDER_SECONDS: a deadline checked between output chunks, on every loop iteration,
+  call, attribute or item lookup and intercepted operator. Nothing runs long between two
+  checks because the size guards keep every single operation small.
+
+Both raise a TemplateLimitExceeded that names the cap and, when the caller said which,
+the field being rendered; the stepper turns it into the step's Fail like any template
+error, so the run fails and the worker carries on.
+
+About the clock: the engine never reads the clock for *domain* time (`now` comes in the
+StepContext). A CPU budget is different: it only decides when to give up, never what a
+run does, and it must be read deep inside rendering, where no context reaches. So it is
+read through the module-level `clock`, which tests replace. It is the CPU time of the
+rendering thread (time.thread_time), not wall time: a busy machine that leaves the worker
+waiting for a core must not fail a run whose template is cheap, and only the template's
+own work can exhaust its budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from jinja2.exceptions import TemplateRuntimeError
+
+MAX_OUTPUT_CHARS = 64 * 1024
+"""Cap on one rendered template string, and on any single value built while rendering it."""
+MAX_RENDER_SECONDS = 0.100
+"""Cap on the CPU time one template string may take to render."""
+MAX_INT_BITS = 1 << 16
+"""Cap on the size of an integer built with `*` or `**` (about 19,700 digits)."""
+
+clock: Callable[[], float] = time.thread_time
+"""The CPU-time clock the render deadline is read from; see the module docstring."""
+
+_KIB = MAX_OUTPUT_CHARS // 1024
+_MS = round(MAX_RENDER_SECONDS * 1000)
+
+
+class TemplateLimitExceeded(TemplateRuntimeError):
+    """A template went over one of its render limits."""
+
+
+class TemplateTooSlow(TemplateLimitExceeded):
+    """The template took longer than MAX_RENDER_SECONDS to render."""
+
+
+class TemplateTooLarge(TemplateLimitExceeded):
+    """The template's output, or a value it builds, is larger than MAX_OUTPUT_CHARS."""
+
+
+class _Budget:
+    __slots__ = ("deadline", "field")
+
+    def __init__(self, field: str | None, deadline: float) -> None:
+        self.field = field
+        self.deadline = deadline
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("relayflow_template_budget", default=None)
+
+
+@contextmanager
+def budget(field: str | None) -> Iterator[None]:
+    """Start the time budget of one render; `field` names what is rendered in errors."""
+    token = _budget.set(_Budget(field, clock() + MAX_RENDER_SECONDS))
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def where(message: str) -> str:
+    current = _budget.get()
+    if current is None or not current.field:
+        return message
+    return f"{message} while rendering {current.field!r}"
+
+
+def check_deadline() -> None:
+    current = _budget.get()
+    if current is not None and clock() > current.deadline:
+        raise TemplateTooSlow(where(f"template took longer than {_MS} ms"))
+
+
+def too_large(what: str = "output") -> TemplateTooLarge:
+    return TemplateTooLarge(where(
+        f"template {what} is larger than {_KIB} KiB ({MAX_OUTPUT_CHARS} characters)"))
+
+
+def collect(chunks: Iterable[str]) -> str:
+    """Join rendered chunks, stopping as soon as they pass the output cap or the deadline."""
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise too_large()
+        check_deadline()
+        parts.append(chunk)
+    return "".join(parts)
+
+
+def guarded(iterable: Iterable[object]) -> Iterator[object]:
+    """Iterate with a deadline check per item (every `{% for %}` loop goes through this)."""
+    for item in iterable:
+        check_deadline()
+        yield item
