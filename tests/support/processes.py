@@ -24,6 +24,10 @@ def start_worker(settings: Settings, *, fault: str | None = None,
         "RELAYFLOW_BATCH_SIZE": "8",
         "RELAYFLOW_LOG_LEVEL": "WARNING",
     }
+    # The worker may reach what the tests' settings allow (local test servers).
+    allow = getattr(settings, "network_allow", "")
+    if allow:
+        env["RELAYFLOW_NETWORK_ALLOW"] = allow
     env.pop("RELAYFLOW_FAULT", None)
     if fault:
         env["RELAYFLOW_FAULT"] = fault
