@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from relayflow.config import Settings
 from relayflow.services import workspace as workspace_service
-from relayflow.services.runtime import Runtime, SecretCipher
+from relayflow.services.runtime import Runtime, SecretCipher, network_allow_of
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
 from relayflow.storage.migrate import upgrade
 from relayflow.storage.models import Base
@@ -84,13 +84,17 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         lease_seconds=5,
         heartbeat_seconds=1,
         poll_seconds=0.05,
+        # Tests talk to servers on loopback, which outbound requests refuse by default.
+        # The SSRF tests (tests/services/test_egress_canary.py) use settings without this.
+        network_allow="127.0.0.0/8,::1",
     )
 
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
     engine = make_engine(settings.database_url)
-    rt = Runtime(sessions=make_sessionmaker(engine), cipher=SecretCipher(TEST_SECRET_KEY))
+    rt = Runtime(sessions=make_sessionmaker(engine), cipher=SecretCipher(TEST_SECRET_KEY),
+                 network_allow=network_allow_of(settings))
     yield rt
     engine.dispose()
 

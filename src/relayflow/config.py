@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     # Mark the sign-in cookie Secure. Unset: on when public_url or the request is https, so
     # a plain-http loopback setup still signs in and a TLS deployment never sends it in clear.
     cookie_secure: bool | None = None
+    # Outbound requests (INTEGRATION nodes, HTTP providers) refuse loopback, private,
+    # link-local and other non-public targets. Comma-separated CIDRs and host names listed
+    # here are allowed in every workspace, e.g. "10.0.0.0/8,crm.internal". See docs/runs.md.
+    network_allow: str = ""
+    # Requests per minute (a fixed one-minute window, counted in the database so every web
+    # process shares it) per API key on /api/v1 and per webhook on /hooks/{token}; 0 = no limit.
+    rate_limit_api_per_minute: int = 600
+    rate_limit_webhook_per_minute: int = 300
 
 
 @lru_cache

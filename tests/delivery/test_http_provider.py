@@ -8,9 +8,12 @@ import pytest
 
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import HttpConfig, parse
+from relayflow.delivery.egress import AllowList
+from relayflow.delivery.guarded_http import Guard
 from relayflow.delivery.http_provider import HttpMessageProvider
 
 TOKEN = "sms_live_token_93e1c0"
+LOOPBACK = Guard(allow=AllowList.parse("127.0.0.0/8"))  # the test provider listens there
 
 
 def _message(key: str = "relayflow-attempt-1") -> OutboundMessage:
@@ -24,7 +27,7 @@ def _provider(url: str, **over: object) -> HttpMessageProvider:
             "message_id_path": "body.id", **over}
     config = parse("sms", data)
     assert isinstance(config, HttpConfig)
-    return HttpMessageProvider(config, token=TOKEN)
+    return HttpMessageProvider(config, token=TOKEN, guard=LOOPBACK)
 
 
 class TestSend:

@@ -6,6 +6,7 @@ Paths:
   /slow/<seconds>  sleeps, then 200
   /flaky/<n>       the first n requests with a given Idempotency-Key get 503, then 200
   /echo            200 with the request headers and body (to test redaction of echoes)
+  /redirect?to=URL&status=302   a redirect to URL (to test that every hop is checked)
   /messages        a messaging provider: 201 {"id": "msg-N"} once per Idempotency-Key, then
                    200 with the same id for a repeat (which is not delivered again)
 Every request is recorded (method, path, headers, body). Requests carrying an
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -52,7 +54,7 @@ class TestHttpServer:
         self.server.server_close()
 
 
-def start() -> TestHttpServer:
+def start(host: str = "127.0.0.1") -> TestHttpServer:
     state: dict[str, TestHttpServer] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -98,6 +100,12 @@ def start() -> TestHttpServer:
                     if not repeat:
                         me.delivered[key] = f"msg-{len(me.delivered) + 1}"
                 self._answer(200 if repeat else 201, {"id": me.delivered[key]})
+            elif parts[0].startswith("redirect"):
+                query = parse_qs(urlsplit(self.path).query)
+                self.send_response(int(query.get("status", ["302"])[0]))
+                self.send_header("Location", query["to"][0])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif parts[0] == "echo":
                 self._answer(200, {"headers": headers, "body": body})
             else:
@@ -105,7 +113,7 @@ def start() -> TestHttpServer:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
     me = TestHttpServer(server)
     state["server"] = me

@@ -4,6 +4,9 @@ The request body is a template over the rendered message; 2xx is success and the
 provider's message id is read from the response at `message_id_path`. Every request
 carries an Idempotency-Key derived from the attempt id, so a provider that honours it
 drops a repeat sent after a crash.
+
+The request goes through the egress guard (guarded_http.py): a target the policy refuses
+fails the attempt for good (retrying cannot change the answer).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from typing import Any
 
 import httpx
 
+from relayflow.delivery import guarded_http
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import HttpConfig
+from relayflow.delivery.egress import Refused
 from relayflow.engine import templates
 from relayflow.engine.executors.integration import resolve_path
 
@@ -23,9 +28,12 @@ MAX_BODY = 16 * 1024
 class HttpMessageProvider:
     name = "http"
 
-    def __init__(self, config: HttpConfig, *, token: str | None) -> None:
+    def __init__(self, config: HttpConfig, *, token: str | None,
+                 guard: guarded_http.Guard | None = None) -> None:
         self.config = config
         self._token = token
+        # No guard given: the default policy (private and loopback targets refused).
+        self._guard = guard or guarded_http.Guard()
 
     def _headers(self, message: OutboundMessage) -> dict[str, str]:
         headers = {"Idempotency-Key": message.idempotency_key}
@@ -43,8 +51,13 @@ class HttpMessageProvider:
         except Exception as exc:  # a template error is the configuration's fault: permanent
             raise DeliveryError(f"provider body template failed: {exc}", retryable=False) from exc
         try:
-            response = httpx.request(self.config.method, self.config.url, json=payload,
-                                     headers=self._headers(message), timeout=self.config.timeout)
+            response = guarded_http.request(
+                self.config.method, self.config.url, guard=self._guard, json=payload,
+                headers=self._headers(message), timeout=self.config.timeout)
+        except Refused as exc:
+            raise DeliveryError(str(exc), retryable=False) from exc
+        except httpx.InvalidURL as exc:
+            raise DeliveryError(f"invalid provider URL: {exc}", retryable=False) from exc
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"provider timed out after {self.config.timeout:g}s",
                                 retryable=True) from exc

@@ -7,17 +7,20 @@ from typing import Any
 
 from relayflow.delivery.base import Provider
 from relayflow.delivery.config import HttpConfig, OutboxConfig, SmtpConfig, parse
+from relayflow.delivery.guarded_http import Guard
 from relayflow.delivery.http_provider import HttpMessageProvider
 from relayflow.delivery.outbox import OutboxProvider
 from relayflow.delivery.smtp import SmtpEmailProvider
 
 
 def provider_for(channel: str, config: Mapping[str, Any] | None = None,
-                 secrets: Mapping[str, str] | None = None) -> Provider:
+                 secrets: Mapping[str, str] | None = None, *,
+                 guard: Guard | None = None) -> Provider:
     """The provider configured for a channel (the outbox until one is configured).
 
     `secrets` resolves the secret names the configuration refers to; a missing secret
-    raises KeyError, which the caller reports as a failed attempt."""
+    raises KeyError, which the caller reports as a failed attempt. `guard` is the egress
+    policy for providers that make HTTP requests (the default refuses private targets)."""
     if not config:
         return OutboxProvider()
     parsed = parse(channel, dict(config))
@@ -27,6 +30,6 @@ def provider_for(channel: str, config: Mapping[str, Any] | None = None,
         return SmtpEmailProvider(parsed, password=password)
     if isinstance(parsed, HttpConfig):
         token = values[parsed.auth_header_secret] if parsed.auth_header_secret else None
-        return HttpMessageProvider(parsed, token=token)
+        return HttpMessageProvider(parsed, token=token, guard=guard)
     assert isinstance(parsed, OutboxConfig)
     return OutboxProvider()

@@ -33,6 +33,7 @@ ACTIONS = {
     "delivery.resend": "an operator resent a message",
     "workflow.webhook_rotate": "a workflow's webhook address was replaced",
     "contact.unsubscribe": "a contact unsubscribed",
+    "network.set": "the workspace's network allow-list was replaced",
 }
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from relayflow.services import audit as audit_service
+from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services.contact import normalize_email
 from relayflow.storage.models import ApiKey, Member
 from relayflow.storage.repositories import workspace as workspace_repo
@@ -99,15 +100,36 @@ def revoke_api_key(
     return key
 
 
-def authenticate_key(session: Session, *, token: str, now: datetime) -> Principal:
+def _find_key(session: Session, token: str) -> ApiKey:
     prefix, _, secret = token.partition(".")
     known = bool(secret) and PREFIX_RE.match(prefix) is not None
     key = workspace_repo.get_api_key_by_prefix(session, prefix) if known else None
     if key is None or not hmac.compare_digest(key.hash, _hash_key(secret)):
         raise Unauthorized("The API key is missing, unknown or revoked.")
+    return key
+
+
+def _touch(session: Session, key: ApiKey, now: datetime) -> None:
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         workspace_repo.touch_api_key(session, key.id, now)
+
+
+def _principal(key: ApiKey) -> Principal:
     return Principal(workspace_id=key.workspace_id, role=key.role, actor=f"key:{key.prefix}")
+
+
+def admit_key(
+    session: Session, *, token: str, now: datetime, per_minute: int
+) -> tuple[Principal, rate_limit_service.Admission]:
+    """Authenticate the key (401, nothing counted) and count the request against its limit.
+    Commit before acting on the answer, so a refused request stays counted; only an
+    admitted request marks the key as used."""
+    key = _find_key(session, token)
+    admission = rate_limit_service.count(session, key=f"key:{key.prefix}", limit=per_minute,
+                                         now=now)
+    if admission.admitted:
+        _touch(session, key, now)
+    return _principal(key), admission
 
 
 # --- members ----------------------------------------------------------------------------

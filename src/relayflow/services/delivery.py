@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import ConfigError
+from relayflow.delivery.egress import AllowList
+from relayflow.delivery.guarded_http import Guard
 from relayflow.delivery.registry import provider_for
 from relayflow.delivery.retry import backoff, parse_retry_after
 from relayflow.engine.stepper import redact as engine_redact
+from relayflow.services import network as network_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.repositories import provider_config as provider_repo
@@ -36,6 +39,8 @@ class SendContext:
 
     config: dict[str, Any] | None
     suppressed_by: str | None
+    # The instance's and the workspace's network allow-lists together (egress policy).
+    allow: AllowList = field(default_factory=AllowList)
 
     @property
     def provider(self) -> str:
@@ -47,8 +52,11 @@ def read_context(runtime: Runtime, *, workspace_id: uuid.UUID, contact_id: uuid.
     with session_scope(runtime.sessions) as session:
         config = provider_repo.config(session, workspace_id, channel)
         suppressed = provider_repo.suppressed(session, contact_id)
+        allow = (network_service.allow_list(session, workspace_id=workspace_id,
+                                            instance=runtime.network_allow)
+                 if (config or {}).get("type") == "http" else AllowList())
     reason = suppressed.get(channel)
-    return SendContext(config, str(reason) if reason else None)
+    return SendContext(config, str(reason) if reason else None, allow)
 
 
 def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:
@@ -82,7 +90,8 @@ def send(
         html=html, headers=dict(headers or {}),
         idempotency_key=f"relayflow-attempt-{attempt_id}")
     try:
-        provider = provider_for(channel, context.config, secrets)
+        provider = provider_for(channel, context.config, secrets,
+                                guard=Guard(allow=context.allow))
     except KeyError as exc:
         return Failed(f"the provider's secret {exc.args[0]!r} does not exist", {}, None)
     except ConfigError as exc:

@@ -1,4 +1,7 @@
-"""INTEGRATION requests over real HTTP, with a timeout and retries on transient failures."""
+"""INTEGRATION requests over real HTTP, with a timeout and retries on transient failures.
+
+Every request goes through the egress guard (delivery/guarded_http.py): a refused target
+fails at once, without retries, with the rule in the error."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from relayflow.delivery import guarded_http
+from relayflow.delivery.egress import Refused
 from relayflow.engine.outcome import HttpCall, HttpResult
 
 MAX_BODY = 64 * 1024
@@ -25,7 +30,8 @@ def _decode(response: httpx.Response) -> Any:
     return text
 
 
-def perform(call: HttpCall, *, idempotency_key: str, sleep: Any = time.sleep) -> HttpResult:
+def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
+            sleep: Any = time.sleep) -> HttpResult:
     headers = {"Idempotency-Key": idempotency_key, **call.headers}
     kwargs: dict[str, Any] = {}
     if call.body is not None:
@@ -36,25 +42,31 @@ def perform(call: HttpCall, *, idempotency_key: str, sleep: Any = time.sleep) ->
     started = time.monotonic()
     attempts = 0
     result = HttpResult(status=None, error="not attempted")
-    with httpx.Client(timeout=call.timeout, follow_redirects=False) as client:
-        while attempts <= call.retries:
-            attempts += 1
-            try:
-                response = client.request(call.method, call.url, headers=headers, **kwargs)
-            except httpx.TimeoutException:
-                result = HttpResult(status=None, error=f"timed out after {call.timeout:g}s",
-                                    attempts=attempts)
-            except httpx.HTTPError as exc:
-                result = HttpResult(status=None, error=f"{type(exc).__name__}: {exc}",
-                                    attempts=attempts)
-            else:
-                result = HttpResult(status=response.status_code,
-                                    headers=dict(response.headers), body=_decode(response),
-                                    attempts=attempts)
-                if response.status_code not in TRANSIENT_STATUS:
-                    break
-            if attempts <= call.retries:
-                sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))
+    while attempts <= call.retries:
+        attempts += 1
+        try:
+            response = guarded_http.request(call.method, call.url, guard=guard,
+                                            timeout=call.timeout, headers=headers, **kwargs)
+        except Refused as exc:  # the policy will not change on a retry
+            result = HttpResult(status=None, error=str(exc), attempts=attempts)
+            break
+        except httpx.InvalidURL as exc:
+            result = HttpResult(status=None, error=f"invalid URL: {exc}", attempts=attempts)
+            break
+        except httpx.TimeoutException:
+            result = HttpResult(status=None, error=f"timed out after {call.timeout:g}s",
+                                attempts=attempts)
+        except httpx.HTTPError as exc:
+            result = HttpResult(status=None, error=f"{type(exc).__name__}: {exc}",
+                                attempts=attempts)
+        else:
+            result = HttpResult(status=response.status_code,
+                                headers=dict(response.headers), body=_decode(response),
+                                attempts=attempts)
+            if response.status_code not in TRANSIENT_STATUS:
+                break
+        if attempts <= call.retries:
+            sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))
     elapsed = int((time.monotonic() - started) * 1000)
     return HttpResult(status=result.status, headers=result.headers, body=result.body,
                       error=result.error, attempts=attempts, elapsed_ms=elapsed)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from relayflow.engine.durations import parse_duration
 from relayflow.errors import InvalidInput
+from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.repositories import retention as retention_repo
@@ -27,6 +28,8 @@ def prune(runtime: Runtime, *, older_than: str) -> Pruned:
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     cutoff = runtime.clock() - age
+    with session_scope(runtime.sessions) as session:  # rate-limit windows of quiet subjects
+        rate_limit_service.prune(session, now=runtime.clock())
     runs = attempts = 0
     while True:  # one short transaction per batch
         with session_scope(runtime.sessions) as session:

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.orm import Session, sessionmaker
 
 from relayflow.config import Settings
+from relayflow.delivery.egress import AllowList
 from relayflow.storage.db import make_engine, make_sessionmaker
 
 
@@ -69,6 +70,14 @@ def base_url_of(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def network_allow_of(settings: Settings) -> AllowList:
+    """RELAYFLOW_NETWORK_ALLOW parsed; a bad entry stops startup with the entries named."""
+    try:
+        return AllowList.parse(settings.network_allow)
+    except ValueError as exc:
+        raise ValueError(f"RELAYFLOW_NETWORK_ALLOW: {exc}") from exc
+
+
 @dataclass(slots=True, kw_only=True)
 class Runtime:
     sessions: sessionmaker[Session]
@@ -78,6 +87,9 @@ class Runtime:
     # A message gets this many attempts in all; transient failures wait base·2^(n-1) (jittered).
     delivery_max_attempts: int = 4
     delivery_retry_base_seconds: float = 30.0
+    # Private targets outbound requests may reach in every workspace (RELAYFLOW_NETWORK_ALLOW);
+    # empty: only public addresses.
+    network_allow: AllowList = field(default_factory=AllowList)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -88,6 +100,7 @@ class Runtime:
             base_url=base_url_of(settings),
             delivery_max_attempts=settings.delivery_max_attempts,
             delivery_retry_base_seconds=settings.delivery_retry_base_seconds,
+            network_allow=network_allow_of(settings),
         )
 
     def dispose(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
+from relayflow.delivery.guarded_http import Guard
 from relayflow.engine import stepper
 from relayflow.engine.context import StepContext
 from relayflow.engine.executors.send_message import ON_FAILURE_DEFAULT
@@ -44,6 +45,7 @@ from relayflow.engine.outcome import (
 from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
 from relayflow.services import http as http_service
+from relayflow.services import network as network_service
 from relayflow.services import run as run_service
 from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services import workflow as workflow_service
@@ -329,8 +331,10 @@ class RunWalker:
         self.in_flight = None
         response = None
         if isinstance(flight.effect, HttpCall):
+            allow = network_service.allow_for(self.runtime, workspace_id=self.run.workspace_id)
             result: EffectResult = http_service.perform(
-                flight.effect, idempotency_key=f"relayflow-{self.run.id}-{flight.step_id}")
+                flight.effect, idempotency_key=f"relayflow-{self.run.id}-{flight.step_id}",
+                guard=Guard(allow=allow))
             assert isinstance(result, HttpResult)
             response = stepper.redact(
                 {"status": result.status, "headers": result.headers, "body": result.body,

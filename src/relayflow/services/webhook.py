@@ -1,7 +1,8 @@
 """Webhook triggers: an inbound POST to /hooks/{token} opens a run; tokens can be rotated.
 
-The order of checks matters: the token is looked up first (404), then the signature is
-verified (401) before anything else about the workflow or the payload is revealed.
+The order of checks matters: the token is looked up first (404), the request is counted
+against the webhook's rate limit (429), then the signature is verified (401) before anything
+else about the workflow or the payload is revealed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from relayflow.engine import templates
 from relayflow.errors import Conflict, InvalidInput, MalformedInput, NotFound, Unauthorized
 from relayflow.services import contact as contact_service
+from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
@@ -238,17 +240,34 @@ def _resolve_contact(
 # --- use cases ------------------------------------------------------------------------
 
 
+def _find(session: Session, token: str) -> Workflow:
+    # Anything but a token's alphabet (a NUL would even break PostgreSQL's comparison) is
+    # answered without a query.
+    workflow = webhook_repo.get_by_token(session, token) if _TOKEN_RE.fullmatch(token) else None
+    if workflow is None or workflow.trigger_type != "webhook":
+        raise NotFound("No webhook at this address (the token is unknown or was rotated).")
+    return workflow
+
+
+def admit(
+    session: Session, *, token: str, now: datetime, per_minute: int
+) -> rate_limit_service.Admission:
+    """Count a request against its webhook's limit, before anything else is checked (so
+    unsigned or invalid floods are limited too). An unknown token is 404 and counts nothing.
+    The count is per workflow: it is what the current token names, and it keeps no copy of
+    the token. Commit before acting on the answer, so a refused request stays counted."""
+    workflow = _find(session, token)
+    return rate_limit_service.count(session, key=f"hook:{workflow.id}", limit=per_minute,
+                                    now=now)
+
+
 def receive(
     session: Session, *, token: str, body: bytes, signature: str | None,
     idempotency_key: str | None, cipher: SecretCipher, now: datetime,
     phone_region: str | None = None,
 ) -> run_service.Enrolled:
     """Open a run from an inbound webhook request (the raw body becomes `event`)."""
-    # Anything but a token's alphabet (a NUL would even break PostgreSQL's comparison) is
-    # answered without a query.
-    workflow = webhook_repo.get_by_token(session, token) if _TOKEN_RE.fullmatch(token) else None
-    if workflow is None or workflow.trigger_type != "webhook":
-        raise NotFound("No webhook at this address (the token is unknown or was rotated).")
+    workflow = _find(session, token)
     trigger = workflow_service.trigger_of(workflow_service.current_version(session, workflow))
     secret_name = trigger.get("signing_secret")
     if secret_name:

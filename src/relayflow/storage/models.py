@@ -294,3 +294,24 @@ class LoginFailure(Base):
     id: Mapped[uuid.UUID] = _id()
     key: Mapped[str] = mapped_column(String(330))
     at: Mapped[datetime]
+
+
+class RateCounter(Base):
+    """Requests counted for one subject (`key:<prefix>` of an API key, `hook:<workflow id>` of
+    a webhook) in the fixed one-minute window starting at `window_start`."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NetworkSetting(Base):
+    """A workspace's outbound allow-list: CIDRs and host names its INTEGRATION requests and
+    HTTP providers may reach although they are private (see delivery/egress.py)."""
+
+    __tablename__ = "network_settings"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    allow: Mapped[list[str]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -65,16 +65,25 @@ def _refuse_nul(request: Request) -> None:
 
 def get_principal(
     request: Request,
-    session: SessionDep,
+    response: Response,
     runtime: RuntimeDep,
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     _refuse_nul(request)
     if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    return auth_service.authenticate_key(
-        session, token=credentials.credentials.strip(), now=runtime.clock()
-    )
+    # Its own short transaction, committed before the request's work begins (and before the
+    # request's session takes a connection): a refused request must stay counted, which the
+    # request transaction's rollback would undo, and must leave nothing else behind.
+    with session_scope(runtime.sessions) as session:
+        principal, admission = auth_service.admit_key(
+            session, token=credentials.credentials.strip(), now=runtime.clock(),
+            per_minute=settings.rate_limit_api_per_minute,
+        )
+    admission.check("This API key")
+    response.headers.update(admission.headers())
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 
 from relayflow.config import Settings
 from relayflow.services import webhook as webhook_service
 from relayflow.storage.db import session_scope
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import RunEnqueued
-from relayflow.web.deps import RuntimeDep
+from relayflow.web.deps import RuntimeDep, SettingsDep
 
 router = APIRouter(tags=["webhooks"])
 
@@ -49,14 +49,16 @@ _EVENT_BODY: dict[str, Any] = {
     ),
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunEnqueued,
-    responses=errors(400, 401, 404, 409, 413, 422),
+    responses=errors(400, 401, 404, 409, 413, 422, 429),
     openapi_extra=_EVENT_BODY,
 )
 def receive_webhook(
     request: Request,
+    response: Response,
     token: str,
     body: Annotated[bytes, Depends(_raw_body)],
     runtime: RuntimeDep,
+    settings: SettingsDep,
     phone_region: Annotated[str | None, Depends(_phone_region)],
     relayflow_signature: Annotated[
         str | None, Header(description="`t=<unix seconds>,v1=<hex>`; several v1 allowed.")
@@ -65,6 +67,13 @@ def receive_webhook(
         str | None, Header(description="At most 200 characters; repeats return the first run.")
     ] = None,
 ) -> RunEnqueued:
+    # Counted in its own transaction first: the count must survive the 429 it may cause
+    # (the work's transaction rolls back on any error), and a refused request does no work.
+    with session_scope(runtime.sessions) as session:
+        admission = webhook_service.admit(session, token=token, now=runtime.clock(),
+                                          per_minute=settings.rate_limit_webhook_per_minute)
+    admission.check("This webhook")
+    response.headers.update(admission.headers())
     # The transaction is committed inside this call, not by SessionDep after it: SessionDep
     # keeps its connection until FastAPI has validated the response in another worker
     # thread, and under a burst of webhooks every worker thread can end up waiting for a

@@ -41,5 +41,6 @@ def visible_state(client: TestClient) -> dict[str, Any]:
         "audit": client.get("/api/v1/audit", params={"limit": 200}).json(),
         "keys": keys,
         "providers": client.get("/api/v1/providers").json(),
+        "network": client.get("/api/v1/settings/network").json(),
         "deliveries": client.get("/api/v1/deliveries", params={"limit": 200}).json(),
     }

@@ -149,3 +149,19 @@ class TestProvidersPerWorkspace:
 
         assert visible_state(other_client) == before
         assert other_client.get("/api/v1/providers/email").json()["port"] == 587
+
+
+class TestNetworkPerWorkspace:
+    def test_setting_mine_leaves_theirs_alone(
+        self, client: TestClient, other_client: TestClient, theirs: dict[str, str]
+    ) -> None:
+        assert other_client.put("/api/v1/settings/network",
+                                json={"allow": ["10.0.0.0/8"]}).status_code == 200
+        before = visible_state(other_client)
+
+        assert client.get("/api/v1/settings/network").json() == {"allow": []}
+        assert client.put("/api/v1/settings/network",
+                          json={"allow": ["127.0.0.1/32"]}).status_code == 200
+
+        assert visible_state(other_client) == before
+        assert other_client.get("/api/v1/settings/network").json() == {"allow": ["10.0.0.0/8"]}

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from schemathesis import Config
 from schemathesis.engine import Status, events
 
+from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
 from tests.web.api.history import seed
 from tests.web.api.routes import api_routes
@@ -32,6 +33,12 @@ EXAMPLES_PER_OPERATION = 25
 # non-ASCII and a date past year 9999. Schemathesis sends what fits each parameter (it drops
 # NUL and over-long values from paths); test_text.py puts NUL in every route's path itself.
 TRICKY = ["a\x00b", "x" * 400, "%_%", "ключ-🔑", "9999-12-31T23:59:59-23:59"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Schemathesis sends well over a thousand requests through one key within a minute.
+    return settings.model_copy(update={"rate_limit_api_per_minute": 1_000_000})
 
 
 @pytest.fixture

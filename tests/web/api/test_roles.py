@@ -53,6 +53,8 @@ WRITES: dict[tuple[str, str], Case] = {
     ("PUT", "/api/v1/providers/{channel}"): Case(
         "admin", {"channel": "channel"}, {"type": "http", "url": "https://mail.example.com/send"}),
     ("DELETE", "/api/v1/providers/{channel}"): Case("admin", {"channel": "channel"}),
+    ("PUT", "/api/v1/settings/network"): Case(
+        "admin", body={"allow": ["127.0.0.1/32", "crm.internal"]}),
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),

@@ -10,14 +10,17 @@ from relayflow.web.api import (
     delivery,
     key,
     member,
+    network,
     provider,
     run,
     secret,
     webhook,
     workflow,
 )
+from relayflow.web.api.responses import errors
 
-router = APIRouter(prefix="/api/v1")
+# Every route needs an API key, and every key is rate-limited (web/deps.py).
+router = APIRouter(prefix="/api/v1", responses=errors(429))
 router.include_router(workflow.router)
 router.include_router(webhook.router)
 router.include_router(run.router)
@@ -28,3 +31,4 @@ router.include_router(member.router)
 router.include_router(audit.router)
 router.include_router(delivery.router)
 router.include_router(provider.router)
+router.include_router(network.router)
