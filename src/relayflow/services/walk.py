@@ -331,6 +331,11 @@ class RunWalker:
         self.in_flight = None
         response = None
         if isinstance(flight.effect, HttpCall):
+            # Commit "calling now" first, fenced: a cancel committed since the intent (while
+            # other runs of the batch were calling) or a lost lease stops the call here.
+            commit(self.runtime, [self])
+            if self.dropped or self.finished:
+                return
             allow = network_service.allow_for(self.runtime, workspace_id=self.run.workspace_id)
             result: EffectResult = http_service.perform(
                 flight.effect, idempotency_key=f"relayflow-{self.run.id}-{flight.step_id}",
