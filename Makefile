@@ -3,13 +3,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgres bench lint clean
+.PHONY: install run test test-sqlite test-postgres bench lint audit clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -35,9 +35,14 @@ bench: install
 	$(BIN)/python bench/engine.py
 
 lint: install
-	$(BIN)/python -m ruff check src tests bench
+	$(BIN)/python -m ruff check src tests bench tools
 	$(BIN)/python -m mypy src/relayflow/engine src/relayflow/storage src/relayflow/errors.py
 	$(BIN)/python -m bandit -q -r src -ll
+
+# Installed distributions against PyPI's advisories (see the script for what it can and
+# cannot see from a machine that reaches only the package registry).
+audit: install
+	$(BIN)/python tools/audit_dependencies.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
