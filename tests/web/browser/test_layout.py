@@ -28,7 +28,8 @@ def pages(seeded: Seeded) -> list[str]:
         "/delivery-ops", f"/delivery-ops/{seeded.attempts['welcome_ada_1h']}",
         "/workflows", "/workflows/welcome", "/contacts",
         f"/contacts/{seeded.contacts['grace']}", "/settings", "/settings/providers",
-        "/settings/secrets", "/settings/keys", "/settings/members", "/settings/audit",
+        "/settings/secrets", "/settings/keys", "/settings/network", "/settings/members",
+        "/settings/audit",
         "/no-such-page",
     ]
 

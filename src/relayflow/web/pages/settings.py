@@ -15,13 +15,18 @@ from relayflow.services import provider as provider_service
 from relayflow.services import secret as secret_service
 from relayflow.storage.models import AuditEvent, Member
 from relayflow.web.deps import SessionDep
-from relayflow.web.pages import settings_access, settings_providers, settings_secrets
+from relayflow.web.pages import (
+    settings_access,
+    settings_network,
+    settings_providers,
+    settings_secrets,
+)
 from relayflow.web.pages.deps import ViewerDep
 from relayflow.web.pages.settings_common import ROLE_RULES, sub_nav
 from relayflow.web.pages.templating import render
 
 router = APIRouter()
-for _module in (settings_providers, settings_secrets, settings_access):
+for _module in (settings_providers, settings_secrets, settings_network, settings_access):
     router.include_router(_module.router)
 
 PAGE_SIZE = 50
@@ -33,7 +38,7 @@ def target_href(event: AuditEvent) -> str | None:
     pages = {"run": "/runs/{}", "workflow": "/workflows/{}", "delivery": "/delivery-ops/{}",
              "contact": "/contacts/{}", "secret": "/settings/secrets",
              "provider": "/settings/providers", "api_key": "/settings/keys",
-             "member": "/settings/members"}
+             "member": "/settings/members", "network": "/settings/network"}
     pattern = pages.get(event.target_type)
     return pattern.format(event.target_id) if pattern else None
 

@@ -22,6 +22,7 @@ NOTICES = {
     "secret_deleted": "Deleted secret {subject}.",
     "key_revoked": "Revoked API key {subject}: requests with it are refused from now on.",
     "member_added": "Added {subject}. They can sign in with the password you set.",
+    "network_saved": "Saved the allow-list ({subject} entries). It applies from the next request.",
 }
 
 # Who may do what, as the JSON API decides it (web/api/*.py); the pages state it too.
@@ -31,6 +32,7 @@ ROLE_RULES = {
     "keys": "Only admins can see, create and revoke API keys.",
     "members": "Everyone can see the members; only admins can add them.",
     "audit": "Everyone in the workspace can read the audit log.",
+    "network": "Everyone can see the allow-list; only admins can change it.",
 }
 
 
@@ -68,6 +70,7 @@ def sub_nav(viewer: Viewer) -> list[dict[str, str]]:
              {"key": "secrets", "label": "Secrets", "href": "/settings/secrets"}]
     if viewer.is_admin:
         items.append({"key": "keys", "label": "API keys", "href": "/settings/keys"})
-    items += [{"key": "members", "label": "Members", "href": "/settings/members"},
+    items += [{"key": "network", "label": "Network", "href": "/settings/network"},
+              {"key": "members", "label": "Members", "href": "/settings/members"},
               {"key": "audit", "label": "Audit log", "href": "/settings/audit"}]
     return items
