@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,12 @@ def _harmful(event: str, args: tuple[Any, ...]) -> bool:
 
     Jinja2 itself compiles and execs a one-line `raise` to rewrite tracebacks (filename
     `<template>`, or `<unknown>` for a syntax error) and lazily imports a few of its
-    modules from the Python installation; everything else counts."""
+    modules from the Python installation; typing asks for the frame of its own code (to name
+    a generic alias's module) when one is first built during a render. Everything else counts.
+    """
+    if event == "sys._getframe" and getattr(
+            getattr(args[0], "f_code", None), "co_filename", None) == typing.__file__:
+        return False
     if event in _DANGEROUS or event.startswith(_DANGEROUS_PREFIXES):
         return True
     if event == "open":
