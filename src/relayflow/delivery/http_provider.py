@@ -6,11 +6,13 @@ carries an Idempotency-Key derived from the attempt id, so a provider that honou
 drops a repeat sent after a crash.
 
 The request goes through the egress guard (guarded_http.py): a target the policy refuses
-fails the attempt for good (retrying cannot change the answer).
+fails the attempt for good (retrying cannot change the answer). A 429 or 5xx is retried, not
+before the provider's Retry-After (either form; see retry.py).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -19,10 +21,17 @@ from relayflow.delivery import guarded_http
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import HttpConfig
 from relayflow.delivery.egress import Refused
+from relayflow.delivery.retry import retry_after_seconds
 from relayflow.engine import templates
 from relayflow.engine.executors.integration import resolve_path
 
 MAX_BODY = 16 * 1024
+
+# httpx logs every request line (URL and query) at INFO and httpcore every response header
+# at DEBUG. Requests made on a user's behalf (this provider, INTEGRATION nodes) carry
+# credentials in both, and a server may echo them: these loggers speak only from WARNING.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class HttpMessageProvider:
@@ -67,9 +76,7 @@ class HttpMessageProvider:
         body = _decode(response)
         summary: dict[str, Any] = {"status": response.status_code, "body": body}
         if response.status_code == 429 or response.status_code >= 500:
-            retry_after = response.headers.get("Retry-After")
-            if retry_after:
-                summary["retry_after"] = retry_after
+            summary.update(_retry_after(response))
             raise DeliveryError(f"provider answered HTTP {response.status_code}", retryable=True,
                                 response=summary)
         if not 200 <= response.status_code < 300:
@@ -80,6 +87,20 @@ class HttpMessageProvider:
                  if self.config.message_id_path else None)
         return SendResult(provider_message_id=None if found is None else str(found),
                           response=summary)
+
+
+def _retry_after(response: httpx.Response) -> dict[str, Any]:
+    """`retry_after`: the whole seconds the provider asked to wait, counted now, when the
+    answer was received (an HTTP-date from its own `Date`), so the retry is scheduled from
+    this moment and never sooner; `retry_after_header` keeps any other spelling as sent."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return {}
+    seconds = retry_after_seconds(raw, date=response.headers.get("Date"))
+    found: dict[str, Any] = {} if seconds is None else {"retry_after": seconds}
+    if raw.strip() != str(seconds):
+        found["retry_after_header"] = raw[:200]
+    return found
 
 
 def _decode(response: httpx.Response) -> Any:
