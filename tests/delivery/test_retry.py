@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
-from relayflow.delivery.retry import backoff, parse_retry_after
+import pytest
+
+from relayflow.delivery.retry import (
+    RETRY_AFTER_CAP,
+    backoff,
+    parse_retry_after,
+    retry_after_seconds,
+)
 
 
 class TestBackoff:
@@ -25,11 +33,64 @@ class TestBackoff:
         assert backoff(1, retry_after=1, rng=random.Random(3)) > timedelta(seconds=1)
 
 
+class TestRetryAfterCap:
+    def test_a_retry_after_beyond_the_backoff_cap_is_honoured(self):
+        assert backoff(1, retry_after=7200, rng=random.Random(3)) == timedelta(hours=2)
+
+    def test_an_absurd_retry_after_waits_a_day(self):
+        delay = backoff(1, retry_after=10 * 86_400, rng=random.Random(3))
+
+        assert delay == RETRY_AFTER_CAP == timedelta(hours=24)
+
+
+NOW = datetime(2026, 10, 21, 7, 28, tzinfo=UTC)
+
+
 class TestParseRetryAfter:
     def test_seconds(self):
         assert parse_retry_after("120") == 120.0
+        assert parse_retry_after(" 0 ") == 0.0
 
-    def test_dates_and_garbage_are_ignored(self):
-        assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT") is None
-        assert parse_retry_after("") is None
-        assert parse_retry_after("-5") is None
+    @pytest.mark.parametrize("value", [
+        "Wed, 21 Oct 2026 07:30:00 GMT",       # IMF-fixdate
+        "Wednesday, 21-Oct-26 07:30:00 GMT",   # RFC 850
+        "Wed Oct 21 07:30:00 2026",            # asctime
+    ])
+    def test_http_dates_are_counted_from_now(self, value):
+        assert parse_retry_after(value, now=NOW) == 120.0
+
+    def test_a_date_already_past_is_no_wait(self):
+        assert parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now=NOW) == 0.0
+
+    def test_a_date_without_now_is_counted_from_this_machines_clock(self):
+        later = datetime.now(UTC) + timedelta(seconds=90)
+
+        seconds = parse_retry_after(format_datetime(later, usegmt=True))
+
+        assert seconds is not None
+        assert 85 <= seconds <= 90
+
+    @pytest.mark.parametrize("value", [
+        None, "", "  ", "-5", "1e3", "nan", "inf", "soon", "١٢٠", "12 s", "Wed, 99 Foo",
+    ])
+    def test_garbage_is_ignored(self, value):
+        assert parse_retry_after(value, now=NOW) is None
+
+
+class TestRetryAfterSeconds:
+    def test_a_date_is_counted_from_the_responses_date_and_rounded_up(self):
+        assert retry_after_seconds("Wed, 21 Oct 2026 07:30:00 GMT",
+                                   date="Wed, 21 Oct 2026 07:28:00 GMT") == 120
+        assert retry_after_seconds("1.2") == 2
+
+    def test_an_unparsable_date_header_falls_back_to_this_machines_clock(self):
+        later = datetime.now(UTC) + timedelta(seconds=60)
+
+        seconds = retry_after_seconds(format_datetime(later, usegmt=True), date="garbage")
+
+        assert seconds is not None
+        assert 55 <= seconds <= 60
+
+    def test_nothing_usable_is_none(self):
+        assert retry_after_seconds(None) is None
+        assert retry_after_seconds("later") is None

@@ -131,6 +131,48 @@ class TestVerifySignature:
             webhook_service.verify_signature(
                 secret=SECRET, header=f"t={T},v1={_v1(BODY, T - 1)}", body=BODY, now=NOW)
 
+    def test_returns_the_signed_timestamp(self) -> None:
+        t = T - 42
+
+        signed_at = webhook_service.verify_signature(
+            secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}", body=BODY, now=NOW)
+
+        assert signed_at == t
+
+    @pytest.mark.parametrize("signer", [SECRET, "the-previous-one"])
+    def test_either_secret_of_a_rotation_passes(self, signer: str) -> None:
+        webhook_service.verify_signature(secret=SECRET, previous="the-previous-one",
+                                         header=f"t={T},v1={_v1(BODY, T, signer)}", body=BODY,
+                                         now=NOW)
+
+    def test_a_third_secret_fails_during_a_rotation(self) -> None:
+        with pytest.raises(Unauthorized, match="does not match"):
+            webhook_service.verify_signature(
+                secret=SECRET, previous="the-previous-one",
+                header=f"t={T},v1={_v1(BODY, T, 'a-third')}", body=BODY, now=NOW)
+
+    def test_one_byte_of_the_signature_changed(self) -> None:
+        good = _v1(BODY, T)
+        changed = good[:-1] + ("0" if good[-1] != "0" else "1")
+
+        with pytest.raises(Unauthorized, match="does not match"):
+            webhook_service.verify_signature(secret=SECRET, header=f"t={T},v1={changed}",
+                                             body=BODY, now=NOW)
+
+
+class TestReplayKey:
+    def test_is_what_the_signature_covers_and_fits_the_column(self) -> None:
+        key = webhook_service.replay_key(T, BODY)
+
+        assert key == "signed:" + hashlib.sha256(f"{T}.".encode() + BODY).hexdigest()
+        assert len(key) <= 200
+
+    def test_differs_by_timestamp_and_body(self) -> None:
+        keys = {webhook_service.replay_key(T, BODY), webhook_service.replay_key(T + 1, BODY),
+                webhook_service.replay_key(T, BODY + b" ")}
+
+        assert len(keys) == 3
+
 
 class TestParseEvent:
     def test_an_object_is_the_event(self) -> None:
@@ -258,6 +300,33 @@ class TestReceive:
                             signature=f"t={T},v1={_v1(BODY, T)}")
 
         assert enrolled.duplicate is False
+
+    def test_the_same_signed_request_twice_is_a_duplicate_of_one_run(
+        self, runtime, workspace
+    ) -> None:
+        set_secret(runtime, workspace.id, "HOOK", SECRET)
+        install(runtime, workspace.id, _definition(signing_secret="HOOK"))
+        token = _token(runtime, workspace.id)
+
+        first = _receive(runtime, token, signature=f"t={T},v1={_v1(BODY, T)}")
+        again = _receive(runtime, token, signature=f"t={T},v1={_v1(BODY, T)}")
+
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert again.run.id == first.run.id
+        assert first.run.idempotency_key == webhook_service.replay_key(T, BODY)
+        assert _count(runtime, WorkflowRun) == 1
+
+    def test_a_replay_under_another_idempotency_key_is_a_conflict(
+        self, runtime, workspace
+    ) -> None:
+        set_secret(runtime, workspace.id, "HOOK", SECRET)
+        install(runtime, workspace.id, _definition(signing_secret="HOOK"))
+        token = _token(runtime, workspace.id)
+        _receive(runtime, token, signature=f"t={T},v1={_v1(BODY, T)}", idempotency_key="a")
+
+        with pytest.raises(Conflict, match="already received"):
+            _receive(runtime, token, signature=f"t={T},v1={_v1(BODY, T)}", idempotency_key="b")
+        assert _count(runtime, WorkflowRun) == 1
 
     def test_missing_signing_secret_refuses_and_warns_without_the_value(
         self, runtime, workspace, caplog: pytest.LogCaptureFixture

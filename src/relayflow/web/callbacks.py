@@ -23,8 +23,10 @@ async def _raw_body(request: Request) -> bytes:
     name="providers:events",
     summary="Receive delivery status events from a provider",
     description="Signed like webhooks (`Relayflow-Signature`, with the secret named by the "
-    "provider's `events_secret`). Body: one event `{type: delivered|bounced|complained, "
-    "message_id | attempt_id, bounce?: hard|soft}` or `{events: [...]}`.",
+    "provider's `events_secret`, or during a rotation with `<events_secret>_PREVIOUS`). "
+    "Body: one event `{type: delivered|bounced|complained, message_id | attempt_id, "
+    "bounce?: hard|soft}` or `{events: [...]}`. The same signed callback sent again changes "
+    "nothing and is answered with `duplicate: true`.",
     responses=errors(400, 401, 404, 413, 422),
 )
 def receive_events(
@@ -33,8 +35,9 @@ def receive_events(
     relayflow_signature: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     with session_scope(runtime.sessions) as session:
-        applied = callback_service.receive(
+        received = callback_service.receive(
             session, runtime, workspace_slug=workspace, channel=channel, raw_body=body,
             signature=relayflow_signature, now=runtime.clock())
     return {"applied": [{"attempt_id": a.attempt_id, "status": a.status,
-                         "suppressed": a.suppressed} for a in applied]}
+                         "suppressed": a.suppressed} for a in received.applied],
+            "duplicate": received.duplicate}

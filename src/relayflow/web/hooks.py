@@ -43,9 +43,12 @@ _EVENT_BODY: dict[str, Any] = {
         "The JSON object sent becomes the run's `event`; the workflow's trigger `contact` "
         "mapping picks the contact. When the trigger names a `signing_secret`, the request "
         "must carry `Relayflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "
-        "\"<t>.\" + body>` within 5 minutes of the server's clock. The same `Idempotency-Key` "
-        "on the same workflow never opens a second run: the answer repeats the first run's "
-        "id with `duplicate: true` (still 202)."
+        "\"<t>.\" + body>` within 5 minutes of the server's clock; during a rotation, a "
+        "signature made with the secret `<signing_secret>_PREVIOUS` is accepted too. The same "
+        "`Idempotency-Key` on the same workflow never opens a second run: the answer repeats "
+        "the first run's id with `duplicate: true` (still 202). A signed request sent without "
+        "one gets `signed:<sha256 of \"<t>.\" + body>` as its key, so the same signed request "
+        "sent again is answered the same way; sent again under another key, it is 409."
     ),
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunEnqueued,
