@@ -34,6 +34,7 @@ ACTIONS = {
     "workflow.webhook_rotate": "a workflow's webhook address was replaced",
     "contact.unsubscribe": "a contact unsubscribed",
     "network.set": "the workspace's network allow-list was replaced",
+    "frequency.set": "the workspace's per-contact frequency caps were replaced",
 }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import delivery as delivery_service
+from relayflow.services import frequency as frequency_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
@@ -82,6 +83,11 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt) -> None:
                   "error": f"not sent: the contact's {attempt.channel} is "
                            f"{context.suppressed_by}"}
     else:
+        # Counted against the contact's frequency cap, never refused by it: an operator
+        # asked for this message explicitly.
+        frequency_service.reserve(runtime, workspace_id=attempt.workspace_id,
+                                  contact_id=attempt.contact_id, channel=attempt.channel,
+                                  key=attempt.id, capped=False)
         secrets = WorkspaceSecrets(runtime.sessions, attempt.workspace_id, runtime.cipher)
         outcome = delivery_service.send(
             attempt_id=attempt.id, attempt_number=1, channel=attempt.channel,

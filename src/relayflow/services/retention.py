@@ -7,6 +7,7 @@ from datetime import datetime
 
 from relayflow.engine.durations import parse_duration
 from relayflow.errors import InvalidInput
+from relayflow.services import frequency as frequency_service
 from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
@@ -28,8 +29,9 @@ def prune(runtime: Runtime, *, older_than: str) -> Pruned:
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     cutoff = runtime.clock() - age
-    with session_scope(runtime.sessions) as session:  # rate-limit windows of quiet subjects
+    with session_scope(runtime.sessions) as session:  # counters whose window has passed
         rate_limit_service.prune(session, now=runtime.clock())
+        frequency_service.forget_old(session, now=runtime.clock())
     runs = attempts = 0
     while True:  # one short transaction per batch
         with session_scope(runtime.sessions) as session:

@@ -44,6 +44,7 @@ from relayflow.engine.outcome import (
 )
 from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
+from relayflow.services import frequency as frequency_service
 from relayflow.services import http as http_service
 from relayflow.services import network as network_service
 from relayflow.services import run as run_service
@@ -375,6 +376,15 @@ class RunWalker:
                 "error": f"not sent: the contact's {effect.channel} is {context.suppressed_by}"})
             return SendResult(attempt_id=str(attempt_id), status="SUPPRESSED",
                               error=context.suppressed_by)
+        refused = None if flight.interrupted else frequency_service.reserve(
+            self.runtime, workspace_id=self.run.workspace_id, contact_id=self.run.contact_id,
+            channel=effect.channel, key=flight.step_id)
+        if refused is not None:
+            self.writes.attempt_updates.append({
+                "id": attempt_id, "status": "SUPPRESSED",
+                "suppressed_by": frequency_service.SUPPRESSED_BY, "error": refused.error})
+            return SendResult(attempt_id=str(attempt_id), status="SUPPRESSED",
+                              error=frequency_service.SUPPRESSED_BY)
         unknown = flight.interrupted and delivery_service.interrupted_outcome(context.provider)
         if unknown:
             self.writes.attempt_updates.append({"id": attempt_id, "status": "FAILED",

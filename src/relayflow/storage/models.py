@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -315,3 +315,43 @@ class NetworkSetting(Base):
         ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
     allow: Mapped[list[str]] = mapped_column(JSONType)
     updated_at: Mapped[datetime]
+
+
+class FrequencyCap(Base):
+    """A workspace's per-contact frequency caps: channel -> the most messages one contact may
+    be sent on that channel per UTC day (a channel not named is not capped)."""
+
+    __tablename__ = "frequency_caps"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    caps: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime]
+
+
+class FrequencyCount(Base):
+    """Messages counted against a cap: one contact, one channel, one UTC day. A send takes a
+    slot with one conditional upsert, so the count never passes the cap however many
+    workers race for the last slot."""
+
+    __tablename__ = "frequency_counts"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FrequencyReservation(Base):
+    """The slot one message took in a count, keyed by the message (the run step that sends
+    it, or a resend's attempt): a message retried, or recovered after a crash, takes its
+    slot once."""
+
+    __tablename__ = "frequency_reservations"
+    __table_args__ = (Index("ix_frequency_reservations_day", "day"),)
+    key: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = _workspace()
+    contact_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    channel: Mapped[str] = mapped_column(String(16))
+    day: Mapped[date]
+    created_at: Mapped[datetime]

@@ -165,3 +165,18 @@ class TestNetworkPerWorkspace:
 
         assert visible_state(other_client) == before
         assert other_client.get("/api/v1/settings/network").json() == {"allow": ["10.0.0.0/8"]}
+
+
+class TestFrequencyCapsPerWorkspace:
+    def test_setting_mine_leaves_theirs_alone(
+        self, client: TestClient, other_client: TestClient, theirs: dict[str, str]
+    ) -> None:
+        path = "/api/v1/settings/frequency-caps"
+        assert other_client.put(path, json={"email": 3}).status_code == 200
+        before = visible_state(other_client)
+
+        assert client.get(path).json() == {"email": None, "sms": None}
+        assert client.put(path, json={"email": 1, "sms": 1}).status_code == 200
+
+        assert visible_state(other_client) == before
+        assert other_client.get(path).json() == {"email": 3, "sms": None}

@@ -55,6 +55,7 @@ WRITES: dict[tuple[str, str], Case] = {
     ("DELETE", "/api/v1/providers/{channel}"): Case("admin", {"channel": "channel"}),
     ("PUT", "/api/v1/settings/network"): Case(
         "admin", body={"allow": ["127.0.0.1/32", "crm.internal"]}),
+    ("PUT", "/api/v1/settings/frequency-caps"): Case("admin", body={"email": 3, "sms": 2}),
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),

@@ -8,6 +8,7 @@ from relayflow.web.api import (
     audit,
     contact,
     delivery,
+    frequency,
     key,
     member,
     network,
@@ -32,3 +33,4 @@ router.include_router(audit.router)
 router.include_router(delivery.router)
 router.include_router(provider.router)
 router.include_router(network.router)
+router.include_router(frequency.router)
