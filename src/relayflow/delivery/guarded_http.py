@@ -13,6 +13,7 @@ proxy would resolve the name itself.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ from relayflow.delivery import egress
 from relayflow.delivery.egress import AllowList, IPAddress, Refused, Target
 
 Resolver = Callable[[str, int], Sequence[IPAddress]]
+
+# httpx logs every request line (URL and query) at INFO and httpcore every response header
+# at DEBUG. Requests made on a user's behalf (all of them go through here) carry
+# credentials in both, and a server may echo them: these loggers speak only from WARNING.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})

@@ -12,7 +12,6 @@ before the provider's Retry-After (either form; see retry.py).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import httpx
@@ -26,13 +25,6 @@ from relayflow.engine import templates
 from relayflow.engine.executors.integration import resolve_path
 
 MAX_BODY = 16 * 1024
-
-# httpx logs every request line (URL and query) at INFO and httpcore every response header
-# at DEBUG. Requests made on a user's behalf (this provider, INTEGRATION nodes) carry
-# credentials in both, and a server may echo them: these loggers speak only from WARNING.
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
 
 class HttpMessageProvider:
     name = "http"
