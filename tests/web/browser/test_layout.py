@@ -29,6 +29,7 @@ def pages(seeded: Seeded) -> list[str]:
         "/workflows", "/workflows/welcome", "/contacts",
         f"/contacts/{seeded.contacts['grace']}", "/settings", "/settings/providers",
         "/settings/secrets", "/settings/keys", "/settings/network", "/settings/members",
+        "/settings/frequency-caps",
         "/settings/audit",
         "/no-such-page",
     ]

@@ -17,6 +17,7 @@ from relayflow.storage.models import AuditEvent, Member
 from relayflow.web.deps import SessionDep
 from relayflow.web.pages import (
     settings_access,
+    settings_limits,
     settings_network,
     settings_providers,
     settings_secrets,
@@ -26,7 +27,8 @@ from relayflow.web.pages.settings_common import ROLE_RULES, sub_nav
 from relayflow.web.pages.templating import render
 
 router = APIRouter()
-for _module in (settings_providers, settings_secrets, settings_network, settings_access):
+for _module in (settings_providers, settings_secrets, settings_limits, settings_network,
+                settings_access):
     router.include_router(_module.router)
 
 PAGE_SIZE = 50
@@ -38,7 +40,8 @@ def target_href(event: AuditEvent) -> str | None:
     pages = {"run": "/runs/{}", "workflow": "/workflows/{}", "delivery": "/delivery-ops/{}",
              "contact": "/contacts/{}", "secret": "/settings/secrets",
              "provider": "/settings/providers", "api_key": "/settings/keys",
-             "member": "/settings/members", "network": "/settings/network"}
+             "member": "/settings/members", "network": "/settings/network",
+             "frequency": "/settings/frequency-caps"}
     pattern = pages.get(event.target_type)
     return pattern.format(event.target_id) if pattern else None
 

@@ -22,6 +22,8 @@ NOTICES = {
     "secret_deleted": "Deleted secret {subject}.",
     "key_revoked": "Revoked API key {subject}: requests with it are refused from now on.",
     "member_added": "Added {subject}. They can sign in with the password you set.",
+    "frequency_saved": "Saved the frequency caps ({subject} capped). They apply from the "
+                       "next message.",
     "network_saved": "Saved the allow-list ({subject} entries). It applies from the next request.",
 }
 
@@ -32,6 +34,7 @@ ROLE_RULES = {
     "keys": "Only admins can see, create and revoke API keys.",
     "members": "Everyone can see the members; only admins can add them.",
     "audit": "Everyone in the workspace can read the audit log.",
+    "frequency": "Everyone can see the caps; only admins can change them.",
     "network": "Everyone can see the allow-list; only admins can change it.",
 }
 
@@ -70,7 +73,8 @@ def sub_nav(viewer: Viewer) -> list[dict[str, str]]:
              {"key": "secrets", "label": "Secrets", "href": "/settings/secrets"}]
     if viewer.is_admin:
         items.append({"key": "keys", "label": "API keys", "href": "/settings/keys"})
-    items += [{"key": "network", "label": "Network", "href": "/settings/network"},
+    items += [{"key": "frequency", "label": "Frequency caps", "href": "/settings/frequency-caps"},
+              {"key": "network", "label": "Network", "href": "/settings/network"},
               {"key": "members", "label": "Members", "href": "/settings/members"},
               {"key": "audit", "label": "Audit log", "href": "/settings/audit"}]
     return items
