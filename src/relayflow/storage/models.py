@@ -298,7 +298,9 @@ class LoginFailure(Base):
 
 class RateCounter(Base):
     """Requests counted for one subject (`key:<prefix>` of an API key, `hook:<workflow id>` of
-    a webhook) in the fixed one-minute window starting at `window_start`."""
+    a webhook) in the fixed one-minute window starting at `window_start`; also the memory of
+    verified signed requests (`sig:<digest>`, window = the signed time), so a replay inside
+    the acceptance window is recognised (services/webhook.remember)."""
 
     __tablename__ = "rate_counters"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
