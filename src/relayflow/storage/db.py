@@ -6,8 +6,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+# libpq connection options for PostgreSQL, so that a database that went away is noticed
+# in seconds instead of hanging a worker: a connect gives up after 10 s, an idle
+# connection is probed after 10 s and dropped after 3 unanswered probes 5 s apart, and
+# data left unacknowledged for 30 s (a peer that vanished mid-query) closes the
+# connection. A value given in the database URL's query string wins over these.
+POSTGRES_CONNECT_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
 
 
 def normalize_url(url: str) -> str:
@@ -29,7 +44,46 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    # pre-ping: a pooled connection that died while the database was away (a restart, a
+    # cut) is replaced at checkout instead of failing the next transaction.
+    connect_args = {**postgres_connect_args(url), **kwargs.pop("connect_args", {})}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         connect_args=connect_args, **kwargs)
+
+
+def postgres_connect_args(url: str | URL) -> dict[str, int]:
+    """POSTGRES_CONNECT_DEFAULTS less the options the URL sets itself."""
+    query = make_url(url).query
+    return {k: v for k, v in POSTGRES_CONNECT_DEFAULTS.items() if k not in query}
+
+
+# SQLSTATEs of a server that is going away or not yet back: admin_shutdown,
+# crash_shutdown, cannot_connect_now ("the database system is starting up").
+_SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached or the connection was lost
+    (a restart, a network cut, a refused connect): something to wait out. A fault in the
+    statement itself (a deadlock, a constraint, a timeout) is not."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    import psycopg
+
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when PostgreSQL rolled the transaction back to break a conflict with another
+    one (a deadlock, a serialization failure: SQLSTATE class 40); trying again is the
+    remedy."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(cause, "sqlstate", None)
+    return isinstance(state, str) and state.startswith("40")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,7 +1,13 @@
 """poll → claim due runs → advance → sleep, with lease heartbeats and a graceful stop.
 
 The same loop fires schedule ticks, at most every `schedule_poll_seconds`. Every worker
-does; the runs' idempotency keys keep several of them from doubling a tick."""
+does; the runs' idempotency keys keep several of them from doubling a tick.
+
+A database that goes away (a restart, a network cut) is waited out, never a reason to
+exit: the loop retries with a doubling pause up to `database_retry_max_seconds`, and the
+outage is logged once when it starts and once when it ends. Whatever a batch had not
+committed is lost with the connection; its leases expire and a worker claims the runs
+again, resuming them from what was committed."""
 
 from __future__ import annotations
 
@@ -18,12 +24,44 @@ from relayflow.services import resend as resend_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import is_conflict, is_unavailable, session_scope
 from relayflow.storage.notify import Listener
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories.job import Lease
 
 log = logging.getLogger(__name__)
+
+
+class Outage:
+    """Whether the database is away, shared by the worker's threads, so that an outage is
+    one warning when it starts and one when it ends instead of a traceback per retry."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def begin(self, exc: BaseException, doing: str) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.warning("database unavailable while %s (%s); retrying until it is back",
+                    doing, _describe(exc))
+
+    def end(self) -> None:
+        with self._lock:
+            if self._since is None:
+                return
+            seconds, self._since = time.monotonic() - self._since, None
+        log.warning("database reachable again after %.1f s", seconds)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's class and the first line of the driver's message (which names the
+    host and port, never the password)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).splitlines() or [""])[0][:200]
+    return f"{type(cause).__name__}: {first}"
 
 
 class Worker:
@@ -36,6 +74,7 @@ class Worker:
         self._held: list[Lease] = []
         self._held_lock = threading.Lock()
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
+        self.outage = Outage()
 
     def wake(self) -> None:
         """Ask for an immediate poll (a run was just enqueued in this process)."""
@@ -63,10 +102,12 @@ class Worker:
             return 0
         self._next_schedule = time.monotonic() + self.settings.schedule_poll_seconds
         try:
-            return schedule_service.tick(self.runtime, now=self.runtime.clock())
-        except Exception:  # like a failed iteration: log, and the next check tries again
-            log.exception("schedule tick failed")
+            fired = schedule_service.tick(self.runtime, now=self.runtime.clock())
+        except Exception as exc:  # like a failed iteration: the next check tries again
+            self._report(exc, "schedule tick", doing="firing schedules")
             return 0
+        self.outage.end()
+        return fired
 
     def _idle_seconds(self) -> float:
         """The poll wait, cut short when a schedule check falls due sooner."""
@@ -84,23 +125,29 @@ class Worker:
                 with session_scope(self.runtime.sessions) as session:
                     job_repo.renew(session, worker=self.name, leases=held,
                                    until=now + timedelta(seconds=self.settings.lease_seconds))
-            except Exception:  # a missed heartbeat is retried; the fence keeps us safe
-                log.exception("lease heartbeat failed")
+            except Exception as exc:  # a missed heartbeat is retried; the fence keeps us safe
+                self._report(exc, "lease heartbeat", doing="renewing leases")
+            else:
+                self.outage.end()
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
         beat = threading.Thread(target=self._heartbeat, name="relayflow-heartbeat", daemon=True)
         beat.start()
         bind = self.runtime.sessions.kw.get("bind")
-        listener = Listener.for_engine(bind) if bind is not None else None
+        listener = None if bind is None else Listener.for_engine(
+            bind, retry_max_seconds=self.settings.database_retry_max_seconds)
+        failures = 0
         while not self.stop_event.is_set():
             self.schedule_once()
             try:
                 claimed = self.run_once() + resend_service.send_queued(self.runtime)
-            except Exception:  # the loop must survive a database blip; the fence keeps us safe
-                log.exception("worker iteration failed")
-                claimed = 0
-                self.stop_event.wait(1.0)
+            except Exception as exc:  # the loop survives anything; the fence keeps us safe
+                failures += 1
+                self.stop_event.wait(self._pause_after(exc, failures))
+                continue
+            failures = 0
+            self.outage.end()
             if claimed == 0:
                 idle = self._idle_seconds()
                 if listener is not None and not self.wake_event.is_set():
@@ -111,6 +158,26 @@ class Worker:
         if listener is not None:
             listener.close()
         log.info("worker %s stopped", self.name)
+
+    def _pause_after(self, exc: Exception, failures: int) -> float:
+        """Seconds to wait after a failed iteration: doubling while the database is away,
+        a poll's wait after the database broke a deadlock (the runs of the batch return
+        when their leases expire), a second after anything else."""
+        self._report(exc, "worker iteration", doing="claiming and walking runs")
+        if is_unavailable(exc):
+            return min(self.settings.database_retry_max_seconds, 0.25 * 2.0 ** failures)
+        return self.settings.poll_seconds if is_conflict(exc) else 1.0
+
+    def _report(self, exc: Exception, what: str, *, doing: str) -> None:
+        """An outage is logged once (see Outage), a transaction the database rolled back
+        to break a deadlock in one line, anything else with its traceback."""
+        if is_unavailable(exc):
+            self.outage.begin(exc, doing)
+        elif is_conflict(exc):
+            log.warning("%s rolled back by the database (%s); trying again", what,
+                        _describe(exc))
+        else:
+            log.exception("%s failed", what)
 
     def _listen(self, listener: Listener, idle: float) -> None:
         # Short slices so a stop request is noticed within half a second.
