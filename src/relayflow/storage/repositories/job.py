@@ -61,12 +61,16 @@ def claim(
 
 
 def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobState]:
-    """Read (and on PostgreSQL lock) job rows so a commit can check its fence."""
+    """Read (and on PostgreSQL lock) job rows so a commit can check its fence.
+
+    Rows are locked in run id order, as `renew` updates them: two transactions that lock
+    overlapping sets (a worker whose leases lapsed during an outage, and the one that took
+    them over) then wait for each other instead of deadlocking."""
     if not run_ids:
         return {}
     query = select(
         Job.run_id, Job.lease_token, Job.lease_owner, Job.cancel_requested, Job.lease_expires_at
-    ).where(Job.run_id.in_(run_ids))
+    ).where(Job.run_id.in_(run_ids)).order_by(Job.run_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return {
@@ -102,7 +106,7 @@ def renew(
     session: Session, *, worker: str, leases: Iterable[Lease], until: datetime
 ) -> int:
     renewed = 0
-    for lease in leases:
+    for lease in sorted(leases, key=lambda lease: lease.run_id):  # lock order: see `lock`
         result = session.execute(
             update(Job)
             .where(Job.run_id == lease.run_id, Job.lease_token == lease.token,
