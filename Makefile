@@ -20,13 +20,15 @@ run: install
 	$(BIN)/relayflow serve
 
 # The whole suite on SQLite, then on PostgreSQL when RELAYFLOW_TEST_DATABASE_URL is set.
+# The second pass runs only the tests that use a database (tests/conftest.py): the others
+# (the engine, the egress policy, template limits, ...) gave their answer in the first.
 # The browser tests run in the first pass only: what they add is the browser; every page
 # is also rendered against both databases by the page tests (tests/web/pages).
 test: install
 	env -u RELAYFLOW_TEST_DATABASE_URL $(BIN)/python -m pytest
 	@if [ -n "$$RELAYFLOW_TEST_DATABASE_URL" ]; then \
-		echo "== again on PostgreSQL ($$RELAYFLOW_TEST_DATABASE_URL)"; \
-		$(BIN)/python -m pytest -m "not browser"; \
+		echo "== again on PostgreSQL ($$RELAYFLOW_TEST_DATABASE_URL), tests that use a database"; \
+		RELAYFLOW_TEST_DATABASE_ONLY=1 $(BIN)/python -m pytest -m "not browser"; \
 	else \
 		echo "RELAYFLOW_TEST_DATABASE_URL is not set: PostgreSQL pass skipped"; \
 	fi

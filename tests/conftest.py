@@ -25,8 +25,20 @@ PG_URL = os.environ.get("RELAYFLOW_TEST_DATABASE_URL")
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
 
+# Set by `make test` for its PostgreSQL pass: tests that never touch a database (neither
+# `db_url` nor the template behind it among their fixtures) ran in the SQLite pass
+# already and are left out.
+DATABASE_TESTS_ONLY = os.environ.get("RELAYFLOW_TEST_DATABASE_ONLY") == "1"
+DATABASE_FIXTURES = {"db_url", "_database_template"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if PG_URL:
+        if DATABASE_TESTS_ONLY:
+            kept = [i for i in items
+                    if DATABASE_FIXTURES.intersection(getattr(i, "fixturenames", ()))]
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
         return
     skip = pytest.mark.skip(reason="PostgreSQL only: set RELAYFLOW_TEST_DATABASE_URL")
     for item in items:
