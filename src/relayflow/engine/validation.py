@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from croniter import croniter
+from jinja2 import nodes as jinja_nodes
 
-from relayflow.engine import templates
+from relayflow.engine import sandbox, templates
 from relayflow.engine.durations import parse_duration
 from relayflow.engine.graph import NODE_TYPES, TERMINAL_TYPES, TRIGGER_TYPES, Node, WorkflowGraph
 from relayflow.errors import Problem
@@ -22,6 +23,15 @@ TOP_LEVEL = {"key", "name", "description", "trigger", "start", "nodes"}
 COMMON = {"type", "name", "description"}
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
 RESERVED_ATTRIBUTES = {"id", "email", "phone", "external_id"}
+EDGE_FIELDS = {"CONDITION": ("then", "else"), "INTEGRATION": ("next", "on_error")}
+# Jinja's compiler re-walks every sub-expression at each level of nesting, so its time grows
+# far faster than the template: `{{ x[0][0]...}}` 100 deep takes seconds. These caps keep
+# checking any definition that fits in a request to well under a second.
+MAX_TEMPLATE_TOKENS = 1_000  # inside the tags of one template or expression
+MAX_DEFINITION_TOKENS = 10_000  # over every template of a definition
+MAX_EXPRESSION_DEPTH = 32
+SHOWN_CHARS = 400  # of a value quoted back in a message
+_syntax = sandbox.LimitedSandbox()  # the same syntax as templates: to lex and parse, not run
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +63,17 @@ TRIGGER_FIELDS: dict[str, set[str]] = {
 }
 
 
+def _shown(value: Any) -> str:
+    """A value quoted in a message, cut short: a message never echoes a huge value whole."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}...({len(text)} chars)"
+
+
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.tokens_left = MAX_DEFINITION_TOKENS
+        self.refused: set[str] = set()  # template sources that were not compiled
 
     def add(self, node: str | None, message: str) -> None:
         self.problems.append(Problem(node, message))
@@ -73,13 +91,11 @@ def validate(
     """
     out = _Collector()
     for field in sorted(set(data) - TOP_LEVEL, key=repr):
-        out.add(None, f"unknown field {field!r} (expected {', '.join(sorted(TOP_LEVEL))})")
+        out.add(None, f"unknown field {_shown(field)} (expected {', '.join(sorted(TOP_LEVEL))})")
     key = data.get("key")
-    if not isinstance(key, str) or not KEY_RE.match(key):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         out.add(None, "key must be a slug: lower-case letters, digits, '-' or '_', at most 64")
-    name = data.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 200):
-        out.add(None, "name must be a string of at most 200 characters")
+    _check_labels(None, data, out)
     _check_trigger(data.get("trigger"), out)
 
     raw_nodes = data.get("nodes")
@@ -88,7 +104,7 @@ def validate(
         return out.problems
     nodes: dict[str, Node] = {}
     for node_id, cfg in raw_nodes.items():
-        if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
+        if not isinstance(node_id, str) or not NODE_ID_RE.fullmatch(node_id):
             out.add(str(node_id), "node id must start with a letter or '_' and use only letters, "
                     "digits and '_' (at most 64)")
             continue
@@ -103,11 +119,19 @@ def validate(
     if not isinstance(start, str):
         out.add(None, "start must name the first node")
     elif start not in raw_nodes:
-        out.add(None, f"start points to missing node {start!r}")
+        out.add(None, f"start points to missing node {_shown(start)}")
     _check_edges(nodes, set(raw_nodes), out)
     if isinstance(start, str) and start in nodes:
         _check_shape(nodes, start, out)
     return out.problems
+
+
+def _check_labels(node: str | None, cfg: Mapping[str, Any], out: _Collector) -> None:
+    """`name` and `description` are free text for people, but text of a bounded size."""
+    for field, limit in (("name", 200), ("description", 2000)):
+        value = cfg.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            out.add(node, f"{field} must be a string of at most {limit} characters")
 
 
 def _check_trigger(trigger: Any, out: _Collector) -> None:
@@ -119,10 +143,10 @@ def _check_trigger(trigger: Any, out: _Collector) -> None:
     kind = trigger.get("type")
     if kind not in TRIGGER_TYPES:
         expected = ", ".join(TRIGGER_TYPES)
-        out.add(None, f"trigger: unknown type {kind!r} (expected one of {expected})")
+        out.add(None, f"trigger: unknown type {_shown(kind)} (expected one of {expected})")
         return
     for field in sorted(set(trigger) - {"type"} - TRIGGER_FIELDS[kind], key=repr):
-        out.add(None, f"trigger: unknown field {field!r} for a {kind} trigger")
+        out.add(None, f"trigger: unknown field {_shown(field)} for a {kind} trigger")
     if kind == "webhook":
         mapping = trigger.get("contact")
         if mapping is not None:
@@ -131,8 +155,8 @@ def _check_trigger(trigger: Any, out: _Collector) -> None:
             else:
                 for field, tpl in mapping.items():
                     if field not in {"email", "phone", "external_id"}:
-                        out.add(None, f"trigger: contact field {field!r} is not email, phone or "
-                                "external_id")
+                        out.add(None, f"trigger: contact field {_shown(field)} is not email, "
+                                "phone or external_id")
                     _check_template(None, f"trigger.contact.{field}", tpl, out)
         secret = trigger.get("signing_secret")
         if secret is not None and not isinstance(secret, str):
@@ -146,17 +170,17 @@ def _check_schedule(trigger: Mapping[str, Any], out: _Collector) -> None:
     if (cron is None) == (at is None):
         out.add(None, "trigger: a schedule needs exactly one of cron or at")
     if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
-        out.add(None, f"trigger: invalid cron expression {cron!r}")
+        out.add(None, f"trigger: invalid cron expression {_shown(cron)}")
     if at is not None:
         try:
             datetime.fromisoformat(str(at))
         except ValueError:
-            out.add(None, f"trigger: at must be an ISO 8601 datetime, got {at!r}")
+            out.add(None, f"trigger: at must be an ISO 8601 datetime, got {_shown(at)}")
     tz = trigger.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(str(tz))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'America', too long
-        out.add(None, f"trigger: unknown timezone {tz!r}")
+        out.add(None, f"trigger: unknown timezone {_shown(tz)}")
     audience = trigger.get("audience")
     if audience is not None:
         _check_template(None, "trigger.audience", audience, out, expression=True)
@@ -165,18 +189,58 @@ def _check_schedule(trigger: Mapping[str, Any], out: _Collector) -> None:
 def _check_template(
     node: str | None, where: str, source: Any, out: _Collector, *, expression: bool = False
 ) -> bool:
+    if len(where) > SHOWN_CHARS:
+        where = f"{where[:SHOWN_CHARS]}..."
     if not isinstance(source, str):
         out.add(node, f"{where} must be a string")
         return False
+    if not expression and not any(mark in source for mark in ("{{", "{%", "{#")):
+        return True  # plain text: nothing for Jinja to parse
     try:
-        if expression:
-            templates.compile_expression(source)
-        else:
-            templates.check_template(source)
+        refusal = _refusal(source, expression, out)
+        if refusal is None:
+            if expression:
+                templates.compile_expression(source)
+            else:
+                templates.check_template(source)
     except templates.TemplateSyntaxError as exc:
-        out.add(node, f"{where}: template syntax error: {exc.message} (line {exc.lineno})")
+        refusal = f"template syntax error: {exc.message} (line {exc.lineno})"
+    except (RecursionError, SyntaxError):  # Python's own compiler gives up on deep nesting
+        refusal = f"nests expressions more than {MAX_EXPRESSION_DEPTH} deep"
+    if refusal is not None:
+        out.refused.add(source)
+        out.add(node, f"{where}: {refusal}")
         return False
     return True
+
+
+def _refusal(source: str, expression: bool, out: _Collector) -> str | None:
+    """Why `source` is too large or too deep to compile, or None; raises TemplateSyntaxError.
+
+    Lexing stops at the cap, so the cost of this check is bounded whatever the source."""
+    text = "{{ " + source + " }}" if expression else source
+    tokens = 0
+    for _, kind, _ in _syntax.lex(text):
+        if kind != "data":
+            tokens += 1
+            if tokens > MAX_TEMPLATE_TOKENS:
+                return f"is too large: more than {MAX_TEMPLATE_TOKENS} tokens inside its tags"
+    if tokens > out.tokens_left:
+        return (f"is one template too many: the definition's templates hold more than "
+                f"{MAX_DEFINITION_TOKENS} tokens")
+    out.tokens_left -= tokens
+    if _depth(_syntax.parse(text)) > MAX_EXPRESSION_DEPTH:
+        return f"nests expressions more than {MAX_EXPRESSION_DEPTH} deep"
+    return None
+
+
+def _depth(tree: jinja_nodes.Node) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.iter_child_nodes())
+    return deepest
 
 
 def _check_node(
@@ -187,20 +251,24 @@ def _check_node(
 ) -> bool:
     """Check one node's fields; returns False when its type is unknown."""
     if node.type not in SPECS:
-        out.add(node.id, f"unknown node type {node.config.get('type')!r} "
+        out.add(node.id, f"unknown node type {_shown(node.config.get('type'))} "
                 f"(expected one of {', '.join(NODE_TYPES)})")
         return False
     spec = SPECS[node.type]
     for field in sorted(set(node.config) - COMMON - spec.required - spec.optional, key=repr):
-        out.add(node.id, f"unknown field {field!r} for {node.type}")
+        out.add(node.id, f"unknown field {_shown(field)} for {node.type}")
     for field in sorted(spec.required - set(node.config)):
         out.add(node.id, f"missing required field {field!r} for {node.type}")
+    for field in EDGE_FIELDS.get(node.type, ("next",)):
+        if field in node.config and not isinstance(node.config[field], str):
+            out.add(node.id, f"{field} must name a node")
+    _check_labels(node.id, node.config, out)
     _FIELD_CHECKS[node.type](node, out)
     _check_secret_use(node, out, known_secrets)
     if node.type == "TRIGGER_WORKFLOW" and known_workflows is not None:
         target = node.config.get("workflow")
         if isinstance(target, str) and target not in known_workflows:
-            out.add(node.id, f"unknown upstream workflow {target!r}")
+            out.add(node.id, f"unknown upstream workflow {_shown(target)}")
     return True
 
 
@@ -221,7 +289,7 @@ def _check_split(node: Node, out: _Collector) -> None:
             out.add(node.id, f"branch {i} must be a mapping with weight and next")
             continue
         for field in sorted(set(branch) - {"weight", "next", "name"}, key=repr):
-            out.add(node.id, f"branch {i}: unknown field {field!r}")
+            out.add(node.id, f"branch {i}: unknown field {_shown(field)}")
         weight = branch.get("weight")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
             out.add(node.id, f"branch {i}: weight must be a positive number")
@@ -233,7 +301,9 @@ def _check_wait(node: Node, out: _Collector) -> None:
     duration, until = node.config.get("duration"), node.config.get("until")
     if (duration is None) == (until is None):
         out.add(node.id, "a WAIT needs exactly one of duration or until")
-    if duration is not None:
+    if isinstance(duration, str) and len(duration) > 32:  # `1w2d3h4m5s` needs 10
+        out.add(node.id, f"invalid duration {_shown(duration)}: too long")
+    elif duration is not None:
         try:
             parse_duration(duration)
         except ValueError as exc:
@@ -246,7 +316,7 @@ def _check_send_message(node: Node, out: _Collector) -> None:
     cfg = node.config
     channel = cfg.get("channel")
     if "channel" in cfg and channel not in ("email", "sms"):
-        out.add(node.id, f"channel must be email or sms, got {channel!r}")
+        out.add(node.id, f"channel must be email or sms, got {_shown(channel)}")
     for field in ("to", "subject", "body", "html"):
         if field in cfg:
             _check_template(node.id, field, cfg[field], out)
@@ -269,12 +339,12 @@ def _check_integration(node: Node, out: _Collector) -> None:
         else:
             for name, path in capture.items():
                 if not isinstance(name, str) or not NODE_ID_RE.match(name):
-                    out.add(node.id, f"capture name {name!r} must be an identifier")
+                    out.add(node.id, f"capture name {_shown(name)} must be an identifier")
                 if not isinstance(path, str) or path.split(".")[0] not in (
                     "status", "headers", "body"
                 ):
-                    out.add(node.id, f"capture {name!r}: path must start with status, headers or "
-                            "body")
+                    out.add(node.id, f"capture {_shown(name)}: path must start with status, "
+                            "headers or body")
     timeout = cfg.get("timeout", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 300:
         out.add(node.id, "timeout must be a number of seconds between 0 and 300")
@@ -285,7 +355,7 @@ def _check_integration(node: Node, out: _Collector) -> None:
 
 def _check_request(node: Node, request: Mapping[str, Any], out: _Collector) -> None:
     for field in sorted(set(request) - {"method", "url", "headers", "body"}, key=repr):
-        out.add(node.id, f"request: unknown field {field!r}")
+        out.add(node.id, f"request: unknown field {_shown(field)}")
     method = str(request.get("method", "GET")).upper()
     if method not in HTTP_METHODS:
         out.add(node.id, f"request: method must be one of {', '.join(sorted(HTTP_METHODS))}")
@@ -312,14 +382,16 @@ def _check_update_contact(node: Node, out: _Collector) -> None:
         return
     for name, value in values.items():
         if name in RESERVED_ATTRIBUTES:
-            out.add(node.id, f"set: {name!r} is not an attribute UPDATE_CONTACT may change")
+            out.add(node.id, f"set: {_shown(name)} is not an attribute UPDATE_CONTACT may change")
         for source in templates.strings_in(value):
             _check_template(node.id, f"set.{name}", source, out)
 
 
 def _check_trigger_workflow(node: Node, out: _Collector) -> None:
     target = node.config.get("workflow")
-    if "workflow" in node.config and (not isinstance(target, str) or not KEY_RE.match(target)):
+    if "workflow" in node.config and (
+        not isinstance(target, str) or not KEY_RE.fullmatch(target)
+    ):
         out.add(node.id, "workflow must be the key of another workflow")
 
 
@@ -355,31 +427,32 @@ def _template_sources(node: Node) -> list[tuple[str, bool]]:
 
 
 def _check_secret_use(node: Node, out: _Collector, known: set[str] | None) -> None:
+    in_request = (set(templates.strings_in(node.config.get("request")))
+                  if node.type == "INTEGRATION" else set())
     for source, expression in _template_sources(node):
+        if "secrets" not in source or source in out.refused:
+            continue  # no reference possible, or not compiled and already reported
         try:
             refs = templates.secret_refs(source, expression=expression)
-        except templates.TemplateSyntaxError:
+        except (templates.TemplateSyntaxError, RecursionError):
             continue  # already reported
         if not refs:
             continue
-        in_request = node.type == "INTEGRATION" and source in set(
-            templates.strings_in(node.config.get("request"))
-        )
-        if not in_request:
+        if source not in in_request:
             out.add(node.id, "secrets can only be used inside an INTEGRATION request")
             continue
         if "*" in refs:
             out.add(node.id, "secrets must be named directly, as secrets.NAME")
         if known is not None:
             for name in sorted(refs - {"*"} - known):
-                out.add(node.id, f"unknown secret {name!r}")
+                out.add(node.id, f"unknown secret {_shown(name)}")
 
 
 def _check_edges(nodes: Mapping[str, Node], all_ids: set[str], out: _Collector) -> None:
     for node in nodes.values():
         for edge, target in node.edges():
             if target not in all_ids:
-                out.add(node.id, f"edge {edge!r} points to missing node {target!r}")
+                out.add(node.id, f"edge {edge!r} points to missing node {_shown(target)}")
 
 
 def _check_shape(nodes: Mapping[str, Node], start: str, out: _Collector) -> None:
@@ -388,7 +461,7 @@ def _check_shape(nodes: Mapping[str, Node], start: str, out: _Collector) -> None
     reachable = _reach(start, succ)
     for node_id in nodes:
         if node_id not in reachable:
-            out.add(node_id, f"unreachable: no path from start {start!r} leads here")
+            out.add(node_id, f"unreachable: no path from start {_shown(start)} leads here")
     pred: dict[str, list[str]] = {n: [] for n in nodes}
     for src, targets in succ.items():
         for t in targets:
@@ -403,7 +476,9 @@ def _check_shape(nodes: Mapping[str, Node], start: str, out: _Collector) -> None
     no_wait = {n: [t for t in ts if nodes[t].type != "WAIT"]
                for n, ts in succ.items() if nodes[n].type != "WAIT"}
     for cycle in _cycles(no_wait):
-        out.add(cycle[0], f"cycle without a WAIT through {', '.join(cycle)}: "
+        more = f" and {len(cycle) - 10} more" if len(cycle) > 10 else ""
+        through = ", ".join(cycle[:10]) + more
+        out.add(cycle[0], f"cycle without a WAIT through {through}: "
                 "a run would loop without pausing")
 
 
@@ -424,6 +499,7 @@ def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
     on_stack: set[str] = set()
     stack: list[str] = []
     result: list[list[str]] = []
+    order = {node: i for i, node in enumerate(edges)}
     counter = 0
     for root in edges:
         if root in index:
@@ -460,7 +536,7 @@ def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
                     if member == node:
                         break
                 if len(component) > 1 or node in edges.get(node, []):
-                    result.append(sorted(component, key=list(edges).index))
+                    result.append(sorted(component, key=order.__getitem__))
     return result
 
 

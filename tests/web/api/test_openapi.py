@@ -202,12 +202,13 @@ class TestSchemathesis:
         # An unhandled exception reaches schemathesis (the ASGI test client re-raises it)
         # as an engine error, with a curl command to reproduce it; a 5xx answer is a
         # server error; both fail the test.
+        documented = {f"{method} {path}" for method, path, _ in _operations(spec)}
         print(f"\nschemathesis: {result.requests} requests over "  # noqa: T201
-              f"{len(result.operations)} operations in {result.seconds:.1f}s, "
-              f"{len(result.server_errors)} 5xx answers, "
+              f"{len(result.operations & documented)} of {len(documented)} /api/v1 operations "
+              f"in {result.seconds:.1f}s, {len(result.server_errors)} 5xx answers, "
               f"{len(result.engine_errors)} unhandled errors")
         assert result.engine_errors == []
         assert result.server_errors == []
         assert result.check_failures == []
-        assert len(result.operations) == len(list(_operations(spec)))
-        assert result.requests >= 20 * len(result.operations)  # it really ran
+        assert sorted(documented - result.operations) == []  # every operation was exercised
+        assert result.requests >= 20 * len(documented)  # it really ran

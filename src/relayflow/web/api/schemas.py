@@ -26,21 +26,54 @@ from relayflow.storage.repositories.run import RunRow
 WorkflowStatus = Literal["DRAFT", "ACTIVE", "INACTIVE"]
 
 
-def clean_text(value: str) -> str:
-    """Text both databases can store: PostgreSQL refuses NUL characters outright, and
-    neither can encode a lone surrogate. Refusing them here answers 422 on both alike."""
+def text_fault(value: str) -> str | None:
+    """Why `value` is not text both databases can store, or None: PostgreSQL refuses NUL
+    characters outright, and neither can encode a lone surrogate."""
     if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
+        return "must not contain NUL (\\u0000) characters"
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text") from exc
+    except UnicodeEncodeError:
+        return "must be valid Unicode text"
+    return None
+
+
+def clean_text(value: str) -> str:
+    """`text_fault` as a check: refusing such text here answers 422 on both databases alike."""
+    fault = text_fault(value)
+    if fault is not None:
+        raise ValueError(fault)
     return value
+
+
+# Far deeper than any event, attribute set or definition needs, and far enough under
+# Python's recursion limit that every later step may walk such a value recursively.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` nests lists and objects more than `limit` deep (without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            if level >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return False
 
 
 def clean_json(value: Any) -> Any:
     """`clean_text` for every key and string inside a JSON value, which must be plain JSON:
-    no NaN or infinity (Python's JSON reader accepts them; PostgreSQL's JSONB does not)."""
+    no NaN or infinity (Python's JSON reader accepts them; PostgreSQL's JSONB does not),
+    nested at most MAX_JSON_DEPTH deep."""
+    if json_depth_exceeds(value):
+        raise ValueError(f"must not nest lists and objects more than {MAX_JSON_DEPTH} deep")
+    return _clean_json(value)
+
+
+def _clean_json(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
     if value is None or isinstance(value, bool | int):
@@ -50,9 +83,9 @@ def clean_json(value: Any) -> Any:
             raise ValueError("must not hold NaN or infinite numbers")
         return value
     if isinstance(value, dict):
-        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+        return {clean_text(str(k)): _clean_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v) for v in value]
+        return [_clean_json(v) for v in value]
     raise ValueError(f"must be plain JSON (a {type(value).__name__} is not)")
 
 

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from relayflow.engine.graph import parse_definition
-from relayflow.errors import InvalidInput
+from relayflow.errors import InvalidGraph, InvalidInput, MalformedInput, Problem
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import (
+    MAX_JSON_DEPTH,
     RunCreate,
     RunEnqueued,
     Text,
@@ -20,6 +22,7 @@ from relayflow.web.api.schemas import (
     WorkflowRead,
     WorkflowSaved,
     clean_json,
+    text_fault,
 )
 from relayflow.web.deps import (
     PrincipalDep,
@@ -47,14 +50,66 @@ def _dates_as_text(value: Any) -> Any:
     return value
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """Text that can go back in a JSON answer: lone surrogates escaped, cut short."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _problem(path: tuple[str | int, ...], fault: str) -> Problem:
+    """Name the node when the value lies inside one, and where in it."""
+    in_node = len(path) >= 2 and path[0] == "nodes"
+    node = _shown(str(path[1]), 200) if in_node else None
+    inner = path[2:] if in_node else path
+    where = ".".join(_shown(str(p)) for p in inner[:8]) + (".…" if len(inner) > 8 else "")
+    return Problem(node, f"{where}: {fault}" if where else fault)
+
+
+def _value_problems(definition: dict[str, Any]) -> list[Problem]:
+    """Text both databases can store, finite numbers and nesting as deep as any JSON value
+    the API takes, checked without recursion (no value, however deep, exhausts the stack)
+    and each problem named with its node, so that one answer lists them all."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(definition, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict | list) and len(path) >= MAX_JSON_DEPTH:
+            problems.append(_problem(path, f"nested deeper than {MAX_JSON_DEPTH} levels"))
+            continue
+        if isinstance(value, dict):
+            for key, item in value.items():
+                fault = text_fault(key) if isinstance(key, str) else None
+                if fault is not None:
+                    label = "the node id" if path == ("nodes",) else "the name"
+                    problems.append(_problem((*path, key), f"{label} {fault}"))
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            fault = text_fault(value)
+            if fault is not None:
+                problems.append(_problem(path, fault))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(_problem(path, "must not be NaN or infinite"))
+    return problems
+
+
 async def _definition(request: Request) -> dict[str, Any]:
-    definition = parse_definition(
-        await request.body(), content_type=request.headers.get("content-type", "").lower()
-    )
+    try:
+        definition = parse_definition(
+            await request.body(), content_type=request.headers.get("content-type", "").lower()
+        )
+    except RecursionError as exc:  # raised while checking that it is plain JSON
+        raise MalformedInput("The definition nests too deeply to be read.") from exc
+    except ValueError as exc:  # Python refuses integers of more than 4,300 digits
+        raise MalformedInput("The definition holds a number too long to be read.") from exc
+    problems = _value_problems(definition)
+    if problems:
+        raise InvalidGraph(problems)
     try:
         return dict(clean_json(_dates_as_text(definition)))
     except ValueError as exc:
-        raise InvalidInput(f"The workflow definition is not valid: a text value {exc}.") from exc
+        raise InvalidInput(f"The workflow definition is not valid: a value {exc}.") from exc
 
 
 _DEFINITION_BODY: dict[str, Any] = {
