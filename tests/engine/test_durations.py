@@ -31,7 +31,8 @@ class TestParseDuration:
         assert parse_duration("366d") == timedelta(days=366)
 
     @pytest.mark.parametrize(
-        "text", ["", "30", "s", "2 days", "1h 30m", "1.5h", "-5m", "30x", "5M", "h1", "two hours"]
+        "text", ["", "30", "s", "2 days", "1h 30m", "1.5h", "-5m", "30x", "5M", "h1", "two hours",
+                 "\u0663d", "\uff13h", "1\u09e6m"]  # Arabic-Indic, fullwidth, Bengali digits
     )
     def test_bad_format_names_the_value(self, text: str) -> None:
         with pytest.raises(ValueError, match="invalid duration") as caught:

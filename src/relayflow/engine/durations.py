@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+)([smhdw])")
-_WHOLE = re.compile(r"^(?:\d+[smhdw])+$")
+_PART = re.compile(r"([0-9]+)([smhdw])")
+_WHOLE = re.compile(r"^(?:[0-9]+[smhdw])+$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX = timedelta(days=366)
 
