@@ -8,7 +8,6 @@ exists, callbacks signed with either value are accepted.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -23,6 +22,7 @@ from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt
 from tests.services.test_delivery import _email_flow
 from tests.support import smtpserver
+from tests.support.concurrent import send_signed
 from tests.support.flows import attempts_of, install, set_provider, set_secret, start
 from tests.support.worker import drain
 
@@ -217,36 +217,6 @@ class TestCallbackOneByte:
         assert sent.events(attempt.id) == []
 
 
-def _send_all(http: httpx.Client, url: str, requests: list[tuple[bytes, str]], *,
-              together: bool) -> list[httpx.Response]:
-    """Send each request; `together`: each on its own thread, released at once by a barrier."""
-    barrier = threading.Barrier(len(requests)) if together else None
-    answers: list[httpx.Response | BaseException] = [RuntimeError("not sent")] * len(requests)
-
-    def send(i: int) -> None:
-        body, sig = requests[i]
-        if barrier is not None:
-            barrier.wait()
-        try:
-            answers[i] = http.post(url, content=body, headers={
-                    "Relayflow-Signature": sig, "Content-Type": "application/json"})
-        except BaseException as exc:
-            answers[i] = exc
-
-    if together:
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-    else:
-        for i in range(len(requests)):
-            send(i)
-    failures = [a for a in answers if not isinstance(a, httpx.Response)]
-    assert not failures, failures[:3]
-    return [a for a in answers if isinstance(a, httpx.Response)]
-
-
 class TestCallbackSignatureFigures:
     def test_twenty_callbacks_each_sent_twice_record_twenty_events_and_forgeries_none(
         self, sent_many: Sent, anonymous_client: TestClient, live_url: str
@@ -260,10 +230,10 @@ class TestCallbackSignatureFigures:
                   for i, a in enumerate(sent.attempts)]
 
         with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=N)) as http:
-            answers = _send_all(http, url, [pair for pair in signed[: N // 2] for _ in range(2)],
+            answers = send_signed(http, url, [pair for pair in signed[: N // 2] for _ in range(2)],
                                 together=True)
             for pair in signed[N // 2:]:
-                answers += _send_all(http, url, [pair, pair], together=False)
+                answers += send_signed(http, url, [pair, pair], together=False)
 
         assert sorted({a.status_code for a in answers}) == [200], [a.text for a in answers[:3]]
         duplicates = sum(a.json()["duplicate"] for a in answers)

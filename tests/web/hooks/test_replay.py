@@ -8,7 +8,6 @@ window, whatever unsigned headers come with it. During a rotation the secret `<N
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 from relayflow.services import secret as secret_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
+from tests.support.concurrent import send_signed
 from tests.support.flows import set_secret
 from tests.web.hooks.conftest import (
     SECRET_NAME,
@@ -219,35 +219,6 @@ class TestOneByte:
 N = 50  # distinct signed requests, each sent twice
 
 
-def _send_all(http: httpx.Client, url: str, requests: list[tuple[bytes, str]], *,
-              together: bool) -> list[httpx.Response]:
-    """Send each request; `together`: each on its own thread, released at once by a barrier."""
-    barrier = threading.Barrier(len(requests)) if together else None
-    answers: list[httpx.Response | BaseException] = [RuntimeError("not sent")] * len(requests)
-
-    def send(i: int) -> None:
-        body, sig = requests[i]
-        if barrier is not None:
-            barrier.wait()
-        try:
-            answers[i] = http.post(url, content=body, headers=_headers(sig))
-        except BaseException as exc:
-            answers[i] = exc
-
-    if together:
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-    else:
-        for i in range(len(requests)):
-            send(i)
-    failures = [a for a in answers if not isinstance(a, httpx.Response)]
-    assert not failures, failures[:3]
-    return [a for a in answers if isinstance(a, httpx.Response)]
-
-
 class TestSignatureFigures:
     def test_fifty_signed_requests_each_sent_twice_open_fifty_runs_and_forgeries_none(
         self, client: TestClient, runtime: Runtime, rotating: str, live_url: str
@@ -263,9 +234,9 @@ class TestSignatureFigures:
         racing = [pair for pair in signed[: N // 2] for _ in range(2)]
 
         with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=N)) as http:
-            answers = _send_all(http, url, racing, together=True)
+            answers = send_signed(http, url, racing, together=True)
             for pair in signed[N // 2:]:
-                answers += _send_all(http, url, [pair, pair], together=False)
+                answers += send_signed(http, url, [pair, pair], together=False)
 
         assert sorted({a.status_code for a in answers}) == [202], [a.text for a in answers[:3]]
         bodies = [a.json() for a in answers]
