@@ -19,18 +19,28 @@ run: install
 	$(BIN)/relayflow demo
 	$(BIN)/relayflow serve
 
-# The whole suite on SQLite, then on PostgreSQL when RELAYFLOW_TEST_DATABASE_URL is set.
-# The second pass runs only the tests that use a database (tests/conftest.py): the others
-# (the engine, the egress policy, template limits, ...) gave their answer in the first.
-# The browser tests run in the first pass only: what they add is the browser; every page
-# is also rendered against both databases by the page tests (tests/web/pages).
+# The whole suite on SQLite; with RELAYFLOW_TEST_DATABASE_URL set, a PostgreSQL pass runs
+# beside it (one per core), its output printed after the SQLite pass's. The PostgreSQL
+# pass runs only the tests that use a database (tests/conftest.py): the others (the
+# engine, the egress policy, template limits, ...) gave their answer in the first. The
+# browser tests run in the SQLite pass only: what they add is the browser; every page is
+# also rendered against both databases by the page tests (tests/web/pages).
 test: install
-	env -u RELAYFLOW_TEST_DATABASE_URL $(BIN)/python -m pytest
-	@if [ -n "$$RELAYFLOW_TEST_DATABASE_URL" ]; then \
-		echo "== again on PostgreSQL ($$RELAYFLOW_TEST_DATABASE_URL), tests that use a database"; \
-		RELAYFLOW_TEST_DATABASE_ONLY=1 $(BIN)/python -m pytest -m "not browser"; \
-	else \
+	@if [ -z "$$RELAYFLOW_TEST_DATABASE_URL" ]; then \
+		$(BIN)/python -m pytest || exit 1; \
 		echo "RELAYFLOW_TEST_DATABASE_URL is not set: PostgreSQL pass skipped"; \
+	else \
+		work=$$(mktemp -d); \
+		echo "== PostgreSQL pass started beside this one ($$RELAYFLOW_TEST_DATABASE_URL)"; \
+		RELAYFLOW_TEST_DATABASE_ONLY=1 $(BIN)/python -m pytest -m "not browser" \
+			-p no:cacheprovider --basetemp=$$work/postgres > $$work/postgres.log 2>&1 & \
+		pg=$$!; \
+		env -u RELAYFLOW_TEST_DATABASE_URL $(BIN)/python -m pytest -p no:cacheprovider \
+			--basetemp=$$work/sqlite; sqlite=$$?; \
+		wait $$pg; postgres=$$?; \
+		echo "== PostgreSQL pass ($$RELAYFLOW_TEST_DATABASE_URL), tests that use a database"; \
+		cat $$work/postgres.log; rm -rf $$work; \
+		test $$sqlite -eq 0 && test $$postgres -eq 0; \
 	fi
 
 bench: install

@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 
 from relayflow.config import Settings
+from relayflow.services import auth as auth_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime, SecretCipher, network_allow_of
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
@@ -22,6 +24,10 @@ from relayflow.storage.models import Base
 from tests.support import httpserver
 
 PG_URL = os.environ.get("RELAYFLOW_TEST_DATABASE_URL")
+
+# Argon2id with a small cost: still the real hash and verify, at a fraction of the time
+# (the production cost takes ~0.2 s per hash, and most page tests add members and sign in).
+auth_service.password_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
 

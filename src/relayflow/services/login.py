@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
 from relayflow.errors import InvalidInput, NotFound, TooManyRequests, Unauthorized
 from relayflow.services import audit as audit_service
+from relayflow.services import auth as auth_service
 from relayflow.services.auth import Principal, verify_password
 from relayflow.services.contact import normalize_email
 from relayflow.storage.models import Member, WebSession, Workspace
@@ -34,7 +34,7 @@ MAX_FAILURES_PER_ADDRESS = 20
 @functools.cache
 def _dummy_member() -> Member:
     """Verified against when the email is unknown, so both cases take the same time."""
-    return Member(password_hash=PasswordHasher().hash(secrets.token_hex(8)))
+    return Member(password_hash=auth_service.password_hasher.hash(secrets.token_hex(8)))
 
 
 @dataclass(frozen=True, slots=True)
