@@ -39,7 +39,8 @@ class TestIntegration:
                                                           "code": "status"}))
         [run_id] = start(runtime, workspace.id, "crm", email="ann@example.com")
         drain(runtime)
-        assert run_of(runtime, run_id).status == "COMPLETED"
+        run = run_of(runtime, run_id)
+        assert run.status == "COMPLETED", (run.error, steps_of(runtime, run_id))
         step = steps_of(runtime, run_id)[1]
         assert step.output["tier"] == "gold"
         assert step.output["code"] == 200
