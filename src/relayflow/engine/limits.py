@@ -82,6 +82,20 @@ def budget(field: str | None) -> Iterator[None]:
         _budget.reset(token)
 
 
+@contextmanager
+def unmetered() -> Iterator[None]:
+    """Work inside is not charged to the current render's budget: the host loading what a
+    template asked for (a workspace's secrets from the database, on first use) is not the
+    template's own computation."""
+    current = _budget.get()
+    started = clock()
+    try:
+        yield
+    finally:
+        if current is not None:
+            current.deadline += clock() - started
+
+
 def where(message: str) -> str:
     current = _budget.get()
     if current is None or not current.field:

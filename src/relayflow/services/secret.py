@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from relayflow.engine import limits
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import SecretCipher
@@ -77,7 +78,9 @@ class WorkspaceSecrets(Mapping[str, str]):
 
     def _load(self) -> dict[str, str]:
         if self._values is None:
-            with session_scope(self._sessions) as session:
+            # Usually reached from inside a template render: the query and the decryption
+            # are not the template's time (engine/limits.py).
+            with limits.unmetered(), session_scope(self._sessions) as session:
                 rows = secret_repo.list_all(session, self._workspace_id)
                 self._values = {r.name: self._cipher.decrypt(r.ciphertext) for r in rows}
         return self._values
