@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     # process shares it) per API key on /api/v1 and per webhook on /hooks/{token}; 0 = no limit.
     rate_limit_api_per_minute: int = 600
     rate_limit_webhook_per_minute: int = 300
+    # Intake: a request body must arrive within this many seconds (then 408), and the request
+    # line plus headers may hold at most this many bytes (then 431). See web/limits.py.
+    body_read_timeout_seconds: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    # Upstream triggers: how deep a chain of TRIGGER_WORKFLOW runs may go (a run started by a
+    # run started by ... counts each hop), and how many child runs one run may start.
+    max_trigger_depth: int = 10
+    max_child_runs: int = 100
+    # Deactivating a workflow cancels its in-flight runs in the background, this many per
+    # transaction, so no request and no worker iteration holds the database for long.
+    cancel_batch_size: int = 500
+    # Every provider call (SMTP or HTTP: connect, TLS, every read and write) ends within this.
+    provider_timeout_seconds: float = 30.0
 
 
 @lru_cache

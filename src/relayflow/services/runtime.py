@@ -90,6 +90,12 @@ class Runtime:
     # Private targets outbound requests may reach in every workspace (RELAYFLOW_NETWORK_ALLOW);
     # empty: only public addresses.
     network_allow: AllowList = field(default_factory=AllowList)
+    # Upstream-trigger caps (Settings.max_trigger_depth, max_child_runs).
+    max_trigger_depth: int = 10
+    max_child_runs: int = 100
+    cancel_batch_size: int = 500
+    # The overall deadline of one provider call (SMTP or HTTP), connect and all reads included.
+    provider_timeout_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -101,6 +107,10 @@ class Runtime:
             delivery_max_attempts=settings.delivery_max_attempts,
             delivery_retry_base_seconds=settings.delivery_retry_base_seconds,
             network_allow=network_allow_of(settings),
+            max_trigger_depth=settings.max_trigger_depth,
+            max_child_runs=settings.max_child_runs,
+            cancel_batch_size=settings.cancel_batch_size,
+            provider_timeout_seconds=settings.provider_timeout_seconds,
         )
 
     def dispose(self) -> None:
