@@ -1,0 +1,173 @@
+"""The migrations build exactly the schema the models declare, from nothing and from a
+database an earlier release made, and they can be walked down and up again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, DateTime, Integer, MetaData, String, insert, inspect, text
+
+from relayflow.storage.db import make_engine
+from relayflow.storage.migrate import alembic_config, downgrade, drift, upgrade
+from relayflow.storage.models import Base, Workflow, WorkflowRun, WorkflowVersion, Workspace
+from tests.support.databases import empty_database
+
+
+@pytest.fixture
+def empty_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database beside the test database (same dialect, same server)."""
+    with empty_database(db_url, tmp_path) as url:
+        yield url
+
+
+def _revision(url: str) -> str | None:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    engine.dispose()
+    return current
+
+
+def _models_with(table: str, column: str, **changes: object) -> MetaData:
+    """A copy of the models with one column changed, to show the comparison notices."""
+    copy = MetaData(naming_convention=Base.metadata.naming_convention)
+    for t in Base.metadata.sorted_tables:
+        t.to_metadata(copy)
+    for name, value in changes.items():
+        setattr(copy.tables[table].c[column], name, value)
+    return copy
+
+
+class TestUpgradeFromEmpty:
+    def test_every_migration_gives_the_models_schema(self, db_url):
+        # db_url's database was built by running every migration from an empty one.
+        head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+        assert _revision(db_url) == head
+        assert drift(db_url) == []
+
+    def test_a_column_type_differing_from_the_models_is_reported(self, db_url):
+        changed = _models_with("run_steps", "node_id", type=String(32))
+        [line] = drift(db_url, changed)
+        assert line.startswith("modify_type run_steps.node_id")
+
+    def test_a_server_default_differing_from_the_models_is_reported(self, db_url):
+        changed = _models_with("delivery_attempts", "suppression_override",
+                               server_default=None)
+        [line] = drift(db_url, changed)
+        assert line.startswith("modify_default delivery_attempts.suppression_override")
+
+    # SQLite stores each pair alike (JSON text, naive datetime text, 64-bit integers).
+    @pytest.mark.postgres_only
+    @pytest.mark.parametrize(("table", "column", "plain"), [
+        ("run_steps", "output", JSON()),  # JSONType is JSONB on PostgreSQL
+        ("run_steps", "started_at", DateTime(timezone=False)),  # UTCDateTime is timestamptz
+        ("run_steps", "duration_ms", Integer()),  # 0008 made it BIGINT
+    ])
+    def test_what_postgresql_stores_is_compared(self, db_url, table, column, plain):
+        [line] = drift(db_url, _models_with(table, column, type=plain))
+        assert line.startswith(f"modify_type {table}.{column}")
+
+
+class TestDatabaseFromAnEarlyRelease:
+    """0003 was released without delivery_attempts.suppression_override and edited later:
+    a database made in between reported itself up to date yet lacked the column."""
+
+    def _released_0003(self, url: str) -> None:
+        upgrade(url, "0003")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            ops = Operations(MigrationContext.configure(
+                conn, opts={"render_as_batch": conn.dialect.name == "sqlite"}))
+            with ops.batch_alter_table("delivery_attempts") as batch:
+                batch.drop_column("suppression_override")
+            workspace, attempt = uuid.uuid4(), uuid.uuid4()
+            now = datetime(2026, 11, 24, 21, 10, tzinfo=UTC).replace(tzinfo=None)
+            conn.execute(text("INSERT INTO workspaces (id, slug, name, created_at) "
+                              "VALUES (:id, 'early', 'Early', :now)"),
+                         {"id": workspace.hex, "now": now} if conn.dialect.name == "sqlite"
+                         else {"id": workspace, "now": now})
+            conn.execute(text(
+                "INSERT INTO delivery_attempts (id, workspace_id, step_seq, channel, provider, "
+                "recipient, subject, body, status, attempt_number, created_at) VALUES "
+                "(:id, :ws, 3, 'email', 'outbox', 'a@example.com', 's', 'b', 'SENT', 1, :now)"),
+                {"id": attempt.hex, "ws": workspace.hex, "now": now}
+                if conn.dialect.name == "sqlite" else {"id": attempt, "ws": workspace, "now": now})
+        engine.dispose()
+
+    def test_the_comparison_reports_the_missing_column(self, empty_url):
+        self._released_0003(empty_url)
+        upgrade(empty_url, "0007")
+        assert "add_column delivery_attempts.suppression_override" in drift(empty_url)
+
+    def test_upgrading_adds_the_column_and_keeps_the_rows(self, empty_url):
+        self._released_0003(empty_url)
+        upgrade(empty_url)
+        assert drift(empty_url) == []
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT recipient, step_seq, suppression_override FROM delivery_attempts")).all()
+        engine.dispose()
+        assert [(r[0], r[1], bool(r[2])) for r in rows] == [("a@example.com", 3, False)]
+
+
+def _one_run(url: str) -> None:
+    """A workspace, a workflow, its version and one run, written through the models."""
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    ws, wf, version = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(Workspace.__table__).values(
+            id=ws, slug="kept", name="Kept", created_at=now))
+        conn.execute(insert(Workflow.__table__).values(
+            id=wf, workspace_id=ws, key="k", name="K", created_at=now, updated_at=now))
+        conn.execute(insert(WorkflowVersion.__table__).values(
+            id=version, workspace_id=ws, workflow_id=wf, number=1, definition={},
+            definition_hash="h", created_at=now))
+        conn.execute(insert(WorkflowRun.__table__).values(
+            id=uuid.uuid4(), workspace_id=ws, workflow_id=wf, version_id=version,
+            trigger_type="manual", created_at=now))
+    engine.dispose()
+
+
+def _counts(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+                 for t in ("workflows", "workflow_versions", "workflow_runs")}
+    engine.dispose()
+    return found
+
+
+class TestDowngrade:
+    def test_walking_down_to_the_first_and_up_again_keeps_the_rows(self, empty_url):
+        # SQLite drops a column by copying the table and dropping the old one (0009's and
+        # 0002's downgrades do so to workflows): with foreign keys on, that drop cascaded to
+        # every version and run.
+        upgrade(empty_url)
+        _one_run(empty_url)
+        downgrade(empty_url, "0001")
+        assert _counts(empty_url) == {"workflows": 1, "workflow_versions": 1,
+                                      "workflow_runs": 1}
+        upgrade(empty_url)
+        assert _counts(empty_url) == {"workflows": 1, "workflow_versions": 1,
+                                      "workflow_runs": 1}
+        assert drift(empty_url) == []
+
+    def test_down_to_base_and_up_again_gives_the_models_schema(self, empty_url):
+        upgrade(empty_url)
+        downgrade(empty_url, "base")
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            left = set(inspect(conn).get_table_names()) - {"alembic_version"}
+        engine.dispose()
+        assert left == set()
+        upgrade(empty_url)
+        assert drift(empty_url) == []
