@@ -66,6 +66,18 @@ class PayloadTooLarge(RelayflowError):
     status_code = 413
 
 
+class RequestTimeout(RelayflowError):
+    """The request did not arrive in time."""
+
+    status_code = 408
+
+
+class HeadersTooLarge(RelayflowError):
+    """The request line and headers are larger than the limit."""
+
+    status_code = 431
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a workflow definition; `node` is None for workflow-level problems."""

@@ -10,6 +10,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -151,7 +152,7 @@ def add_member(
     if workspace_repo.get_member(session, workspace_id, address) is not None:
         raise Conflict(f"{address} is already a member of this workspace")
     member = Member(workspace_id=workspace_id, email=address, role=role,
-                    password_hash=password_hasher.hash(password), created_at=now)
+                    password_hash=hash_password(address, password), created_at=now)
     try:
         with session.begin_nested():
             workspace_repo.add_member(session, member)
@@ -170,7 +171,7 @@ def list_members(session: Session, *, workspace_id: uuid.UUID) -> list[Member]:
 def set_password(member: Member, password: str) -> None:
     if len(password) < 8:
         raise InvalidInput("password must be at least 8 characters")
-    member.password_hash = password_hasher.hash(password)
+    member.password_hash = hash_password(member.email, password)
 
 
 def verify_password(member: Member, password: str) -> bool:
@@ -178,3 +179,51 @@ def verify_password(member: Member, password: str) -> bool:
         return password_hasher.verify(member.password_hash, password)
     except VerificationError:
         return False
+
+
+# --- passwords: one hash per sign-in ------------------------------------------------------
+#
+# An address may be a member of many workspaces, each membership with its own password. To
+# open every one whose password matches without one Argon2 verify per membership (the time
+# of a failed sign-in would then tell how many workspaces an address belongs to), each
+# address has its own fixed salt: the same password gives the same hash string in every
+# workspace of that address, so a sign-in hashes once and compares strings. An unknown
+# address costs the same single hash. The salt only has to be unique per stored password
+# owner, which the address is; it is not secret (it is in the stored string anyway).
+
+
+T = TypeVar("T")
+
+
+def _address_salt(email: str) -> bytes:
+    return hashlib.sha256(b"relayflow member password\x00" + email.encode()).digest()[:16]
+
+
+def hash_password(email: str, password: str) -> str:
+    """The stored hash of a member's password: Argon2id with the address's salt."""
+    return password_hasher.hash(password, salt=_address_salt(email))
+
+
+def _parameters(encoded: str) -> str:
+    # "$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>": everything but the hash.
+    return encoded.rsplit("$", 1)[0]
+
+
+def members_with_password(
+    members: list[tuple[Member, T]], *, email: str, password: str
+) -> list[tuple[Member, T]]:
+    """The memberships of `email` whose password is `password`, for one Argon2 hash.
+
+    A stored hash with other parameters or another salt (written before per-address salts,
+    or before a change of cost) is verified on its own, and rewritten when it matches, so it
+    costs extra only until its next successful sign-in."""
+    digest = hash_password(email, password)
+    matched: list[tuple[Member, T]] = []
+    for member, other in members:
+        if _parameters(member.password_hash) == _parameters(digest):
+            if hmac.compare_digest(member.password_hash.encode(), digest.encode()):
+                matched.append((member, other))
+        elif verify_password(member, password):
+            member.password_hash = digest
+            matched.append((member, other))
+    return matched

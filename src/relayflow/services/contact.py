@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,8 +32,43 @@ _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _PHONE_SEARCH = re.compile(r"^\+?[0-9]+$")
 
 
+# Characters an address may not hold, by Unicode category: control (Cc: NUL, escape, bell,
+# ...), format (Cf: bidi overrides and isolates, zero-width space/joiners, the BOM, soft
+# hyphen), line and paragraph separators, private use, surrogates and unassigned code
+# points. Each either does not print or reorders what prints, so an address holding one
+# looks like another contact's address while being a different one.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
+# In an email address, also symbols (So: emoji, dingbats) and variation selectors. IDNA
+# forbids them in domain names; in the local part SMTPUTF8 would carry them, but few
+# mailbox providers accept such addresses, and an emoji differing by a skin tone or a
+# selector is a look-alike of another contact. Accented and non-Latin letters stay valid.
+_EMAIL_SYMBOL_CATEGORIES = frozenset({"So", "Sk"})
+_VARIATION_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+# Only ordinary whitespace around an address is trimmed; anything else is checked.
+_TRIMMED = " \t\r\n"
+
+
+def _character_name(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
+
+
+def _check_visible(field: str, value: str, *, symbols: bool = True) -> None:
+    for char in value:
+        category = unicodedata.category(char)
+        if category in _HIDDEN_CATEGORIES:
+            raise InvalidInput(f"{field} holds an invisible or control character "
+                               f"({_character_name(char)}); remove it")
+        if not symbols and (category in _EMAIL_SYMBOL_CATEGORIES
+                            or _VARIATION_SELECTORS.match(char)):
+            raise InvalidInput(f"{field} holds a symbol ({_character_name(char)}); an email "
+                               "address may hold letters, digits and punctuation only")
+
+
 def normalize_email(value: str) -> str:
-    email = value.strip().lower()
+    """NFC, lower-cased (local part too: every stored address and lookup is), trimmed."""
+    text = value.strip(_TRIMMED)
+    _check_visible("email", text, symbols=False)
+    email = unicodedata.normalize("NFC", text).lower()
     if not EMAIL_RE.match(email):
         raise InvalidInput(f"{value!r} is not an email address")
     return email
@@ -40,8 +76,11 @@ def normalize_email(value: str) -> str:
 
 def normalize_phone(value: str, *, region: str | None = None) -> str:
     """E.164 (`+14155550123`). Without a leading + the number is read in `region`."""
+    text = value.strip(_TRIMMED)
+    # phonenumbers skips what it does not read, zero-width characters included.
+    _check_visible("phone", text)
     try:
-        number = phonenumbers.parse(value.strip(), region)
+        number = phonenumbers.parse(unicodedata.normalize("NFKC", text), region)
     except phonenumbers.NumberParseException as exc:
         hint = "" if region else " (write it with its country code, e.g. +14155550123)"
         raise InvalidInput(f"{value!r} is not a phone number{hint}") from exc
@@ -59,6 +98,7 @@ def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, st
         values["phone"] = normalize_phone(str(spec["phone"]), region=phone_region)
     if spec.get("external_id"):
         values["external_id"] = str(spec["external_id"])
+        _check_visible("external_id", values["external_id"])
     for field, value in values.items():
         if len(value) > MAX_LENGTH[field]:
             raise InvalidInput(f"{field} is at most {MAX_LENGTH[field]} characters")

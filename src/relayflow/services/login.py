@@ -8,7 +8,6 @@ oldest failure leaves the window, so a password cannot be guessed at speed.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 import uuid
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 from relayflow.errors import InvalidInput, NotFound, TooManyRequests, Unauthorized
 from relayflow.services import audit as audit_service
 from relayflow.services import auth as auth_service
-from relayflow.services.auth import Principal, verify_password
+from relayflow.services.auth import Principal
 from relayflow.services.contact import normalize_email
 from relayflow.storage.models import Member, WebSession, Workspace
 from relayflow.storage.repositories import web_session as session_repo
@@ -29,12 +28,6 @@ SESSION_LIFETIME = timedelta(hours=12)
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_EMAIL = 5
 MAX_FAILURES_PER_ADDRESS = 20
-
-
-@functools.cache
-def _dummy_member() -> Member:
-    """Verified against when the email is unknown, so both cases take the same time."""
-    return Member(password_hash=auth_service.password_hasher.hash(secrets.token_hex(8)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +91,10 @@ def login(
     email_key = f"email:{email[:320]}"
     keys = [(email_key, MAX_FAILURES_PER_EMAIL), (address_key, MAX_FAILURES_PER_ADDRESS)]
     _check_rate(session, keys, now)
+    # One Argon2 hash whether the address is unknown or a member of many workspaces, so
+    # the time of an answer says nothing about either (services/auth.py).
     candidates = session_repo.members_by_email(session, email)
-    matched = [(m, w) for m, w in candidates if verify_password(m, password)]
-    if not candidates:
-        verify_password(_dummy_member(), password)
+    matched = auth_service.members_with_password(candidates, email=email, password=password)
     if not matched:
         for key, _ in keys:
             session_repo.add_failure(session, key, now)

@@ -7,6 +7,10 @@ held by a request that is itself waiting for a thread: nothing moves until the p
 timeout turns everything into 500s. Admitting at most `limit` requests (fewer than both
 the threads and the connections) makes that impossible; the rest wait, cheaply, on an
 asyncio semaphore.
+
+The bound must sit inside the body reader (web/limits.py), never outside it: a slot held
+while a body arrives would let a handful of clients that declare a body and never send it
+take every slot, and every route, /healthz included, would wait behind them.
 """
 
 from __future__ import annotations

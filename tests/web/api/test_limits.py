@@ -95,7 +95,7 @@ class TestBodyLimit:
         app = _Echo()
         chunks = list(_chunks(2 * MIB))
 
-        sent, read = _call(BodyLimitMiddleware(app, max_bytes=MIB), chunks, headers=[])
+        sent, read = _call(BodyLimitMiddleware(app, max_bytes=MIB, timeout=10), chunks, headers=[])
 
         assert not app.called
         assert sent[0]["status"] == 413
@@ -105,7 +105,7 @@ class TestBodyLimit:
     def test_content_length_is_checked_before_reading(self) -> None:
         app = _Echo()
 
-        sent, read = _call(BodyLimitMiddleware(app, max_bytes=MIB), [b"x"],
+        sent, read = _call(BodyLimitMiddleware(app, max_bytes=MIB, timeout=10), [b"x"],
                            headers=[(b"content-length", str(2 * MIB).encode())])
 
         assert sent[0]["status"] == 413
@@ -116,7 +116,7 @@ class TestBodyLimit:
         app = _Echo()
         chunks = list(_chunks(MIB, size=100_000))
 
-        sent, _ = _call(BodyLimitMiddleware(app, max_bytes=MIB), chunks, headers=[])
+        sent, _ = _call(BodyLimitMiddleware(app, max_bytes=MIB, timeout=10), chunks, headers=[])
 
         assert sent[0]["status"] == 200
         assert app.body == b"".join(chunks)
