@@ -6,6 +6,8 @@ import pytest
 
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import parse
+from relayflow.delivery.egress import AllowList
+from relayflow.delivery.guarded_http import Guard
 from relayflow.delivery.smtp import SmtpEmailProvider
 from tests.support import smtpserver
 
@@ -20,6 +22,10 @@ def _message(**over: object) -> OutboundMessage:
     return OutboundMessage(**values)  # type: ignore[arg-type]
 
 
+# The test servers listen on loopback, which the egress policy refuses unless allowed.
+LOCAL = Guard(allow=AllowList.parse("127.0.0.0/8,::1"))
+
+
 @pytest.fixture
 def sink():
     server = smtpserver.start()
@@ -30,7 +36,8 @@ def sink():
 def _provider(port: int, **over: object) -> SmtpEmailProvider:
     data = {"type": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
             "from": "ops@relay.test", **over}
-    return SmtpEmailProvider(parse("email", data), password=None)  # type: ignore[arg-type]
+    return SmtpEmailProvider(parse("email", data), password=None,  # type: ignore[arg-type]
+                             guard=LOCAL)
 
 
 class TestSend:
@@ -78,7 +85,8 @@ class TestStartTlsAndAuth:
                                      "tls": "starttls", "username": "ops",
                                      "password_secret": "SMTP_PASS", "from": "ops@relay.test",
                                      "ca_file": sink.ca_file})
-            SmtpEmailProvider(config, password="s3cret-pass").send(_message())  # type: ignore[arg-type]
+            SmtpEmailProvider(config, password="s3cret-pass",  # type: ignore[arg-type]
+                              guard=LOCAL).send(_message())
             assert sink.auth_attempts == [("ops", "s3cret-pass")]
             assert len(sink.messages) == 1
         finally:
@@ -92,7 +100,8 @@ class TestStartTlsAndAuth:
                                      "password_secret": "SMTP_PASS", "from": "ops@relay.test",
                                      "ca_file": sink.ca_file})
             with pytest.raises(DeliveryError) as caught:
-                SmtpEmailProvider(config, password="wrong").send(_message())  # type: ignore[arg-type]
+                SmtpEmailProvider(config, password="wrong",  # type: ignore[arg-type]
+                                  guard=LOCAL).send(_message())
             assert not caught.value.retryable
             assert "wrong" not in str(caught.value)
             assert sink.messages == []

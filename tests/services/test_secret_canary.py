@@ -242,7 +242,7 @@ def _providers(runtime: Runtime, workspace_id: uuid.UUID, *, sms_url: str,
                              data={"type": "http", "url": sms_url,
                                    "auth_header_secret": "SMS_TOKEN", "message_id_path": None})
         provider_service.put(session, workspace_id=workspace_id, channel="email",
-                             now=runtime.clock(), data=email)
+                             now=runtime.clock(), data=email, network_allow=runtime.network_allow)
 
 
 @dataclass

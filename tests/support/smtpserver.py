@@ -32,6 +32,8 @@ class SmtpSink:
     ca_file: str | None
     messages: list[EmailMessage] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    # The envelope of each accepted message: MAIL FROM and every RCPT TO, as received.
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     script: list[str] = field(default_factory=list)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -54,6 +56,7 @@ class _Handler:
             reply = sink.script.pop(0) if sink.script else "250 2.0.0 OK"
             if reply.startswith("250"):
                 sink.raw.append(envelope.content)
+                sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
                 sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return reply
 

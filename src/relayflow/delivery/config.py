@@ -10,6 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from relayflow.delivery import egress, envelope
+
 PROVIDER_TYPES = ("outbox", "smtp", "http")
 CHANNEL_TYPES = {"email": ("outbox", "smtp", "http"), "sms": ("outbox", "http")}
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -113,6 +115,11 @@ def _smtp(data: dict[str, Any], problems: list[str]) -> SmtpConfig:
     tls, sender = data.get("tls", "starttls"), data.get("from")
     if not isinstance(host, str) or not host:
         problems.append("host is required")
+    else:
+        try:
+            egress.parse_host(host)
+        except ValueError as exc:
+            problems.append(f"host: {exc}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         problems.append("port must be a number from 1 to 65535")
         port = 587
@@ -121,6 +128,11 @@ def _smtp(data: dict[str, Any], problems: list[str]) -> SmtpConfig:
         tls = "starttls"
     if not isinstance(sender, str) or "@" not in sender:
         problems.append("from must be an email address")
+    else:
+        try:
+            envelope.email_address(sender, field="from")
+        except envelope.InvalidMessage as exc:
+            problems.append(str(exc).removeprefix("not sent: "))
     username = data.get("username")
     if username is not None and not isinstance(username, str):
         problems.append("username must be a string")

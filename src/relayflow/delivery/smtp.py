@@ -2,19 +2,40 @@
 
 The Message-ID is derived from the attempt id, so a message and its attempt row can
 always be matched, in the sink's logs as in the recipient's headers.
+
+Three rules keep one message or one server from doing harm:
+- the message is checked first (envelope.py): one recipient, no control character in any
+  header; the envelope names exactly that one recipient, whatever the headers say;
+- the server is reached under the egress policy (egress.py), like INTEGRATION requests and
+  the HTTP provider: the host is resolved once, every address must be public or allowed,
+  and the connection goes to a vetted address while TLS still checks the host's name;
+- one overall deadline bounds the whole call (connect, TLS, every command), so a server
+  that answers a byte a second cannot hold a worker. Past the start of DATA the server
+  may have the message: a failure there is "outcome unknown", never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 import aiosmtplib
 
+from relayflow.delivery import egress, envelope
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import SmtpConfig
+from relayflow.delivery.egress import IPAddress, Refused, Target
+from relayflow.delivery.guarded_http import Guard
+
+DEFAULT_DEADLINE = 30.0
+UNKNOWN = ("delivery outcome unknown: {why} after the message data began, so the SMTP "
+           "server may have accepted it; it is not sent again, to avoid a duplicate. Resend "
+           "it if it did not arrive.")
 
 
 def message_id(attempt_id: str, sender: str) -> str:
@@ -37,12 +58,26 @@ def build_email(message: OutboundMessage, *, sender: str) -> EmailMessage:
     return email
 
 
+class _Client(aiosmtplib.SMTP):
+    """Remembers whether DATA began: from then on the server may hold the message."""
+
+    data_started = False
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.data_started = True
+        return await super().data(message, **kwargs)
+
+
 class SmtpEmailProvider:
     name = "smtp"
 
-    def __init__(self, config: SmtpConfig, *, password: str | None) -> None:
+    def __init__(self, config: SmtpConfig, *, password: str | None,
+                 guard: Guard | None = None, deadline: float = DEFAULT_DEADLINE) -> None:
         self.config = config
         self._password = password
+        # No guard given: the default policy (private and loopback targets refused).
+        self._guard = guard or Guard()
+        self._deadline = deadline
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls == "none":
@@ -50,25 +85,107 @@ class SmtpEmailProvider:
         return ssl.create_default_context(cafile=self.config.ca_file)
 
     def send(self, message: OutboundMessage) -> SendResult:
-        email = build_email(message, sender=self.config.from_)
         cfg = self.config
+        envelope.check(channel="email", to=message.to, subject=message.subject,
+                       headers=message.headers, sender=cfg.from_)
+        recipient = envelope.email_address(message.to)
+        sender = envelope.email_address(cfg.from_, field="from")
         try:
-            _, reply = asyncio.run(aiosmtplib.send(
-                email, hostname=cfg.host, port=cfg.port, username=cfg.username or None,
-                password=self._password if cfg.username else None,
-                use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
-                tls_context=self._tls_context(), timeout=cfg.timeout,
-            ))
+            email = build_email(message, sender=cfg.from_)
+        except ValueError as exc:  # the checks above should make this unreachable
+            raise envelope.InvalidMessage(f"the message cannot be built: {exc}") from exc
+        addresses = vetted_addresses(cfg.host, cfg.port, self._guard)
+        client = _Client(hostname=cfg.host, username=cfg.username or None,
+                         password=self._password if cfg.username else None,
+                         use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
+                         tls_context=self._tls_context(), timeout=cfg.timeout)
+        try:
+            reply = asyncio.run(self._deliver(client, addresses, email, sender, recipient))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise _refused(first.code, first.message) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise _refused(exc.code, exc.message) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryError(f"SMTP server unreachable: {type(exc).__name__}: {exc}",
-                                retryable=True, response={"error": str(exc)}) from exc
+            raise self._failure(exc, data_started=client.data_started) from exc
         return SendResult(provider_message_id=str(email["Message-ID"]),
                           response={"reply": reply})
+
+    async def _deliver(self, client: _Client, addresses: Sequence[IPAddress],
+                       email: EmailMessage, sender: str, recipient: str) -> str:
+        try:
+            async with asyncio.timeout(self._deadline):
+                client.sock = await _connect(addresses, self.config.port, self.config.timeout)
+                await client.connect()
+                _, reply = await client.send_message(email, sender=sender,
+                                                     recipients=[recipient])
+                await client.quit()
+                return reply
+        finally:
+            client.close()
+
+    def _failure(self, exc: BaseException, *, data_started: bool) -> DeliveryError:
+        overall = isinstance(exc, TimeoutError) and not isinstance(exc, aiosmtplib.SMTPException)
+        why = (f"the SMTP call passed its {self._deadline:g} s deadline" if overall
+               else f"{type(exc).__name__}: {exc}")
+        if data_started:
+            return DeliveryError(UNKNOWN.format(why=why), retryable=False,
+                                 response={"error": why, "outcome": "unknown"})
+        if overall:
+            return DeliveryError(f"SMTP server too slow: {why}", retryable=True,
+                                 response={"error": why})
+        return DeliveryError(f"SMTP server unreachable: {why}", retryable=True,
+                             response={"error": str(exc)})
+
+
+def vetted_addresses(host: str, port: int, guard: Guard) -> list[IPAddress]:
+    """Every address `host` stands for, each checked against the egress policy; a refused
+    host is a permanent failure (retrying cannot change the answer), a name that does not
+    resolve a temporary one."""
+    try:
+        parsed = egress.parse_host(host)
+    except ValueError as exc:
+        raise DeliveryError(f"refused: SMTP host {host!r}: {exc}", retryable=False) from exc
+    target = Target(scheme="smtp", host=parsed, port=port, userinfo="", path="",
+                    written_host=host)
+    if isinstance(parsed, str):
+        try:
+            addresses = list(guard.resolve(parsed, port))
+        except Exception as exc:  # the resolver's own error type (httpx.ConnectError)
+            raise DeliveryError(f"SMTP server unreachable: {exc}", retryable=True) from exc
+        if not addresses:
+            raise DeliveryError(f"SMTP server unreachable: {host} resolves to no address",
+                                retryable=True)
+    else:
+        addresses = [parsed]
+    try:
+        egress.check(target, addresses, guard.allow)
+    except Refused as exc:
+        raise DeliveryError(f"SMTP host {exc}", retryable=False,
+                            response={"rule": exc.rule}) from exc
+    return addresses
+
+
+async def _connect(addresses: Sequence[IPAddress], port: int, timeout: float) -> socket.socket:
+    """A connected socket to the first vetted address that answers (no second lookup)."""
+    loop = asyncio.get_running_loop()
+    last: OSError | None = None
+    for address in addresses:
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (str(address), port)), timeout)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            last = exc if isinstance(exc, OSError) else OSError(f"connect timed out: {exc}")
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert last is not None
+    raise last
 
 
 def _refused(code: int, text: str) -> DeliveryError:

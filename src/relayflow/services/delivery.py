@@ -7,7 +7,10 @@ Guarantees (see docs/delivery.md):
   called, so recovery can tell "never tried" from "interrupted while sending";
 - an interrupted HTTP send is repeated with the same Idempotency-Key (the provider drops the
   repeat: exactly once when it honours the key, at least once otherwise); an interrupted
-  SMTP send is never repeated (at most once): SMTP has no way to ask whether it arrived.
+  SMTP send is never repeated (at most once): SMTP has no way to ask whether it arrived;
+- a message that cannot be sent as rendered (a control character in a header, several
+  recipients in `to`, an address that does not parse) is refused before "sending now" is
+  committed (`refusal`): a permanent failure, never an "outcome unknown".
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from relayflow.delivery import envelope
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import ConfigError
 from relayflow.delivery.egress import AllowList
@@ -41,6 +45,8 @@ class SendContext:
     suppressed_by: str | None
     # The instance's and the workspace's network allow-lists together (egress policy).
     allow: AllowList = field(default_factory=AllowList)
+    # The overall deadline of one provider call (Runtime.provider_timeout_seconds).
+    deadline: float = 30.0
 
     @property
     def provider(self) -> str:
@@ -54,15 +60,29 @@ def read_context(runtime: Runtime, *, workspace_id: uuid.UUID, contact_id: uuid.
         suppressed = provider_repo.suppressed(session, contact_id)
         allow = (network_service.allow_list(session, workspace_id=workspace_id,
                                             instance=runtime.network_allow)
-                 if (config or {}).get("type") == "http" else AllowList())
+                 if (config or {}).get("type") in ("http", "smtp") else AllowList())
     reason = suppressed.get(channel)
-    return SendContext(config, str(reason) if reason else None, allow)
+    return SendContext(config, str(reason) if reason else None, allow,
+                       runtime.provider_timeout_seconds)
 
 
 def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:
     with session_scope(runtime.sessions) as session:
         config = provider_repo.config(session, workspace_id, channel)
     return str((config or {}).get("type", "outbox"))
+
+
+def refusal(*, channel: str, to: str, subject: str, headers: Mapping[str, str] | None,
+            context: SendContext) -> str | None:
+    """Why this message cannot be sent as rendered, or None. Checked before "sending now"
+    is committed, for every provider, so such a message is a clean permanent failure."""
+    sender = (context.config or {}).get("from") if context.provider == "smtp" else None
+    try:
+        envelope.check(channel=channel, to=to, subject=subject, headers=headers,
+                       sender=str(sender) if sender is not None else None)
+    except envelope.InvalidMessage as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +105,17 @@ def send(
     retry_base: timedelta,
 ) -> Sent | Failed:
     """Hand one attempt to its provider (no transaction is open)."""
+    invalid = refusal(channel=channel, to=to, subject=subject, headers=headers,
+                      context=context)
+    if invalid is not None:  # callers check first; this keeps every path safe
+        return Failed(invalid, {"refused_before_sending": True}, None)
     message = OutboundMessage(
         attempt_id=str(attempt_id), channel=channel, to=to, subject=subject, body=body,
         html=html, headers=dict(headers or {}),
         idempotency_key=f"relayflow-attempt-{attempt_id}")
     try:
         provider = provider_for(channel, context.config, secrets,
-                                guard=Guard(allow=context.allow))
+                                guard=Guard(allow=context.allow), deadline=context.deadline)
     except KeyError as exc:
         return Failed(f"the provider's secret {exc.args[0]!r} does not exist", {}, None)
     except ConfigError as exc:

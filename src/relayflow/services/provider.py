@@ -12,7 +12,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from relayflow.delivery import config as provider_config
+from relayflow.delivery import smtp
+from relayflow.delivery.base import DeliveryError
+from relayflow.delivery.egress import AllowList
+from relayflow.delivery.guarded_http import Guard
 from relayflow.errors import InvalidInput, NotFound
+from relayflow.services import network as network_service
 from relayflow.services import secret as secret_service
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.models import Provider
@@ -57,14 +62,24 @@ def show_all(session: Session, *, workspace_id: uuid.UUID) -> dict[str, dict[str
 
 def put(
     session: Session, *, workspace_id: uuid.UUID, channel: str, data: Any, now: datetime,
-    actor: str = "system",
+    actor: str = "system", network_allow: AllowList | None = None,
 ) -> dict[str, Any]:
-    """Validate and store a channel's configuration (replacing any); returns what is stored."""
+    """Validate and store a channel's configuration (replacing any); returns what is stored.
+
+    An SMTP host must pass the egress policy: `network_allow` is the instance's allow-list
+    (RELAYFLOW_NETWORK_ALLOW; none given: nothing private is allowed) and the workspace's
+    own list adds to it. The worker checks again at every send."""
     _check_channel(channel)
     try:
         parsed = provider_config.parse(channel, data)
     except provider_config.ConfigError as exc:
         raise InvalidProvider(list(exc.problems)) from exc
+    if isinstance(parsed, provider_config.SmtpConfig):
+        allow = network_service.allow_list(session, workspace_id=workspace_id,
+                                           instance=network_allow or AllowList())
+        refused = _host_refused(parsed, allow)
+        if refused is not None:
+            raise InvalidProvider([refused])
     known = secret_service.names(session, workspace_id)
     missing = [n for n in provider_config.secret_names(parsed) if n not in known]
     if missing:
@@ -82,6 +97,16 @@ def put(
                             action="provider.set", target_type="provider", target_id=channel,
                             now=now, detail={"channel": channel, "type": stored["type"]})
     return stored
+
+
+def _host_refused(config: provider_config.SmtpConfig, allow: AllowList) -> str | None:
+    """Why the egress policy refuses the SMTP host, or None. A name that does not resolve
+    now is accepted: it may later, and every send checks what it then resolves to."""
+    try:
+        smtp.vetted_addresses(config.host, config.port, Guard(allow=allow))
+    except DeliveryError as exc:
+        return None if exc.retryable else f"host: {exc}"
+    return None
 
 
 def delete(

@@ -4,16 +4,24 @@ The request only queues the attempt (and its audit event) in one transaction; a 
 sends it. Claiming it (setting `send_started_at`) is the commit-before-send: a resend is
 tried once, at most — a transient failure leaves it FAILED for the operator to resend
 again, rather than retrying behind their back.
+
+A message that cannot be sent as rendered (see delivery/envelope.py) is claimed and failed
+in one transaction: it is never left half-started. A resend whose worker died while sending
+(claimed longer ago than the provider deadline plus a lease, still QUEUED) is recovered by
+the next worker as a run's send is: FAILED "outcome unknown" over SMTP, sent again with the
+same Idempotency-Key over HTTP, simply sent through the outbox.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
+from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
 from relayflow.services import frequency as frequency_service
 from relayflow.services import workspace as workspace_service
@@ -23,6 +31,8 @@ from relayflow.storage.db import session_scope
 from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import DeliveryAttempt
 from relayflow.storage.repositories import provider_config as provider_repo
+
+log = logging.getLogger(__name__)
 
 _COPIED = ("workspace_id", "workflow_id", "contact_id", "channel", "recipient", "subject",
            "body", "html")
@@ -59,24 +69,71 @@ def resend(session: Session, *, workspace_id: uuid.UUID, attempt_id: str, reason
     return copy
 
 
-def send_queued(runtime: Runtime, *, limit: int = 20) -> int:
-    """The worker's pass over queued manual resends; returns how many it handled."""
+def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.0) -> int:
+    """The worker's pass over manual resends, interrupted ones first; returns how many it
+    handled. `lease_seconds` is the worker's lease: a claim older than the provider deadline
+    plus that is one whose worker is gone."""
+    handled = _recover(runtime, limit=limit, lease_seconds=lease_seconds)
     with session_scope(runtime.sessions) as session:
         queued = provider_repo.queued_resends(session, limit=limit)
-    handled = 0
     for attempt in queued:
+        context = _context(runtime, attempt)
+        invalid = _refusal(attempt, context)
+        claimed_at = runtime.clock()
         with session_scope(runtime.sessions) as session:
-            if not provider_repo.start_sending(session, attempt.id, runtime.clock()):
+            if not provider_repo.start_sending(session, attempt.id, claimed_at):
                 continue  # another worker took it
-        _send_one(runtime, attempt)
+            if invalid is not None:  # claimed and failed at once: never left half-started
+                provider_repo.record(session, attempt.id, {"status": "FAILED", "error": invalid})
+        if invalid is None:
+            _send_one(runtime, attempt, context, claimed_at)
         handled += 1
     return handled
 
 
-def _send_one(runtime: Runtime, attempt: DeliveryAttempt) -> None:
-    context = delivery_service.read_context(
+def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
+    now = runtime.clock()
+    stale = timedelta(seconds=runtime.provider_timeout_seconds + lease_seconds)
+    with session_scope(runtime.sessions) as session:
+        interrupted = provider_repo.interrupted_resends(session, started_before=now - stale,
+                                                        limit=limit)
+    handled = 0
+    for attempt in interrupted:
+        assert attempt.send_started_at is not None
+        context = _context(runtime, attempt)
+        claimed_at = runtime.clock()
+        # Nothing reached the provider for an invalid message; a resend that went over SMTP
+        # (then or now) may have arrived, and SMTP cannot be asked: never sent twice.
+        failed = _refusal(attempt, context) or delivery_service.interrupted_outcome(
+            attempt.provider) or delivery_service.interrupted_outcome(context.provider)
+        with session_scope(runtime.sessions) as session:
+            if not provider_repo.reclaim(session, attempt.id, previous=attempt.send_started_at,
+                                         now=claimed_at):
+                continue
+            if failed is not None:
+                provider_repo.record(session, attempt.id, {"status": "FAILED", "error": failed})
+        log.warning("recovered an interrupted resend", extra={"attempt_id": str(attempt.id)})
+        if failed is None:
+            # The same attempt id, so the same Idempotency-Key: the provider drops a repeat.
+            _send_one(runtime, attempt, context, claimed_at)
+        handled += 1
+    return handled
+
+
+def _context(runtime: Runtime, attempt: DeliveryAttempt) -> delivery_service.SendContext:
+    return delivery_service.read_context(
         runtime, workspace_id=attempt.workspace_id, contact_id=attempt.contact_id,
         channel=attempt.channel)
+
+
+def _refusal(attempt: DeliveryAttempt, context: delivery_service.SendContext) -> str | None:
+    return delivery_service.refusal(channel=attempt.channel, to=attempt.recipient,
+                                    subject=attempt.subject or "", headers=None,
+                                    context=context)
+
+
+def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
+              context: delivery_service.SendContext, claimed_at: datetime) -> None:
     values: dict[str, object]
     if context.suppressed_by and not attempt.suppression_override:
         values = {"status": "SUPPRESSED", "suppressed_by": context.suppressed_by,
@@ -94,6 +151,7 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt) -> None:
             to=attempt.recipient, subject=attempt.subject, body=attempt.body,
             html=attempt.html, headers=None, context=context, secrets=secrets,
             max_attempts=1, retry_base=timedelta(seconds=1))
+        crash_point("after_effect")
         if isinstance(outcome, delivery_service.Sent):
             values = {"status": "SENT", "sent_at": runtime.clock(),
                       "provider_message_id": outcome.provider_message_id,
@@ -103,4 +161,7 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt) -> None:
                       "error": str(delivery_service.redact(outcome.error, secrets)),
                       "provider_response": delivery_service.redact(outcome.response, secrets)}
     with session_scope(runtime.sessions) as session:
-        provider_repo.record(session, attempt.id, values)
+        # Fenced by the claim: a worker that took this send over as interrupted owns it now.
+        if not provider_repo.record(session, attempt.id, values, claimed_at=claimed_at):
+            log.warning("a resend's result arrived after another worker took it over",
+                        extra={"attempt_id": str(attempt.id)})

@@ -73,6 +73,38 @@ def start_sending(session: Session, attempt_id: uuid.UUID, now: datetime) -> boo
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
 
-def record(session: Session, attempt_id: uuid.UUID, values: dict[str, Any]) -> None:
-    session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
-                    .values(**values).execution_options(synchronize_session=False))
+def record(session: Session, attempt_id: uuid.UUID, values: dict[str, Any], *,
+           claimed_at: datetime | None = None) -> bool:
+    """Write an attempt's result. With `claimed_at`, only while the claim is still ours
+    (nobody re-claimed it as interrupted since); False when it is not."""
+    query = update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
+    if claimed_at is not None:
+        query = query.where(DeliveryAttempt.send_started_at == claimed_at,
+                            DeliveryAttempt.status == "QUEUED")
+    result = session.execute(query.values(**values)
+                             .execution_options(synchronize_session=False))
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def interrupted_resends(session: Session, *, started_before: datetime,
+                        limit: int) -> list[DeliveryAttempt]:
+    """Manual resends a worker started sending before `started_before` and never finished:
+    the worker died (a live one finishes within the provider deadline)."""
+    return list(session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.run_id.is_(None), DeliveryAttempt.status == "QUEUED",
+               DeliveryAttempt.send_started_at.is_not(None),
+               DeliveryAttempt.send_started_at < started_before)
+        .order_by(DeliveryAttempt.send_started_at).limit(limit)))
+
+
+def reclaim(session: Session, attempt_id: uuid.UUID, *, previous: datetime,
+            now: datetime) -> bool:
+    """Take over an interrupted send; False if another worker already did (or it ended)."""
+    result = session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.id == attempt_id, DeliveryAttempt.status == "QUEUED",
+               DeliveryAttempt.send_started_at == previous)
+        .values(send_started_at=now)
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]

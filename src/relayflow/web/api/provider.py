@@ -64,7 +64,7 @@ def put_provider(
 ) -> ProviderConfigRead:
     stored = provider_service.put(session, workspace_id=principal.workspace_id,
                                   channel=channel, data=body, now=runtime.clock(),
-                                  actor=principal.actor)
+                                  actor=principal.actor, network_allow=runtime.network_allow)
     return _read(stored)
 
 

@@ -137,7 +137,8 @@ def put_provider(channel: str, request: Request, session: SessionDep, runtime: R
     try:
         data, problems = config_from_form(form)
         provider_service.put(session, workspace_id=viewer.workspace_id, channel=channel,
-                             data=data, now=runtime.clock(), actor=viewer.principal.actor)
+                             data=data, now=runtime.clock(), actor=viewer.principal.actor,
+                             network_allow=runtime.network_allow)
     except provider_service.InvalidProvider as exc:
         found = [p for p in exc.problems if not (problems and p == _BODY_PROBLEM)]
         failed = {"channel": channel, "values": _submitted_values(form, kind),
