@@ -8,18 +8,31 @@ certificate checks. There is no second lookup a DNS answer could rebind. Redirec
 followed here, never by httpx, up to `max_redirects`; a hop to another origin carries
 only headers that hold no credentials. Proxies from the environment are not used: a
 proxy would resolve the name itself.
+
+`timeout` is one deadline for the whole call: every hop's connect, TLS handshake, write
+and read draw on it (httpx's own timeouts bound each read, so a target that trickles a
+byte a second would hold a call for as long as it likes). The body is streamed and read
+up to `max_body` bytes (decoded); then the connection is closed, so an answer of any size
+costs at most that much memory.
 """
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
+import json as jsonlib
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+import ssl
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
 from typing import Any
 from urllib.parse import urljoin
 
+import httpcore
 import httpx
 
 from relayflow.delivery import egress
@@ -38,6 +51,12 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # Headers kept when a redirect leads to another origin: none of them carries credentials.
 CROSS_ORIGIN_HEADERS = frozenset({"accept", "accept-language", "content-type",
                                   "content-language", "user-agent", "idempotency-key"})
+# Without a `max_body`, at most this much of a body is read.
+DEFAULT_MAX_BODY = 64 * 1024
+# Encodings decoded here with a bound on the output (a small gzip body can inflate a
+# thousandfold); asked for unless the caller sets its own Accept-Encoding.
+BOUNDED_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: gzip or zlib
+WRITE_PIECE = 16 * 1024
 
 
 def system_resolve(name: str, port: int) -> list[IPAddress]:
@@ -64,6 +83,137 @@ class Guard:
     max_redirects: int = MAX_REDIRECTS
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """A response read under the deadline: status, headers and the first `max_body` bytes
+    of the decoded body (`truncated` when there was more)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        charset = _charset(self.headers.get("content-type", ""))
+        # errors="replace": a cut can split a multi-byte character.
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.text)
+
+
+def _charset(content_type: str) -> str:
+    message = Message()
+    message["content-type"] = content_type
+    charset = message.get_content_charset() or "utf-8"
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return "utf-8"
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every operation ends by the call's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise error("the call's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # In pieces: one write may loop over many sends, each waiting up to its timeout.
+        for start in range(0, len(buffer), WRITE_PIECE):
+            self._stream.write(buffer[start:start + WRITE_PIECE],
+                               self._left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        inner = self._stream.start_tls(ssl_context, server_hostname,
+                                       self._left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sync backend, every stream it opens bound to one deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("the call's deadline passed")
+        stream = self._inner.connect_tcp(host, port, min(left, timeout or left), local_address,
+                                         socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None
+                            ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are not a target")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _transport(deadline: float) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx has no way to hand httpcore a network backend, the one place every connect,
+    # handshake, read and write passes through: the pool is built again with ours.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        network_backend=_DeadlineBackend(deadline))
+    return transport
+
+
+def _read(response: httpx.Response, max_body: int) -> tuple[bytes, bool]:
+    """At most `max_body` bytes of the decoded body, and whether there was more; stops
+    reading there (the caller closes the connection, never draining the rest)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    wbits = BOUNDED_ENCODINGS.get(encoding)
+    if encoding in ("", "identity") or wbits is not None:
+        chunks: Iterable[bytes] = response.iter_raw()
+    else:  # asked for by the caller: httpx decodes it, one network chunk at a time
+        chunks = response.iter_bytes()
+    inflate = zlib.decompressobj(wbits) if wbits is not None else None
+    body = bytearray()
+    for chunk in chunks:
+        if inflate is None:
+            body += chunk[:max_body - len(body)]
+            if len(body) >= max_body:
+                return bytes(body), True
+            continue
+        pending = chunk
+        while pending and len(body) < max_body:
+            try:
+                body += inflate.decompress(pending, max_body - len(body))
+            except zlib.error as exc:
+                raise httpx.DecodingError(f"the {encoding} body cannot be decoded: {exc}",
+                                          request=response.request) from exc
+            pending = inflate.unconsumed_tail
+        if len(body) >= max_body:
+            return bytes(body), True
+    return bytes(body), False
+
+
 def _addresses(target: Target, guard: Guard) -> Sequence[IPAddress]:
     if not isinstance(target.host, str):
         return [target.host]
@@ -78,19 +228,31 @@ def _origin(target: Target) -> tuple[str, str, int]:
 
 
 def _send(target: Target, addresses: Sequence[IPAddress], *, method: str,
-          headers: Mapping[str, str], body: Mapping[str, Any], timeout: float
-          ) -> httpx.Response:
-    """One request to the first vetted address that accepts a connection."""
+          headers: Mapping[str, str], body: Mapping[str, Any], deadline: float,
+          max_body: int, follows: bool) -> Response:
+    """One request to the first vetted address that accepts a connection, its body read
+    (unless it is a redirect `follows` says will be followed)."""
     sent = dict(headers)
-    if not any(k.lower() == "host" for k in sent):
+    lowered = {k.lower() for k in sent}
+    if "host" not in lowered:
         sent["Host"] = target.host_header
+    if "accept-encoding" not in lowered:
+        sent["Accept-Encoding"] = "gzip, deflate"
     extensions = ({"sni_hostname": target.name}
                   if target.scheme == "https" and target.name else {})
     for index, address in enumerate(addresses):
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-                return client.request(method, target.url_for(address), headers=sent,
-                                      extensions=extensions, **body)
+            with (httpx.Client(transport=_transport(deadline), follow_redirects=False,
+                               timeout=max(0.001, deadline - time.monotonic()),
+                               trust_env=False) as client,
+                  client.stream(method, target.url_for(address), headers=sent,
+                                extensions=extensions, **body) as response):
+                redirect = (response.status_code in REDIRECT_STATUS
+                            and bool(response.headers.get("location")))
+                content, truncated = ((b"", False) if redirect and follows
+                                      else _read(response, max_body))
+                return Response(status_code=response.status_code, headers=response.headers,
+                                content=content, truncated=truncated)
         except httpx.ConnectError:
             if index == len(addresses) - 1:
                 raise
@@ -99,11 +261,13 @@ def _send(target: Target, addresses: Sequence[IPAddress], *, method: str,
 
 def request(method: str, url: str, *, guard: Guard, timeout: float,
             headers: Mapping[str, str] | None = None, content: str | bytes | None = None,
-            json: Any = None) -> httpx.Response:
+            json: Any = None, max_body: int = DEFAULT_MAX_BODY) -> Response:
     """Send a request under the guard; the final response (a 3xx only past the hop limit).
 
-    Raises egress.Refused for a refused target (first URL or any redirect) and the usual
-    httpx errors for network failures."""
+    `timeout` is the deadline of the whole call, every hop included; past it an
+    httpx.TimeoutException is raised. Raises egress.Refused for a refused target (first
+    URL or any redirect) and the usual httpx errors for network failures."""
+    deadline = time.monotonic() + timeout
     method = method.upper()
     current_headers = dict(headers or {})
     body: dict[str, Any] = {}
@@ -124,8 +288,11 @@ def request(method: str, url: str, *, guard: Guard, timeout: float,
             raise Refused(f"a redirect led to {target_of(url)}: {exc.detail}",
                           rule=exc.rule) from None
         first = first or target
+        if time.monotonic() >= deadline:  # name resolution is not interruptible
+            raise httpx.ConnectTimeout(f"resolving {target.written_host} took the deadline")
         response = _send(target, addresses, method=method, headers=current_headers, body=body,
-                         timeout=timeout)
+                         deadline=deadline, max_body=max_body,
+                         follows=hops < guard.max_redirects)
         location = response.headers.get("location")
         if response.status_code not in REDIRECT_STATUS or not location:
             return response
@@ -157,4 +324,5 @@ def target_of(url: str) -> str:
     return f"{target.scheme}://{target.written_host}:{target.port}"
 
 
-__all__ = ["MAX_REDIRECTS", "Guard", "Refused", "request", "system_resolve", "target_of"]
+__all__ = ["MAX_REDIRECTS", "Guard", "Refused", "Response", "request", "system_resolve",
+           "target_of"]

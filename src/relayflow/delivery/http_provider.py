@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from relayflow.delivery import guarded_http
+from relayflow.delivery import envelope, guarded_http
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import HttpConfig
 from relayflow.delivery.egress import Refused
@@ -25,16 +25,22 @@ from relayflow.engine import templates
 from relayflow.engine.executors.integration import resolve_path
 
 MAX_BODY = 16 * 1024
+# Settings.provider_timeout_seconds: no provider call lasts longer, whatever it configures.
+DEFAULT_DEADLINE = 30.0
 
 class HttpMessageProvider:
     name = "http"
 
     def __init__(self, config: HttpConfig, *, token: str | None,
-                 guard: guarded_http.Guard | None = None) -> None:
+                 guard: guarded_http.Guard | None = None,
+                 deadline: float = DEFAULT_DEADLINE) -> None:
         self.config = config
         self._token = token
         # No guard given: the default policy (private and loopback targets refused).
         self._guard = guard or guarded_http.Guard()
+        # The whole call (connect, TLS, request, every read) ends by the configured timeout
+        # or the instance's deadline, whichever is shorter.
+        self._timeout = min(config.timeout, deadline)
 
     def _headers(self, message: OutboundMessage) -> dict[str, str]:
         headers = {"Idempotency-Key": message.idempotency_key}
@@ -44,6 +50,8 @@ class HttpMessageProvider:
         return headers
 
     def send(self, message: OutboundMessage) -> SendResult:
+        # One recipient, one-line subject: a gateway may well split `to` on commas too.
+        envelope.check(channel=message.channel, to=message.to, subject=message.subject)
         variables = {"to": message.to, "subject": message.subject, "body": message.body,
                      "html": message.html or "", "attempt_id": message.attempt_id,
                      "channel": message.channel}
@@ -54,13 +62,13 @@ class HttpMessageProvider:
         try:
             response = guarded_http.request(
                 self.config.method, self.config.url, guard=self._guard, json=payload,
-                headers=self._headers(message), timeout=self.config.timeout)
+                headers=self._headers(message), timeout=self._timeout, max_body=MAX_BODY)
         except Refused as exc:
             raise DeliveryError(str(exc), retryable=False) from exc
         except httpx.InvalidURL as exc:
             raise DeliveryError(f"invalid provider URL: {exc}", retryable=False) from exc
         except httpx.TimeoutException as exc:
-            raise DeliveryError(f"provider timed out after {self.config.timeout:g}s",
+            raise DeliveryError(f"provider timed out after {self._timeout:g}s",
                                 retryable=True) from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(f"provider unreachable: {type(exc).__name__}: {exc}",
@@ -81,7 +89,7 @@ class HttpMessageProvider:
                           response=summary)
 
 
-def _retry_after(response: httpx.Response) -> dict[str, Any]:
+def _retry_after(response: guarded_http.Response) -> dict[str, Any]:
     """`retry_after`: the whole seconds the provider asked to wait, counted now, when the
     answer was received (an HTTP-date from its own `Date`), so the retry is scheduled from
     this moment and never sooner; `retry_after_header` keeps any other spelling as sent."""
@@ -95,7 +103,7 @@ def _retry_after(response: httpx.Response) -> dict[str, Any]:
     return found
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: guarded_http.Response) -> Any:
     text = response.text[:MAX_BODY]
     try:
         return response.json() if "json" in response.headers.get("content-type", "") else text

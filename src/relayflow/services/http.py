@@ -1,7 +1,9 @@
-"""INTEGRATION requests over real HTTP, with a timeout and retries on transient failures.
+"""INTEGRATION requests over real HTTP, with a deadline and retries on transient failures.
 
 Every request goes through the egress guard (delivery/guarded_http.py): a refused target
-fails at once, without retries, with the rule in the error."""
+fails at once, without retries, with the rule in the error. The node's `timeout` is the
+deadline of each try as a whole (connect, TLS, request and every read), and only the
+first MAX_BODY bytes of an answer are read: the connection is closed there."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ MAX_BODY = 64 * 1024
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: guarded_http.Response) -> Any:
     text = response.text[:MAX_BODY]
     if "json" in response.headers.get("content-type", ""):
         try:
@@ -46,7 +48,8 @@ def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
         attempts += 1
         try:
             response = guarded_http.request(call.method, call.url, guard=guard,
-                                            timeout=call.timeout, headers=headers, **kwargs)
+                                            timeout=call.timeout, headers=headers,
+                                            max_body=MAX_BODY, **kwargs)
         except Refused as exc:  # the policy will not change on a retry
             result = HttpResult(status=None, error=str(exc), attempts=attempts)
             break

@@ -1,8 +1,13 @@
 """The jobs table: claim under a lease, fence every write, park and release.
 
-Dialect differences live in `claim` alone: PostgreSQL skips rows another worker has
-locked (FOR UPDATE SKIP LOCKED); SQLite needs nothing more because every write
-transaction starts with BEGIN IMMEDIATE and so runs alone.
+Dialect differences: PostgreSQL skips rows another worker has locked (FOR UPDATE SKIP
+LOCKED); SQLite needs nothing more because every write transaction starts with BEGIN
+IMMEDIATE and so runs alone.
+
+Leases are timed by the database's clock (storage/dialect.py::now), never a worker's:
+whether a lease is live, and until when a claim or a renewal holds it, is the same answer
+for every worker, however wrong its own clock. Due times (`due_at`) stay on the worker's
+clock, which is the clock that set them (a WAIT's wake-up, a retry's backoff).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from relayflow.storage import dialect
 from relayflow.storage.models import Job
 
 
@@ -35,12 +41,15 @@ class JobState:
 
 
 def claim(
-    session: Session, *, worker: str, now: datetime, lease_until: datetime, limit: int
+    session: Session, *, worker: str, now: datetime, lease_seconds: float, limit: int
 ) -> list[Lease]:
+    """Lease up to `limit` jobs due by `now` whose lease is free or has expired, each for
+    `lease_seconds` from the database's current time."""
     due = (
         select(Job.run_id)
         .where(Job.due_at <= now)
-        .where((Job.lease_expires_at.is_(None)) | (Job.lease_expires_at < now))
+        .where((Job.lease_expires_at.is_(None))
+               | (Job.lease_expires_at < dialect.now(session)))
         .order_by(Job.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -50,7 +59,7 @@ def claim(
         .where(Job.run_id.in_(due.scalar_subquery()))
         .values(
             lease_owner=worker,
-            lease_expires_at=lease_until,
+            lease_expires_at=dialect.now(session, plus_seconds=lease_seconds),
             lease_token=Job.lease_token + 1,
             claims=Job.claims + 1,
         )
@@ -103,8 +112,11 @@ def park(session: Session, items: Iterable[tuple[uuid.UUID, datetime]]) -> None:
 
 
 def renew(
-    session: Session, *, worker: str, leases: Iterable[Lease], until: datetime
+    session: Session, *, worker: str, leases: Iterable[Lease], lease_seconds: float
 ) -> int:
+    """Extend the leases this worker still holds to `lease_seconds` from the database's
+    current time; how many it still held."""
+    until = dialect.now(session, plus_seconds=lease_seconds)
     renewed = 0
     for lease in sorted(leases, key=lambda lease: lease.run_id):  # lock order: see `lock`
         result = session.execute(
@@ -116,6 +128,14 @@ def renew(
         )
         renewed += int(result.rowcount)  # type: ignore[attr-defined]
     return renewed
+
+
+def held(session: Session, run_id: uuid.UUID) -> bool:
+    """Whether a worker holds the run's lease now, by the database's clock."""
+    found = session.scalar(select(Job.run_id).where(
+        Job.run_id == run_id, Job.lease_expires_at.is_not(None),
+        Job.lease_expires_at > dialect.now(session)))
+    return found is not None
 
 
 def get_for_update(session: Session, run_id: uuid.UUID) -> Job | None:
