@@ -73,8 +73,7 @@ def serve(
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Web only, no worker.")] = False,
 ) -> None:
     """Serve the web UI and API, with an embedded worker unless --no-worker."""
-    import uvicorn
-
+    from relayflow.web import server
     from relayflow.web.app import create_app
 
     _logging()
@@ -82,7 +81,7 @@ def serve(
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": port or settings.port})
     application = create_app(settings, embedded_worker=not no_worker)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    server.run(application, settings)
 
 
 @app.command()
@@ -300,7 +299,8 @@ def provider_set(
         with session_scope(runtime.sessions) as session:
             ws = workspace_service.get_by_slug(session, workspace)
             stored = provider_service.put(session, workspace_id=ws.id, channel=channel,
-                                          data=data, now=runtime.clock(), actor="cli")
+                                          data=data, now=runtime.clock(), actor="cli",
+                                          network_allow=runtime.network_allow)
     except json.JSONDecodeError as exc:
         err.print(f"[red]error:[/red] --json is not valid JSON: {exc}")
         raise typer.Exit(code=1) from exc

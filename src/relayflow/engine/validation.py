@@ -540,4 +540,37 @@ def _cycles(edges: Mapping[str, list[str]]) -> list[list[str]]:
     return result
 
 
-__all__ = ["SPECS", "WorkflowGraph", "validate"]
+def trigger_targets(data: Mapping[str, Any]) -> set[str]:
+    """The workflow keys a definition's TRIGGER_WORKFLOW nodes start."""
+    nodes = data.get("nodes")
+    if not isinstance(nodes, Mapping):
+        return set()
+    return {str(cfg["workflow"]) for cfg in nodes.values()
+            if isinstance(cfg, Mapping) and cfg.get("type") == "TRIGGER_WORKFLOW"
+            and isinstance(cfg.get("workflow"), str)}
+
+
+def trigger_cycle(key: str, targets: Mapping[str, set[str]]) -> list[str] | None:
+    """The shortest chain of TRIGGER_WORKFLOW hops by which workflow `key` starts itself
+    again, as `[key, ..., key]`; None when it cannot. `targets` maps each workflow key to
+    the keys it starts (see `trigger_targets`). Breadth first, so the chain shown is the
+    shortest and every workflow is visited once however the others link."""
+    parent: dict[str, str] = {}
+    frontier = [key]
+    while frontier:
+        following: list[str] = []
+        for current in frontier:
+            for nxt in sorted(targets.get(current, set())):
+                if nxt == key:
+                    chain = [current]
+                    while chain[-1] != key:
+                        chain.append(parent[chain[-1]])
+                    return [key, *reversed(chain[:-1]), key] if current != key else [key, key]
+                if nxt not in parent:
+                    parent[nxt] = current
+                    following.append(nxt)
+        frontier = following
+    return None
+
+
+__all__ = ["SPECS", "WorkflowGraph", "trigger_cycle", "trigger_targets", "validate"]

@@ -376,6 +376,15 @@ class RunWalker:
                 "error": f"not sent: the contact's {effect.channel} is {context.suppressed_by}"})
             return SendResult(attempt_id=str(attempt_id), status="SUPPRESSED",
                               error=context.suppressed_by)
+        # A message that cannot be sent as rendered fails for good here, before "sending
+        # now" is committed (so never "outcome unknown") and before it takes a capped place.
+        invalid = delivery_service.refusal(
+            channel=effect.channel, to=effect.to, subject=effect.subject,
+            headers=self._list_headers(effect.channel), context=context)
+        if invalid is not None:
+            self.writes.attempt_updates.append({"id": attempt_id, "status": "FAILED",
+                                                "error": invalid})
+            return SendResult(attempt_id=str(attempt_id), status="FAILED", error=invalid)
         refused = None if flight.interrupted else frequency_service.reserve(
             self.runtime, workspace_id=self.run.workspace_id, contact_id=self.run.contact_id,
             channel=effect.channel, key=flight.step_id)
@@ -463,12 +472,11 @@ class RunWalker:
 
 
 def claim(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float) -> list[RunWalker]:
-    from datetime import timedelta
-
     now = runtime.clock()
     with session_scope(runtime.sessions) as session:
-        leases = job_repo.claim(session, worker=worker, now=now,
-                                lease_until=now + timedelta(seconds=lease_seconds), limit=limit)
+        # Due by this clock; the lease is timed by the database's (see job_repo.claim).
+        leases = job_repo.claim(session, worker=worker, now=now, lease_seconds=lease_seconds,
+                                limit=limit)
         if not leases:
             return []
         return _load(session, runtime, leases, now)
@@ -504,27 +512,56 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
             contact=contact_repo.as_variables(contact) if contact else None,
             steps=steps.get(run.id, []), attempts=attempts, workflow_key=workflow.key,
             version_number=version.number, secrets=secrets, now=now, runtime=runtime,
-            cancel_requested=cancels[run.id]))
+            cancel_requested=cancels[run.id] or _deactivated(run, workflow.cancel_before)))
     for walker in walkers:
         if walker.cancel_requested:
             walker.cancel(now)
     return walkers
 
 
+def _over_caps(runtime: Runtime, session: Session, walker: RunWalker) -> str | None:
+    """Why this run may start no further child run (its depth or its child count is at
+    the cap), else None. Children are counted over the run's whole life: those committed
+    (by any earlier claim) and those of this walk not yet written."""
+    depth = walker.run.trigger_depth
+    if depth >= runtime.max_trigger_depth:
+        return (f"not started: this run is {depth} upstream triggers deep, and runs may "
+                f"chain at most {runtime.max_trigger_depth} deep "
+                "(RELAYFLOW_MAX_TRIGGER_DEPTH); does a workflow trigger itself?")
+    started = run_repo.count_children(session, walker.run.id) + len(walker.writes.children)
+    if started >= runtime.max_child_runs:
+        return (f"not started: this run already started {started} child runs, the most one "
+                f"run may start (RELAYFLOW_MAX_CHILD_RUNS = {runtime.max_child_runs})")
+    return None
+
+
+def _deactivated(run: WorkflowRun, cancel_before: datetime | None) -> bool:
+    """The run's workflow was deactivated after the run was created: it is canceled here,
+    at this step boundary, as an operator cancel would be, whether or not the background
+    sweep (services/workflow.sweep) has reached it yet."""
+    return cancel_before is not None and run.created_at <= cancel_before
+
+
 def make_child_starter(runtime: Runtime) -> Callable[[RunWalker, StartRun], StartResult]:
     def start_child(walker: RunWalker, effect: StartRun) -> StartResult:
         with session_scope(runtime.sessions) as session:
+            refused = _over_caps(runtime, session, walker)
+            if refused is not None:
+                return StartResult(run_id=None, error=refused)
             workflow = workflow_repo.get_by_key(session, walker.run.workspace_id, effect.workflow)
             if workflow is None or workflow.current_version_id is None:
                 return StartResult(run_id=None, error=f"no workflow {effect.workflow!r}")
             if workflow.status != "ACTIVE":
                 return StartResult(run_id=None,
                                    error=f"workflow {effect.workflow!r} is {workflow.status}")
+            # Created "now", not at the claim's time: a background cancel of this workflow
+            # spares runs created after it was reactivated (see workflow.cancel_before).
             rows = run_service.new_run_rows(
                 workspace_id=walker.run.workspace_id, workflow_id=workflow.id,
                 version_id=workflow.current_version_id, contact_id=walker.run.contact_id,
-                trigger_type="upstream", event=dict(walker.ctx.event), now=walker.ctx.now,
-                parent_run_id=walker.run.id)
+                trigger_type="upstream", event=dict(walker.ctx.event),
+                now=max(walker.ctx.now, runtime.clock()), parent_run_id=walker.run.id)
+        rows[0]["trigger_depth"] = walker.run.trigger_depth + 1
         walker.writes.children.append(rows)
         return StartResult(run_id=str(rows[0]["id"]))
 
@@ -539,6 +576,7 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
     now = runtime.clock()
     with session_scope(runtime.sessions) as session:
         states = job_repo.lock(session, [w.run_id for w in live])
+        marks = workflow_repo.cancel_marks(session, {w.run.workflow_id for w in live})
         accepted = []
         for walker in live:
             state = states.get(walker.run_id)
@@ -547,7 +585,8 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
                             extra={"run_id": str(walker.run_id)})
                 walker.dropped = True
                 continue
-            if state.cancel_requested and not walker.canceled:
+            deactivated = _deactivated(walker.run, marks.get(walker.run.workflow_id))
+            if (state.cancel_requested or deactivated) and not walker.canceled:
                 walker.cancel(now)
             accepted.append(walker)
         _apply(session, accepted, now)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -11,15 +12,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from relayflow.engine import graph as graph_module
+from relayflow.engine import validation
 from relayflow.engine.graph import WorkflowGraph
 from relayflow.errors import Conflict, NotFound
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.models import Workflow, WorkflowVersion
-from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import run_cancel as run_cancel_repo
 from relayflow.storage.repositories import secret as secret_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories import workflow_stats
 
+log = logging.getLogger(__name__)
 _graphs: dict[uuid.UUID, WorkflowGraph] = {}
 
 
@@ -37,6 +40,9 @@ class Saved:
     version: WorkflowVersion
     created: bool
     new_version: bool
+    # Not problems (the definition is saved), but what its author should know: e.g. that
+    # the workflow can start itself through TRIGGER_WORKFLOW nodes.
+    warnings: tuple[str, ...] = ()
 
 
 def _hash(definition: dict[str, Any]) -> str:
@@ -70,7 +76,7 @@ def save(
     current = (workflow_repo.get_version(session, workflow.current_version_id)
                if workflow.current_version_id else None)
     if current is not None and current.definition_hash == digest:
-        return Saved(workflow, current, created, False)
+        return Saved(workflow, current, created, False, _warnings(session, workflow, current))
     version = workflow_repo.add_version(session, WorkflowVersion(
         workspace_id=workspace_id, workflow_id=workflow.id,
         number=workflow_repo.next_version_number(session, workflow.id),
@@ -82,7 +88,30 @@ def save(
     workflow.updated_at = now
     if trigger_type == "webhook" and workflow.webhook_token is None:
         workflow.webhook_token = secrets.token_urlsafe(24)
-    return Saved(workflow, version, created, True)
+    return Saved(workflow, version, created, True, _warnings(session, workflow, version))
+
+
+def _warnings(session: Session, workflow: Workflow, version: WorkflowVersion) -> tuple[str, ...]:
+    """A workflow that can start itself, directly or through others' TRIGGER_WORKFLOW nodes
+    (as the workspace's current versions stand), is allowed, since bounded recursion has
+    its uses, but said: each hop is one level deeper, and the chain stops with a failed step
+    at RELAYFLOW_MAX_TRIGGER_DEPTH."""
+    targets = {w.key: validation.trigger_targets(v.definition)
+               for w, v in list_current(session, workspace_id=workflow.workspace_id)}
+    targets[workflow.key] = validation.trigger_targets(version.definition)
+    chain = validation.trigger_cycle(workflow.key, targets)
+    if chain is None:
+        return ()
+    return (f"workflow {workflow.key!r} can start itself: {' → '.join(chain)} "
+            "(TRIGGER_WORKFLOW). Each run it starts is one hop deeper; at "
+            "RELAYFLOW_MAX_TRIGGER_DEPTH hops (10 by default) the next TRIGGER_WORKFLOW step "
+            "fails, and one run starts at most RELAYFLOW_MAX_CHILD_RUNS child runs "
+            "(100 by default).",)
+
+
+def warnings(session: Session, *, workflow: Workflow) -> tuple[str, ...]:
+    """What `save` warns about, for the workflow's current version as things stand now."""
+    return _warnings(session, workflow, current_version(session, workflow))
 
 
 def get(session: Session, *, workspace_id: uuid.UUID, key: str) -> Workflow:
@@ -116,23 +145,81 @@ def activate(
 
 
 def deactivate(
-    session: Session, *, workspace_id: uuid.UUID, key: str, actor: str, now: datetime
+    session: Session, *, workspace_id: uuid.UUID, key: str, actor: str, now: datetime,
+    batch_size: int = 500,
 ) -> tuple[Workflow, int]:
-    """Set INACTIVE and cancel every in-flight run; returns how many were canceled."""
-    from relayflow.services import run as run_service
+    """Set INACTIVE and mark every in-flight run to be canceled; cancel the first batch
+    now and leave the rest to the workers (`sweep`), so that the request stays short
+    however many runs there are. Returns the workflow and how many runs were canceled now;
+    `workflow.cancel_total` is how many there are in all.
 
+    What is canceled is the runs created up to now (`cancel_before`): a run started after
+    the workflow is activated again, while the sweep goes on, is left alone."""
     workflow = get(session, workspace_id=workspace_id, key=key)
     workflow.status = "INACTIVE"
     workflow.updated_at = now
-    canceled = 0
-    for run_id in run_repo.in_flight(session, workspace_id, workflow.id):
-        run_service.cancel(session, workspace_id=workspace_id, run_id=run_id,
-                           actor=actor, now=now, reason="workflow deactivated", audit=False)
-        canceled += 1
+    workflow.cancel_before = now
+    workflow.cancel_total = run_cancel_repo.count_open(session, workspace_id, workflow.id, now)
+    canceled = _cancel_batch(session, workflow, now=now, limit=batch_size).canceled
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                             action="workflow.deactivate", target_type="workflow",
-                            target_id=key, now=now, detail={"canceled_runs": canceled})
+                            target_id=key, now=now,
+                            detail={"canceled_runs": workflow.cancel_total})
     return workflow, canceled
+
+
+@dataclass(frozen=True, slots=True)
+class Canceled:
+    """One batch of a background cancel (see run_cancel.Batch); `canceled` counts the runs
+    flagged for their worker too, as an operator cancel does."""
+
+    selected: int
+    canceled: int
+
+
+def _cancel_batch(session: Session, workflow: Workflow, *, now: datetime,
+                  limit: int) -> Canceled:
+    before = workflow.cancel_before
+    if before is None:
+        return Canceled(0, 0)
+    batch = run_cancel_repo.cancel_batch(session, workspace_id=workflow.workspace_id,
+                                         workflow_id=workflow.id, before=before, now=now,
+                                         limit=limit)
+    if batch.selected < limit and batch.skipped == 0:  # this batch took the last of them
+        workflow.cancel_before = None
+    return Canceled(batch.selected, batch.canceled + batch.flagged)
+
+
+def sweep(session: Session, *, now: datetime, limit: int) -> int:
+    """Cancel one batch of a deactivated workflow's runs (the worker's share of
+    `deactivate`); returns how many runs it canceled, 0 when there was nothing to do."""
+    workflow = workflow_repo.next_to_sweep(session)
+    if workflow is None:
+        return 0
+    done = _cancel_batch(session, workflow, now=now, limit=limit)
+    if workflow.cancel_before is None:
+        log.info("canceled the runs of deactivated workflow %s", workflow.key,
+                 extra={"workflow_id": str(workflow.id)})
+    return done.canceled
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """A background cancel under way: `canceled` of `to_cancel` runs so far."""
+
+    to_cancel: int
+    canceled: int
+
+
+def cancellation(session: Session, *, workflow: Workflow) -> Cancellation | None:
+    """Progress of the cancel `deactivate` started; None when none is under way."""
+    if workflow.cancel_before is None:
+        return None
+    left = run_cancel_repo.count_open(session, workflow.workspace_id, workflow.id,
+                                      workflow.cancel_before)
+    # Runs started just before the deactivation but written after it are swept too.
+    total = max(workflow.cancel_total, left)
+    return Cancellation(to_cancel=total, canceled=total - left)
 
 
 def list_all(session: Session, *, workspace_id: uuid.UUID) -> list[Workflow]:
@@ -176,11 +263,16 @@ class Detail:
     workflow: Workflow
     current: WorkflowVersion
     versions: list[WorkflowVersion]
+    canceling: Cancellation | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def detail(session: Session, *, workspace_id: uuid.UUID, key: str) -> Detail:
     workflow = get(session, workspace_id=workspace_id, key=key)
-    return Detail(workflow, current_version(session, workflow), versions(session, workflow))
+    current = current_version(session, workflow)
+    return Detail(workflow, current, versions(session, workflow),
+                  canceling=cancellation(session, workflow=workflow),
+                  warnings=_warnings(session, workflow, current))
 
 
 # --- for the workflow pages ------------------------------------------------------------

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -114,6 +116,11 @@ class Workflow(Base):
     # The newest schedule tick fully enrolled (or skipped), so it is not rescanned every poll.
     # Only an optimisation: the runs' idempotency keys are what keep a tick from doubling.
     schedule_last_tick: Mapped[datetime | None]
+    # Deactivation cancels in the background: the runs created before `cancel_before` that
+    # are still in flight are canceled in batches by the workers, then it is cleared.
+    # `cancel_total` is how many there were, for "canceling N of M".
+    cancel_before: Mapped[datetime | None]
+    cancel_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class WorkflowVersion(Base):
@@ -122,7 +129,7 @@ class WorkflowVersion(Base):
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
     workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"))
-    number: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(BigInteger)
     definition: Mapped[dict[str, Any]]
     definition_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
@@ -145,9 +152,12 @@ class WorkflowRun(Base):
     trigger_type: Mapped[str] = mapped_column(String(16))
     trigger_payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    duplicates_ignored: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates_ignored: Mapped[int] = mapped_column(BigInteger, default=0)
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
     retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
+    # Hops of upstream triggers above this run (0: started by a manual, webhook, schedule
+    # trigger or a retry); capped by Runtime.max_trigger_depth.
+    trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
@@ -163,13 +173,14 @@ class RunStep(Base):
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)
     node_id: Mapped[str] = mapped_column(String(64))
     node_type: Mapped[str] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # BIGINT (migration 0008): a WAIT may last a year, 3.2e10 ms; INTEGER stops at 24.8 days.
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     branch: Mapped[str | None] = mapped_column(String(64))
     output: Mapped[dict[str, Any]] = mapped_column(default=dict)
     request: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -187,7 +198,7 @@ class DeliveryAttempt(Base):
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
     run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
-    step_seq: Mapped[int | None] = mapped_column(Integer)
+    step_seq: Mapped[int | None] = mapped_column(BigInteger)
     workflow_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     contact_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     channel: Mapped[str] = mapped_column(String(16))
@@ -207,7 +218,8 @@ class DeliveryAttempt(Base):
     actor: Mapped[str | None] = mapped_column(String(320))
     reason: Mapped[str | None] = mapped_column(Text)
     # A manual resend that an operator sent despite the contact's suppression.
-    suppression_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    suppression_override: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
     html: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     # Set (and committed) just before the provider is called: an attempt still QUEUED with
@@ -266,8 +278,9 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     # Incremented on every claim; a write carrying an older token is refused (fencing).
-    lease_token: Mapped[int] = mapped_column(Integer, default=0)
-    claims: Mapped[int] = mapped_column(Integer, default=0)
+    # BIGINT, like every counter with no product bound (see migration 0008).
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    claims: Mapped[int] = mapped_column(BigInteger, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

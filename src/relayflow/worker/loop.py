@@ -16,13 +16,13 @@ import os
 import socket
 import threading
 import time
-from datetime import timedelta
 
 from relayflow.config import Settings
 from relayflow.faults import crash_point
 from relayflow.services import resend as resend_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import walk
+from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import is_conflict, is_unavailable, session_scope
 from relayflow.storage.notify import Listener
@@ -30,6 +30,10 @@ from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories.job import Lease
 
 log = logging.getLogger(__name__)
+# After each batch of a background cancel, the worker leaves the database alone this long:
+# a request waiting for SQLite's write lock retries every 100 ms at most (its busy
+# handler's longest sleep), so it gets in between two batches instead of waiting out all.
+CANCEL_PAUSE_SECONDS = 0.1
 
 
 class Outage:
@@ -95,6 +99,17 @@ class Worker:
             with self._held_lock:
                 self._held = []
 
+    def cancel_once(self) -> int:
+        """Cancel one batch of a deactivated workflow's runs, in its own short transaction
+        (SQLite's write lock is held for one batch, then other work has its turn); returns
+        how many runs it canceled."""
+        with session_scope(self.runtime.sessions) as session:
+            canceled = workflow_service.sweep(session, now=self.runtime.clock(),
+                                              limit=self.runtime.cancel_batch_size)
+        if canceled:
+            self.stop_event.wait(CANCEL_PAUSE_SECONDS)
+        return canceled
+
     def schedule_once(self) -> int:
         """Fire due schedule ticks if `schedule_poll_seconds` have passed since the last
         look; returns how many runs that opened."""
@@ -121,10 +136,9 @@ class Worker:
             if not held:
                 continue
             try:
-                now = self.runtime.clock()
                 with session_scope(self.runtime.sessions) as session:
                     job_repo.renew(session, worker=self.name, leases=held,
-                                   until=now + timedelta(seconds=self.settings.lease_seconds))
+                                   lease_seconds=self.settings.lease_seconds)
             except Exception as exc:  # a missed heartbeat is retried; the fence keeps us safe
                 self._report(exc, "lease heartbeat", doing="renewing leases")
             else:
@@ -141,7 +155,9 @@ class Worker:
         while not self.stop_event.is_set():
             self.schedule_once()
             try:
-                claimed = self.run_once() + resend_service.send_queued(self.runtime)
+                claimed = self.run_once() + resend_service.send_queued(
+                    self.runtime, lease_seconds=self.settings.lease_seconds)
+                claimed += self.cancel_once()
             except Exception as exc:  # the loop survives anything; the fence keeps us safe
                 failures += 1
                 self.stop_event.wait(self._pause_after(exc, failures))

@@ -182,6 +182,13 @@ def in_flight(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID)
     )
 
 
+def count_children(session: Session, run_id: uuid.UUID) -> int:
+    """Child runs a run has started (by TRIGGER_WORKFLOW); the parent_run_id index serves it."""
+    query = select(func.count()).select_from(WorkflowRun).where(
+        WorkflowRun.parent_run_id == run_id)
+    return int(session.scalar(query) or 0)
+
+
 def linked(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[WorkflowRun]:
     """Child runs (parent_run_id) and retries (retry_of) of a run."""
     return list(

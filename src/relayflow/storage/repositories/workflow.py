@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -72,3 +73,27 @@ def get_versions(
         return {}
     query = select(WorkflowVersion).where(WorkflowVersion.id.in_(ids))
     return {v.id: v for v in session.scalars(query)}
+
+
+def next_to_sweep(session: Session) -> Workflow | None:
+    """The workflow deactivated longest ago whose runs are still being canceled. On
+    PostgreSQL its row is locked, skipping rows others hold: two workers sweep two
+    workflows, and a sweep never waits behind a deactivate (which locks the row too)."""
+    query = (select(Workflow).where(Workflow.cancel_before.is_not(None))
+             .order_by(Workflow.cancel_before).limit(1))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalar(query)
+
+
+def cancel_marks(
+    session: Session, workflow_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """`{workflow_id: cancel_before}` for those of the workflows being swept."""
+    ids = list(set(workflow_ids))
+    if not ids:
+        return {}
+    query = select(Workflow.id, Workflow.cancel_before).where(
+        Workflow.id.in_(ids), Workflow.cancel_before.is_not(None))
+    return {found_id: before for found_id, before in session.execute(query)
+            if before is not None}

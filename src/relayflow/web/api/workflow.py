@@ -16,13 +16,16 @@ from relayflow.web.api.schemas import (
     RunCreate,
     RunEnqueued,
     Text,
-    WorkflowDeactivated,
-    WorkflowDetail,
     WorkflowList,
     WorkflowRead,
-    WorkflowSaved,
     clean_json,
     text_fault,
+)
+from relayflow.web.api.workflow_schemas import (
+    WorkflowActivated,
+    WorkflowDeactivation,
+    WorkflowDetailRead,
+    WorkflowSavedRead,
 )
 from relayflow.web.deps import (
     PrincipalDep,
@@ -129,9 +132,11 @@ _DEFINITION_BODY: dict[str, Any] = {
     "",
     name="workflows:save",
     summary="Create or update a workflow from its definition",
-    response_model=WorkflowSaved,
+    description="`warnings` says what is allowed but worth knowing, e.g. that the workflow "
+                "can start itself through TRIGGER_WORKFLOW nodes.",
+    response_model=WorkflowSavedRead,
     status_code=status.HTTP_200_OK,
-    responses={201: {"model": WorkflowSaved, "description": "Created"},
+    responses={201: {"model": WorkflowSavedRead, "description": "Created"},
                **errors(400, 401, 403, 413, 422)},
     openapi_extra=_DEFINITION_BODY,
 )
@@ -141,14 +146,15 @@ def save_workflow(
     response: Response,
     session: SessionDep,
     runtime: RuntimeDep,
-) -> WorkflowSaved:
+) -> WorkflowSavedRead:
     saved = workflow_service.save(
         session, workspace_id=principal.workspace_id, definition=definition, now=runtime.clock()
     )
     if saved.created:
         response.status_code = status.HTTP_201_CREATED
     read = WorkflowRead.build(saved.workflow, saved.version, base_url=runtime.base_url)
-    return WorkflowSaved(**read.model_dump(), new_version=saved.new_version)
+    return WorkflowSavedRead(**read.model_dump(), new_version=saved.new_version,
+                             warnings=list(saved.warnings))
 
 
 @router.get("", name="workflows:list", summary="List workflows", response_model=WorkflowList,
@@ -166,52 +172,60 @@ def list_workflows(
     "/{key}",
     name="workflows:detail",
     summary="Get a workflow with its versions",
-    response_model=WorkflowDetail,
+    description="`canceling` shows a deactivation's background cancel while it lasts.",
+    response_model=WorkflowDetailRead,
     responses=errors(401, 404, 422),
 )
 def get_workflow(
     key: Key, session: SessionDep, runtime: RuntimeDep, principal: PrincipalDep
-) -> WorkflowDetail:
+) -> WorkflowDetailRead:
     detail = workflow_service.detail(session, workspace_id=principal.workspace_id, key=key)
-    return WorkflowDetail.from_detail(detail, base_url=runtime.base_url, now=runtime.clock())
+    return WorkflowDetailRead.from_service(detail, base_url=runtime.base_url, now=runtime.clock())
 
 
 @router.post(
     "/{key}/activate",
     name="workflows:activate",
     summary="Activate a workflow",
-    description="Validates the current version again first (422 lists every problem).",
-    response_model=WorkflowRead,
+    description="Validates the current version again first (422 lists every problem); "
+                "`warnings` as when saving.",
+    response_model=WorkflowActivated,
     responses=errors(401, 403, 404, 409, 422),
 )
 def activate_workflow(
     key: Key, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
-) -> WorkflowRead:
+) -> WorkflowActivated:
     workflow = workflow_service.activate(
         session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
         now=runtime.clock(),
     )
     version = workflow_service.current_version(session, workflow)
-    return WorkflowRead.build(workflow, version, base_url=runtime.base_url)
+    read = WorkflowRead.build(workflow, version, base_url=runtime.base_url)
+    return WorkflowActivated(**read.model_dump(),
+                             warnings=list(workflow_service.warnings(session, workflow=workflow)))
 
 
 @router.post(
     "/{key}/deactivate",
     name="workflows:deactivate",
     summary="Deactivate a workflow and cancel its in-flight runs",
-    response_model=WorkflowDeactivated,
+    description="Answers at once: the first batch of in-flight runs is canceled before the "
+                "answer, the rest by the workers in the background (GET the workflow to "
+                "follow `canceling`). A run started after the workflow is activated again is "
+                "not canceled.",
+    response_model=WorkflowDeactivation,
     responses=errors(401, 403, 404, 409, 422),
 )
 def deactivate_workflow(
     key: Key, session: SessionDep, runtime: RuntimeDep, principal: WriterDep
-) -> WorkflowDeactivated:
+) -> WorkflowDeactivation:
     workflow, canceled = workflow_service.deactivate(
         session, workspace_id=principal.workspace_id, key=key, actor=principal.actor,
-        now=runtime.clock(),
+        now=runtime.clock(), batch_size=runtime.cancel_batch_size,
     )
     version = workflow_service.current_version(session, workflow)
     read = WorkflowRead.build(workflow, version, base_url=runtime.base_url)
-    return WorkflowDeactivated(**read.model_dump(), canceled_runs=canceled)
+    return WorkflowDeactivation.of(read, workflow, canceled)
 
 
 @router.post(

@@ -78,7 +78,13 @@ def _flash(request: Request) -> dict[str, str] | None:
     if notice == "deactivated":
         raw = request.query_params.get("canceled", "")
         canceled = int(raw) if raw.isdigit() else 0
-        runs = "run" if canceled == 1 else "runs"
+        raw_total = request.query_params.get("to_cancel", "")
+        total = int(raw_total) if raw_total.isdigit() else canceled
+        runs = "run" if total == 1 else "runs"
+        if total > canceled:  # the rest is canceled by the workers, batch by batch
+            return {"text": f"Deactivated: {total:,} in-flight {runs} are being canceled in "
+                            f"the background ({canceled:,} so far), and no new run will "
+                            "start until it is activated again.", "kind": "ok"}
         return {"text": f"Deactivated: {canceled} in-flight {runs} canceled, and no new run "
                         "will start until it is activated again.", "kind": "ok"}
     text = _NOTICES.get(notice or "")
@@ -162,6 +168,7 @@ def _workflow_page(
         "schedule": _schedule(trigger, runtime) if trigger.get("type") == "schedule" else None,
         "outcomes": OUTCOMES, "href": _href, "runs_href": _runs_href,
         "run_form": run_form or RunForm(), "phone_region": settings.default_phone_region,
+        "cancel_batch": runtime.cancel_batch_size,
         "flash": None if run_form and run_form.error else _flash(request),
     }, status_code=status_code)
 
@@ -191,8 +198,12 @@ def activate(
 def deactivate(
     key: str, session: SessionDep, runtime: RuntimeDep, viewer: OperatorDep, _form: FormDep
 ) -> Response:
-    _, canceled = workflow_service.deactivate(session, workspace_id=viewer.workspace_id,
-                                              key=key, actor=viewer.email, now=runtime.clock())
+    workflow, canceled = workflow_service.deactivate(
+        session, workspace_id=viewer.workspace_id, key=key, actor=viewer.email,
+        now=runtime.clock(), batch_size=runtime.cancel_batch_size)
+    if workflow.cancel_total > canceled:
+        return _back(key, notice="deactivated", canceled=str(canceled),
+                     to_cancel=str(workflow.cancel_total))
     return _back(key, notice="deactivated", canceled=str(canceled))
 
 
