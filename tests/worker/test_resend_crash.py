@@ -17,6 +17,7 @@ import pytest
 from relayflow.services import resend as resend_service
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt
+from relayflow.storage.repositories import provider_config as provider_repo
 from tests.support import smtpserver
 from tests.support.flows import attempts_of, install, set_provider, start
 from tests.support.processes import start_worker, stop, wait_until
@@ -118,3 +119,22 @@ class TestHttp:
         key = f"relayflow-attempt-{copy_id}"
         assert http_server.keys().count(key) == 2  # sent, crashed, sent again...
         assert len(http_server.delivered) == 2  # ...and delivered once (plus the original)
+
+
+class TestClockSkew:
+    """Whether a claim is abandoned is judged by the database's clock: a worker whose own
+    clock runs minutes ahead must not take over a resend another worker is sending."""
+
+    def test_a_worker_ahead_leaves_a_live_claim_alone(self, runtime, workspace):
+        copy_id = _sent_then_resent(runtime, workspace)
+        with session_scope(runtime.sessions) as session:
+            claimed_at = provider_repo.start_sending(session, copy_id)  # a live worker's claim
+        assert claimed_at is not None
+        real = runtime.clock
+        runtime.clock = lambda: real() + timedelta(minutes=10)
+        try:
+            resend_service.send_queued(runtime, lease_seconds=0.5)
+        finally:
+            runtime.clock = real
+        copy = _get(runtime, copy_id)
+        assert (copy.status, copy.send_started_at) == ("QUEUED", claimed_at)

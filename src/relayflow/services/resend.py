@@ -79,9 +79,9 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
     for attempt in queued:
         context = _context(runtime, attempt)
         invalid = _refusal(attempt, context)
-        claimed_at = runtime.clock()
         with session_scope(runtime.sessions) as session:
-            if not provider_repo.start_sending(session, attempt.id, claimed_at):
+            claimed_at = provider_repo.start_sending(session, attempt.id)
+            if claimed_at is None:
                 continue  # another worker took it
             if invalid is not None:  # claimed and failed at once: never left half-started
                 provider_repo.record(session, attempt.id, {"status": "FAILED", "error": invalid})
@@ -92,23 +92,22 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
 
 
 def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
-    now = runtime.clock()
-    stale = timedelta(seconds=runtime.provider_timeout_seconds + lease_seconds)
+    stale = runtime.provider_timeout_seconds + lease_seconds
     with session_scope(runtime.sessions) as session:
-        interrupted = provider_repo.interrupted_resends(session, started_before=now - stale,
+        interrupted = provider_repo.interrupted_resends(session, older_than_seconds=stale,
                                                         limit=limit)
     handled = 0
     for attempt in interrupted:
         assert attempt.send_started_at is not None
         context = _context(runtime, attempt)
-        claimed_at = runtime.clock()
         # Nothing reached the provider for an invalid message; a resend that went over SMTP
         # (then or now) may have arrived, and SMTP cannot be asked: never sent twice.
         failed = _refusal(attempt, context) or delivery_service.interrupted_outcome(
             attempt.provider) or delivery_service.interrupted_outcome(context.provider)
         with session_scope(runtime.sessions) as session:
-            if not provider_repo.reclaim(session, attempt.id, previous=attempt.send_started_at,
-                                         now=claimed_at):
+            claimed_at = provider_repo.reclaim(session, attempt.id,
+                                               previous=attempt.send_started_at)
+            if claimed_at is None:
                 continue
             if failed is not None:
                 provider_repo.record(session, attempt.id, {"status": "FAILED", "error": failed})

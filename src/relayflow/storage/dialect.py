@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Interval, func, literal, literal_column, type_coerce
+from sqlalchemy import ColumnElement, Interval, func, literal, literal_column, select, type_coerce
 from sqlalchemy.orm import Session
 
 from relayflow.storage.types import UTCDateTime
@@ -32,3 +32,10 @@ def now(session: Session, *, plus_seconds: float = 0.0) -> ColumnElement[datetim
     offset = f"{plus_seconds:+.3f} seconds"
     text = func.strftime("%Y-%m-%d %H:%M:%f", "now", offset).op("||")(literal_column("'000'"))
     return type_coerce(text, UTCDateTime())
+
+
+def current_time(session: Session) -> datetime:
+    """The database's clock read as a value, for claims that other workers judge by it."""
+    value: datetime | None = session.scalar(select(now(session)))
+    assert value is not None
+    return value

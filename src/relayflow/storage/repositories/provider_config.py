@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from relayflow.storage import dialect
 from relayflow.storage.models import Contact, DeliveryAttempt, Provider
 
 
@@ -63,14 +64,17 @@ def queued_resends(session: Session, *, limit: int) -> list[DeliveryAttempt]:
         .order_by(DeliveryAttempt.created_at).limit(limit)))
 
 
-def start_sending(session: Session, attempt_id: uuid.UUID, now: datetime) -> bool:
-    """Claim a queued attempt for sending; False if another worker already did."""
+def start_sending(session: Session, attempt_id: uuid.UUID) -> datetime | None:
+    """Claim a queued attempt for sending, stamped with the database's clock (so no
+    worker's clock decides when a claim counts as abandoned); the stamp, which fences the
+    result, or None if another worker already claimed it."""
+    stamp = dialect.current_time(session)
     result = session.execute(
         update(DeliveryAttempt)
         .where(DeliveryAttempt.id == attempt_id, DeliveryAttempt.send_started_at.is_(None))
-        .values(send_started_at=now)
+        .values(send_started_at=stamp)
         .execution_options(synchronize_session=False))
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return stamp if int(result.rowcount) == 1 else None  # type: ignore[attr-defined]
 
 
 def record(session: Session, attempt_id: uuid.UUID, values: dict[str, Any], *,
@@ -86,25 +90,29 @@ def record(session: Session, attempt_id: uuid.UUID, values: dict[str, Any], *,
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
 
-def interrupted_resends(session: Session, *, started_before: datetime,
+def interrupted_resends(session: Session, *, older_than_seconds: float,
                         limit: int) -> list[DeliveryAttempt]:
-    """Manual resends a worker started sending before `started_before` and never finished:
-    the worker died (a live one finishes within the provider deadline)."""
+    """Manual resends a worker started sending more than `older_than_seconds` ago (by the
+    database's clock) and never finished: the worker died (a live one finishes within the
+    provider deadline)."""
     return list(session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.run_id.is_(None), DeliveryAttempt.status == "QUEUED",
                DeliveryAttempt.send_started_at.is_not(None),
-               DeliveryAttempt.send_started_at < started_before)
+               DeliveryAttempt.send_started_at
+               < dialect.now(session, plus_seconds=-older_than_seconds))
         .order_by(DeliveryAttempt.send_started_at).limit(limit)))
 
 
-def reclaim(session: Session, attempt_id: uuid.UUID, *, previous: datetime,
-            now: datetime) -> bool:
-    """Take over an interrupted send; False if another worker already did (or it ended)."""
+def reclaim(session: Session, attempt_id: uuid.UUID, *,
+            previous: datetime) -> datetime | None:
+    """Take over an interrupted send: the new claim's stamp (the database's clock), or
+    None if another worker already did (or the send ended)."""
+    stamp = dialect.current_time(session)
     result = session.execute(
         update(DeliveryAttempt)
         .where(DeliveryAttempt.id == attempt_id, DeliveryAttempt.status == "QUEUED",
                DeliveryAttempt.send_started_at == previous)
-        .values(send_started_at=now)
+        .values(send_started_at=stamp)
         .execution_options(synchronize_session=False))
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return stamp if int(result.rowcount) == 1 else None  # type: ignore[attr-defined]
