@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from relayflow.services import run as run_service
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
@@ -157,3 +158,23 @@ class TestChildCap:
         parent = next(r for r in runs if r.id == run_id)
         assert parent.status == "FAILED"
         assert "RELAYFLOW_MAX_CHILD_RUNS" in (parent.error or "")
+
+
+class TestRetryAtTheCap:
+    def test_a_retry_keeps_the_depth_of_the_run_it_retries(self, runtime, workspace):
+        runtime.max_trigger_depth = 2
+        install(runtime, workspace.id, _fan_out("loop", ("loop",)))
+        start(runtime, workspace.id, "loop", email="r@example.com")
+        assert drain_until_quiet(runtime)
+        [deepest] = [r for r in _runs(runtime) if r.trigger_depth == 2]
+        assert deepest.status == "FAILED"
+
+        with session_scope(runtime.sessions) as session:
+            retried = run_service.retry(session, workspace_id=workspace.id, run_id=deepest.id,
+                                        actor="test", now=runtime.clock())
+            retried_id = retried.id
+        assert drain_until_quiet(runtime)
+
+        runs = {r.id: r for r in _runs(runtime)}
+        assert len(runs) == 4  # the chain of 3, and the retry: no new chain behind it
+        assert (runs[retried_id].trigger_depth, runs[retried_id].status) == (2, "FAILED")

@@ -193,6 +193,9 @@ def retry(
     enrolled = enroll(session, workflow=workflow, contact=contact, trigger_type="retry",
                       event=dict(original.trigger_payload or {}), now=now,
                       retry_of=original.id, version_id=original.version_id)
+    # A retry stands where the original stood in its chain of upstream triggers, so retrying
+    # a run at the depth cap cannot start the chain over.
+    enrolled.run.trigger_depth = original.trigger_depth
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                             action="run.retry", target_type="run", target_id=str(original.id),
                             now=now, detail={"retry_run_id": str(enrolled.run.id)})

@@ -120,7 +120,7 @@ class Workflow(Base):
     # are still in flight are canceled in batches by the workers, then it is cleared.
     # `cancel_total` is how many there were, for "canceling N of M".
     cancel_before: Mapped[datetime | None]
-    cancel_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancel_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class WorkflowVersion(Base):

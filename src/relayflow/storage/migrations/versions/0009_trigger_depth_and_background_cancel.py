@@ -26,7 +26,7 @@ def upgrade() -> None:
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.add_column(sa.Column(
             'cancel_before', relayflow.storage.types.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('cancel_total', sa.Integer(), server_default='0',
+        batch_op.add_column(sa.Column('cancel_total', sa.BigInteger(), server_default='0',
                                       nullable=False))
 
 
