@@ -1,6 +1,6 @@
 """A workspace's network settings: which private targets its outbound requests may reach.
 
-By default INTEGRATION requests and HTTP providers refuse loopback, private, link-local,
+By default INTEGRATION requests, HTTP providers and SMTP hosts refuse loopback, private, link-local,
 unique-local, multicast and reserved addresses (delivery/egress.py). The instance's
 RELAYFLOW_NETWORK_ALLOW applies to every workspace; a workspace's own list adds to it for
 that workspace only."""
