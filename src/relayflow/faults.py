@@ -1,7 +1,9 @@
-"""Named crash points for fault-injection tests.
+"""Named fault points for fault-injection tests.
 
 `RELAYFLOW_FAULT=after_effect` (optionally `after_effect:3` for the third time) makes the
 worker process kill itself with SIGKILL at that point, exactly as a power cut would.
+`RELAYFLOW_FAULT=refuse_write:NODE` makes every write of a step of node NODE fail, as a
+value the database refuses would: how one run's bad write is contained.
 Unset, each check is one dictionary lookup.
 """
 
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 
 POINTS = ("after_claim", "after_intent", "after_effect", "after_commit")
 _spec = os.environ.get("RELAYFLOW_FAULT", "")
-_point, _, _nth = _spec.partition(":")
-_remaining = int(_nth or 1)
+_point, _, _arg = _spec.partition(":")
+_remaining = int(_arg or 1) if _point in POINTS else 0
 
 
 def crash_point(name: str) -> None:
@@ -23,3 +26,12 @@ def crash_point(name: str) -> None:
     _remaining -= 1
     if _remaining <= 0:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class InjectedFault(RuntimeError):
+    """A fault injected by RELAYFLOW_FAULT (tests only)."""
+
+
+def refuse_write(node_ids: Iterable[str]) -> None:
+    if _point == "refuse_write" and _arg in node_ids:
+        raise InjectedFault(f"writing a step of node {_arg!r} refused (RELAYFLOW_FAULT)")

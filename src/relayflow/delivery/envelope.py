@@ -60,6 +60,10 @@ def check_header(name: str, value: str) -> None:
                              f"{bad!r}; header values must be one line")
 
 
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+
+
 def email_address(value: str, *, field: str = "to") -> str:
     """The one address `value` names (`ada@example.com` or `Ada <ada@example.com>`), as
     the envelope uses it; InvalidMessage for anything else (several addresses, a group,
@@ -81,6 +85,11 @@ def email_address(value: str, *, field: str = "to") -> str:
         raise InvalidMessage(f"{field} {value[:200]!r} is not an email address")
     if _control(address.display_name) is not None:  # an encoded word can hide a CR or LF
         raise InvalidMessage(f"the {field} display name contains a control character")
+    # RFC 5321's limits: servers may refuse longer ones, and nobody has such an address.
+    if len(address.username.encode()) > MAX_LOCAL_PART or len(address.addr_spec) > MAX_ADDRESS:
+        raise InvalidMessage(f"{field} is longer than an email address may be (at most "
+                             f"{MAX_LOCAL_PART} bytes before the @, {MAX_ADDRESS} characters "
+                             f"in all): {value[:80]!r}…")
     return str(address.addr_spec)
 
 

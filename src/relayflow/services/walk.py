@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from relayflow.delivery.guarded_http import Guard
@@ -42,7 +43,7 @@ from relayflow.engine.outcome import (
     StartRun,
     WaitUntil,
 )
-from relayflow.faults import crash_point
+from relayflow.faults import crash_point, refuse_write
 from relayflow.services import delivery as delivery_service
 from relayflow.services import frequency as frequency_service
 from relayflow.services import http as http_service
@@ -52,7 +53,7 @@ from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import is_conflict, is_unavailable, session_scope
 from relayflow.storage.ids import new_id
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
 from relayflow.storage.notify import notify
@@ -62,6 +63,7 @@ from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.job import Lease
+from relayflow.storage.types import fit, storable
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,24 @@ class Writes:
     )
     job: str = "keep"  # keep | delete | park | release
     due_at: datetime | None = None
+
+    def storable(self) -> Writes:
+        """These writes as every column can hold them: characters no database stores
+        replaced, texts cut to their column's length (storage.types)."""
+        steps, attempts, runs = RunStep.__table__, DeliveryAttempt.__table__, WorkflowRun.__table__
+
+        def rows(table: Any, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [fit(table, storable(row)) for row in values]
+
+        return Writes(
+            new_steps=rows(steps, self.new_steps), step_updates=rows(steps, self.step_updates),
+            new_attempts=rows(attempts, self.new_attempts),
+            attempt_updates=rows(attempts, self.attempt_updates),
+            run_values=fit(runs, storable(self.run_values)),
+            contact_set=storable(self.contact_set),
+            children=[(fit(runs, storable(run)), fit(steps, storable(step)), job)
+                      for run, step, job in self.children],
+            job=self.job, due_at=self.due_at)
 
 
 @dataclass(slots=True)
@@ -601,7 +621,10 @@ def _apply(session: Session, walkers: Sequence[RunWalker], now: datetime) -> Non
     contact_sets: dict[uuid.UUID, dict[str, Any]] = {}
     canceled = []
     for walker in walkers:
-        w = walker.writes
+        # What a run made as it walked (templates, answers, errors) may hold characters no
+        # column can store; written as they are, they would fail the whole batch's write.
+        w = walker.writes.storable()
+        refuse_write(step["node_id"] for step in w.new_steps)
         new_steps += w.new_steps
         step_updates += w.step_updates
         new_attempts += w.new_attempts
@@ -677,18 +700,58 @@ def advance(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float,
         on_claim(walkers)
     start_child = make_child_starter(runtime)
     for walker in walkers:
-        walker.walk(start_child)
-    commit(runtime, walkers)
+        _isolated(walker, lambda w=walker: w.walk(start_child))
+    _commit_batch(runtime, walkers)
     crash_point("after_intent")
     for walker in walkers:
-        while walker.in_flight is not None and not walker.dropped and not walker.finished:
-            walker.perform()
-            crash_point("after_effect")
-            walker.ctx.now = runtime.clock()
-            walker.walk(start_child)
-            commit(runtime, [walker])
-            crash_point("after_commit")
+        _isolated(walker, lambda w=walker: _perform_all(runtime, w, start_child))
     return len(walkers)
+
+
+def _perform_all(runtime: Runtime, walker: RunWalker,
+                 start_child: Callable[[RunWalker, StartRun], StartResult]) -> None:
+    while walker.in_flight is not None and not walker.dropped and not walker.finished:
+        walker.perform()
+        crash_point("after_effect")
+        walker.ctx.now = runtime.clock()
+        walker.walk(start_child)
+        commit(runtime, [walker])
+        crash_point("after_commit")
+
+
+def _commit_batch(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
+    """One transaction for the whole batch; if it fails for a reason of one run's own, each
+    run is written alone, so that run alone is set aside."""
+    try:
+        commit(runtime, walkers)
+    except Exception as exc:
+        if _shared_fault(exc):
+            raise
+        log.warning("writing a batch of %d runs failed (%s); writing them one at a time",
+                    len(walkers), type(exc).__name__)
+        for walker in walkers:
+            _isolated(walker, lambda w=walker: commit(runtime, [w]))
+
+
+def _isolated(walker: RunWalker, work: Callable[[], None]) -> None:
+    """Do `work` for one run. A fault of that run's own (a bug, a value the database
+    refuses) sets the run aside: its lease lapses and it resumes from its last committed
+    step, as after a crash, while the rest of the batch goes on. A fault everyone shares
+    (the database away, locked or in conflict) ends the iteration as before."""
+    if walker.dropped:
+        return
+    try:
+        work()
+    except Exception as exc:
+        if _shared_fault(exc):
+            raise
+        walker.dropped = True
+        log.exception("run set aside: it resumes from its last committed step once its "
+                      "lease lapses", extra={"run_id": str(walker.run_id)})
+
+
+def _shared_fault(exc: BaseException) -> bool:
+    return is_unavailable(exc) or is_conflict(exc) or isinstance(exc, OperationalError)
 
 
 __all__ = ["MAX_STEPS_PER_CLAIM", "RunWalker", "advance", "claim", "commit", "step_row"]

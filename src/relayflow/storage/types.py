@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -34,3 +36,49 @@ class UTCDateTime(TypeDecorator[datetime]):
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
+
+
+# --- values both databases can store --------------------------------------------------
+
+_REPLACEMENT = "\ufffd"
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every character no column can hold replaced by U+FFFD: NUL (PostgreSQL
+    refuses it in text and in JSON) and unpaired surrogates (they have no UTF-8 encoding,
+    so neither driver can send them). Intake refuses both; this is for what a run makes as
+    it walks (templates, captured answers, error texts), where refusing is no answer: one
+    such value would fail the write of every run claimed beside it."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {(_storable_text(k) if isinstance(k, str) else k): storable(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(storable(v) for v in value)
+    return value
+
+
+def _storable_text(text: str) -> str:
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub(_REPLACEMENT, text)
+
+
+@functools.cache
+def _lengths(table: Table) -> dict[str, int]:
+    return {column.name: column.type.length for column in table.columns
+            if isinstance(column.type, String) and column.type.length}
+
+
+def fit(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with each text cut to its column's length. PostgreSQL refuses a longer value
+    (SQLite would keep it), which would fail the write of every row sent with it; what a
+    run made as it walked (a rendered recipient, a provider's message id) can be longer."""
+    lengths = _lengths(table)
+    over = {name: value[:lengths[name]] for name, value in row.items()
+            if isinstance(value, str) and name in lengths and len(value) > lengths[name]}
+    return {**row, **over} if over else row
