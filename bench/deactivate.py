@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
 
+from tests.support.databases import empty_database
 from tests.support.parked import drip, park
 
 from relayflow.services import workflow as workflow_service
@@ -38,7 +39,6 @@ from relayflow.services.runtime import Runtime, SecretCipher
 from relayflow.storage.db import (
     make_engine,
     make_sessionmaker,
-    normalize_url,
     session_scope,
 )
 from relayflow.storage.migrate import upgrade
@@ -55,25 +55,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _fresh_database(kind: str, pg_url: str, workdir: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / 'bench.db'}"
-    name = f"relayflow_bench_deactivate_{os.getpid()}"
-    admin = create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return pg_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop(url: str, pg_url: str) -> None:
-    admin = create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -123,8 +104,8 @@ class Pinger(threading.Thread):
 
 
 def bench(kind: str, runs: int, pg_url: str) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = _fresh_database(kind, pg_url, Path(tmp))
+    like = pg_url if kind == "postgres" else "sqlite"
+    with tempfile.TemporaryDirectory() as tmp, empty_database(like, Path(tmp)) as url:
         upgrade(url)
         engine = make_engine(url)
         runtime = Runtime(sessions=make_sessionmaker(engine), cipher=SecretCipher(SECRET))
@@ -200,8 +181,6 @@ def bench(kind: str, runs: int, pg_url: str) -> dict[str, float]:
             server.terminate()
             server.wait(30)
             engine.dispose()
-            if kind == "postgres":
-                _drop(url, pg_url)
     lags = [(f - c).total_seconds() for c, f in pings if f is not None]
     # Calls started while the deactivation ran (at least the second after it began).
     during = pinger.during(started, max(finished, started + 1.0))

@@ -21,7 +21,8 @@ from relayflow.services.runtime import Runtime, SecretCipher, network_allow_of
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
 from relayflow.storage.migrate import upgrade
 from relayflow.storage.models import Base
-from tests.support import httpserver
+from tests.support import httpserver, smtpserver
+from tests.support.flows import set_provider
 
 PG_URL = os.environ.get("RELAYFLOW_TEST_DATABASE_URL")
 
@@ -140,6 +141,17 @@ def workspace(runtime: Runtime) -> WorkspaceHandle:
 @pytest.fixture
 def other_workspace(runtime: Runtime) -> WorkspaceHandle:
     return make_workspace(runtime, "globex")
+
+
+@pytest.fixture
+def smtp_sink(runtime: Runtime, workspace: WorkspaceHandle) -> Iterator[smtpserver.SmtpSink]:
+    """A real SMTP server on 127.0.0.1, set as the workspace's email provider."""
+    server = smtpserver.start()
+    set_provider(runtime, workspace.id, "email", {
+        "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
+        "from": "ops@relay.test"})
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import pytest
 
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import parse
-from relayflow.delivery.egress import AllowList
-from relayflow.delivery.guarded_http import Guard
 from relayflow.delivery.smtp import SmtpEmailProvider
 from tests.support import smtpserver
 
@@ -23,26 +21,11 @@ def _message(**over: object) -> OutboundMessage:
 
 
 # The test servers listen on loopback, which the egress policy refuses unless allowed.
-LOCAL = Guard(allow=AllowList.parse("127.0.0.0/8,::1"))
-
-
-@pytest.fixture
-def sink():
-    server = smtpserver.start()
-    yield server
-    server.close()
-
-
-def _provider(port: int, **over: object) -> SmtpEmailProvider:
-    data = {"type": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
-            "from": "ops@relay.test", **over}
-    return SmtpEmailProvider(parse("email", data), password=None,  # type: ignore[arg-type]
-                             guard=LOCAL)
 
 
 class TestSend:
     def test_the_received_message_is_the_rendered_one(self, sink):
-        result = _provider(sink.port).send(_message())
+        result = smtpserver.provider(sink.port).send(_message())
         [received] = sink.messages
         assert received["To"] == "ada@example.com"
         assert received["From"] == "ops@relay.test"
@@ -58,7 +41,7 @@ class TestSend:
     def test_temporary_refusal_is_retryable(self, sink):
         sink.script.append("451 4.3.0 Try again later")
         with pytest.raises(DeliveryError) as caught:
-            _provider(sink.port).send(_message())
+            smtpserver.provider(sink.port).send(_message())
         assert caught.value.retryable
         assert caught.value.response["code"] == 451
         assert sink.messages == []
@@ -66,14 +49,14 @@ class TestSend:
     def test_permanent_refusal_is_not_retryable(self, sink):
         sink.script.append("550 5.1.1 No such user")
         with pytest.raises(DeliveryError) as caught:
-            _provider(sink.port).send(_message())
+            smtpserver.provider(sink.port).send(_message())
         assert not caught.value.retryable
         assert "550" in str(caught.value)
 
     def test_server_down_is_retryable(self):
         port = smtpserver._free_port()
         with pytest.raises(DeliveryError) as caught:
-            _provider(port, timeout=2).send(_message())
+            smtpserver.provider(port, timeout=2).send(_message())
         assert caught.value.retryable
 
 
@@ -86,7 +69,7 @@ class TestStartTlsAndAuth:
                                      "password_secret": "SMTP_PASS", "from": "ops@relay.test",
                                      "ca_file": sink.ca_file})
             SmtpEmailProvider(config, password="s3cret-pass",  # type: ignore[arg-type]
-                              guard=LOCAL).send(_message())
+                              guard=smtpserver.LOCAL).send(_message())
             assert sink.auth_attempts == [("ops", "s3cret-pass")]
             assert len(sink.messages) == 1
         finally:
@@ -101,7 +84,7 @@ class TestStartTlsAndAuth:
                                      "ca_file": sink.ca_file})
             with pytest.raises(DeliveryError) as caught:
                 SmtpEmailProvider(config, password="wrong",  # type: ignore[arg-type]
-                                  guard=LOCAL).send(_message())
+                                  guard=smtpserver.LOCAL).send(_message())
             assert not caught.value.retryable
             assert "wrong" not in str(caught.value)
             assert sink.messages == []

@@ -10,12 +10,8 @@ import pytest
 from relayflow.delivery import envelope
 from relayflow.delivery.base import DeliveryError, OutboundMessage
 from relayflow.delivery.config import ConfigError, parse
-from relayflow.delivery.egress import AllowList
-from relayflow.delivery.guarded_http import Guard
-from relayflow.delivery.smtp import SmtpEmailProvider
 from tests.support import smtpserver
 
-LOCAL = Guard(allow=AllowList.parse("127.0.0.0/8,::1"))
 INJECTED_SUBJECTS = [
     "Hi\r\nBcc: outsider@evil.test",
     "Hi\nBcc: outsider@evil.test",
@@ -35,20 +31,6 @@ def _message(**over: object) -> OutboundMessage:
     return OutboundMessage(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def sink():
-    server = smtpserver.start()
-    yield server
-    server.close()
-
-
-def _provider(port: int, **over: object) -> SmtpEmailProvider:
-    data = {"type": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
-            "from": "ops@relay.test", **over}
-    return SmtpEmailProvider(parse("email", data), password=None,  # type: ignore[arg-type]
-                             guard=LOCAL)
-
-
 def _header_lines(raw: bytes) -> list[bytes]:
     head, _, _ = raw.partition(b"\r\n\r\n")
     return head.split(b"\r\n")
@@ -58,14 +40,14 @@ class TestRefusedBeforeSending:
     @pytest.mark.parametrize("subject", INJECTED_SUBJECTS)
     def test_a_control_character_in_the_subject(self, sink, subject):
         with pytest.raises(DeliveryError) as caught:
-            _provider(sink.port).send(_message(subject=subject))
+            smtpserver.provider(sink.port).send(_message(subject=subject))
         assert not caught.value.retryable
         assert "Subject header contains the control character" in str(caught.value)
         assert sink.raw == []
 
     def test_a_list_of_recipients(self, sink):
         with pytest.raises(DeliveryError) as caught:
-            _provider(sink.port).send(_message(to="ada@example.com, eve@evil.test"))
+            smtpserver.provider(sink.port).send(_message(to="ada@example.com, eve@evil.test"))
         assert not caught.value.retryable
         assert "to must be exactly one email address" in str(caught.value)
         assert sink.envelopes == []
@@ -78,17 +60,17 @@ class TestRefusedBeforeSending:
     ])
     def test_a_recipient_that_is_not_one_address(self, sink, to):
         with pytest.raises(DeliveryError) as caught:
-            _provider(sink.port).send(_message(to=to))
+            smtpserver.provider(sink.port).send(_message(to=to))
         assert not caught.value.retryable
         assert "to" in str(caught.value)
         assert sink.envelopes == []
 
     def test_a_control_character_in_any_header(self, sink):
         with pytest.raises(DeliveryError, match="List-Unsubscribe header"):
-            _provider(sink.port).send(_message(headers={
+            smtpserver.provider(sink.port).send(_message(headers={
                 "List-Unsubscribe": "<https://relay.test/u>\r\nBcc: eve@evil.test"}))
         with pytest.raises(DeliveryError, match="Reply-To"):
-            _provider(sink.port).send(_message(headers={
+            smtpserver.provider(sink.port).send(_message(headers={
                 "Reply-To": "a@relay.test, eve@evil.test"}))
         assert sink.raw == []
 
@@ -100,7 +82,7 @@ class TestRefusedBeforeSending:
 
 class TestWhatArrives:
     def test_exactly_one_rcpt_to_and_only_our_headers(self, sink):
-        _provider(sink.port).send(_message(to="Ada Lovelace <ada@example.com>",
+        smtpserver.provider(sink.port).send(_message(to="Ada Lovelace <ada@example.com>",
                                            subject="Hi Ada: Bcc: eve@evil.test",
                                            headers={"Reply-To": "help@relay.test"}))
         [(mail_from, rcpt_tos)] = sink.envelopes
@@ -114,7 +96,7 @@ class TestWhatArrives:
 
     def test_the_envelope_ignores_recipient_headers(self, sink):
         # A Cc or Bcc among the extra headers never widens the envelope.
-        _provider(sink.port).send(_message(headers={"Cc": "eve@evil.test"}))
+        smtpserver.provider(sink.port).send(_message(headers={"Cc": "eve@evil.test"}))
         assert sink.envelopes == [("ops@relay.test", ["ada@example.com"])]
 
 
@@ -137,9 +119,9 @@ class TestEncodedWords:
     def test_an_encoded_line_break_is_refused_too(self, sink, subject):
         # The email library decodes encoded words and would write the CR LF out raw.
         with pytest.raises(DeliveryError, match="Subject header contains"):
-            _provider(sink.port).send(_message(subject=subject))
+            smtpserver.provider(sink.port).send(_message(subject=subject))
         assert sink.raw == []
 
     def test_an_encoded_word_without_one_is_sent(self, sink):
-        _provider(sink.port).send(_message(subject="=?utf-8?q?Caf=C3=A9?="))
+        smtpserver.provider(sink.port).send(_message(subject="=?utf-8?q?Caf=C3=A9?="))
         assert sink.messages[0]["Subject"] == "Café"

@@ -15,7 +15,6 @@ from relayflow.services import walk
 from relayflow.storage.db import session_scope
 from relayflow.storage.ids import new_id
 from relayflow.storage.models import DeliveryAttempt
-from tests.support import smtpserver
 from tests.support.flows import attempts_of, install, run_of, set_provider, start, steps_of
 
 GOOD = 6
@@ -34,16 +33,6 @@ def _flow(**send: object) -> dict:
             "nodes": {"send": node, "done": {"type": "END"}}}
 
 
-@pytest.fixture
-def sink(runtime, workspace):
-    server = smtpserver.start()
-    set_provider(runtime, workspace.id, "email", {
-        "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
-        "from": "ops@relay.test"})
-    yield server
-    server.close()
-
-
 def _batch(runtime, workspace, bad: dict) -> tuple[list[uuid.UUID], uuid.UUID]:
     good = []
     for n in range(GOOD):
@@ -57,16 +46,16 @@ def _batch(runtime, workspace, bad: dict) -> tuple[list[uuid.UUID], uuid.UUID]:
 
 class TestOneBadRunInABatch:
     @pytest.mark.parametrize(("bad", "named"), BAD_PAYLOADS)
-    def test_fails_its_own_step_and_the_rest_complete(self, runtime, workspace, sink, bad,
+    def test_fails_its_own_step_and_the_rest_complete(self, runtime, workspace, smtp_sink, bad,
                                                       named):
         install(runtime, workspace.id, _flow())
         good, bad_id = _batch(runtime, workspace, bad)
         claimed = walk.advance(runtime, worker="w", limit=64, lease_seconds=30)
         assert claimed == GOOD + 1  # one iteration, nothing raised
         assert [run_of(runtime, r).status for r in good] == ["COMPLETED"] * GOOD
-        assert sorted(rcpt for _, rcpts in sink.envelopes for rcpt in rcpts) == sorted(
+        assert sorted(rcpt for _, rcpts in smtp_sink.envelopes for rcpt in rcpts) == sorted(
             f"c{n}@example.com" for n in range(GOOD))
-        assert all(len(rcpts) == 1 for _, rcpts in sink.envelopes)
+        assert all(len(rcpts) == 1 for _, rcpts in smtp_sink.envelopes)
         [attempt] = attempts_of(runtime, bad_id)
         assert attempt.status == "FAILED"
         assert named in (attempt.error or "")
@@ -77,7 +66,7 @@ class TestOneBadRunInABatch:
         assert run_of(runtime, bad_id).status == "COMPLETED"  # on_failure: continue
         assert walk.advance(runtime, worker="w", limit=64, lease_seconds=30) == 0
 
-    def test_on_failure_fail_stops_the_run_with_the_reason(self, runtime, workspace, sink):
+    def test_on_failure_fail_stops_the_run_with_the_reason(self, runtime, workspace, smtp_sink):
         install(runtime, workspace.id, _flow(on_failure="fail"))
         good, bad_id = _batch(runtime, workspace, BAD_PAYLOADS[0][0])
         walk.advance(runtime, worker="w", limit=64, lease_seconds=30)
@@ -85,7 +74,7 @@ class TestOneBadRunInABatch:
         run = run_of(runtime, bad_id)
         assert run.status == "FAILED"
         assert "Subject header contains the control character" in (run.error or "")
-        assert len(sink.raw) == GOOD
+        assert len(smtp_sink.raw) == GOOD
 
 
 class TestSmsAndHttp:
@@ -132,7 +121,7 @@ class TestResendOfABadMessage:
         ({"subject": "Hi\r\nBcc: eve@evil.test"}, "Subject header"),
         ({"recipient": "ann@example.com, eve@evil.test"}, "to must be exactly one"),
     ])
-    def test_fails_at_once_and_never_stays_queued(self, runtime, workspace, sink, over,
+    def test_fails_at_once_and_never_stays_queued(self, runtime, workspace, smtp_sink, over,
                                                   named):
         original = _failed_attempt(runtime, workspace.id, **over)
         with session_scope(runtime.sessions) as session:
@@ -144,5 +133,5 @@ class TestResendOfABadMessage:
         copy = _get(runtime, copy_id)
         assert copy.status == "FAILED"
         assert named in (copy.error or "")
-        assert sink.raw == []
+        assert smtp_sink.raw == []
         assert resend_service.send_queued(runtime) == 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import TEST_SECRET_KEY
+from tests.support import wire
 from tests.support.processes import stop, wait_until
 
 
@@ -78,23 +79,10 @@ def _answers(served: Served) -> bool:
 
 def read_response(sock: socket.socket) -> tuple[int, bytes, bytes]:
     """Reads one response (Content-Length framed): status, raw head, body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before a full response head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
+    message = wire.read_message(sock)
+    if message is None:
+        raise ConnectionError("closed before a full response head")
+    head, body = message
     return int(head.split(b" ", 2)[1]), head, body
 
 

@@ -25,6 +25,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from tests.support import wire
+
 BLOCK = b"a" * 65536
 
 
@@ -164,25 +166,9 @@ class SlowTarget:
 def _read_request(conn: socket.socket) -> bytes:
     """The request head and its Content-Length body (the client is well-behaved)."""
     conn.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        body += chunk
+    message = wire.read_message(conn)
     conn.settimeout(None)
-    return head + b"\r\n\r\n" + body
+    return b"" if message is None else message[0] + b"\r\n\r\n" + message[1]
 
 
 def start(mode: str, **over: float | int) -> SlowTarget:

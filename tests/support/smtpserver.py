@@ -24,6 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from relayflow.delivery.config import parse
+from relayflow.delivery.egress import AllowList
+from relayflow.delivery.guarded_http import Guard
+from relayflow.delivery.smtp import SmtpEmailProvider
+
 
 @dataclass
 class SmtpSink:
@@ -118,3 +123,16 @@ def start(tmp_dir: Path | None = None, *, login: tuple[str, str] | None = None) 
     sink = SmtpSink(controller, port, ca_file, auth_attempts=attempts)
     handler.sink = sink
     return sink
+
+
+# Tests of the provider itself reach the sink on loopback, which the outbound guard
+# refuses unless allowed.
+LOCAL = Guard(allow=AllowList.parse("127.0.0.0/8,::1"))
+
+
+def provider(port: int, **over: object) -> SmtpEmailProvider:
+    """The real SMTP provider pointed at a sink on 127.0.0.1, plain text, no login."""
+    data = {"type": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
+            "from": "ops@relay.test", **over}
+    return SmtpEmailProvider(parse("email", data), password=None,  # type: ignore[arg-type]
+                             guard=LOCAL)

@@ -10,19 +10,8 @@ from sqlalchemy import select
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Contact
 from tests.services.test_delivery import _email_flow
-from tests.support import smtpserver
-from tests.support.flows import attempts_of, install, set_provider, start
+from tests.support.flows import attempts_of, install, start
 from tests.support.worker import drain
-
-
-@pytest.fixture
-def sink(runtime, workspace):
-    server = smtpserver.start()
-    set_provider(runtime, workspace.id, "email", {
-        "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
-        "from": "ops@relay.test"})
-    yield server
-    server.close()
 
 
 def _send(runtime, workspace, email: str) -> str:
@@ -35,19 +24,19 @@ def _send(runtime, workspace, email: str) -> str:
 
 
 class TestUnsubscribeLink:
-    def test_the_message_carries_the_link_and_rfc8058_headers(self, runtime, workspace, sink):
+    def test_the_message_carries_the_link_and_rfc8058_headers(self, runtime, workspace, smtp_sink):
         _send(runtime, workspace, "ann@example.com")
-        [received] = sink.messages
+        [received] = smtp_sink.messages
         header = received["List-Unsubscribe"]
         assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         link = header.strip("<>")
         assert "/u/" in link
         assert link in received.get_body(preferencelist=("plain",)).get_content()
 
-    def test_one_click_works_once_then_sends_are_suppressed(self, runtime, workspace, sink,
+    def test_one_click_works_once_then_sends_are_suppressed(self, runtime, workspace, smtp_sink,
                                                             anonymous_client):
         _send(runtime, workspace, "ann@example.com")
-        path = "/u/" + sink.messages[0]["List-Unsubscribe"].strip("<>").split("/u/", 1)[1]
+        path = "/u/" + smtp_sink.messages[0]["List-Unsubscribe"].strip("<>").split("/u/", 1)[1]
         page = anonymous_client.get(path)
         assert page.status_code == 200
         assert "<form method=\"post\">" in page.text
@@ -61,7 +50,7 @@ class TestUnsubscribeLink:
         run_id = _send(runtime, workspace, "ann@example.com")
         [attempt] = attempts_of(runtime, uuid.UUID(run_id))
         assert (attempt.status, attempt.suppressed_by) == ("SUPPRESSED", "unsubscribed")
-        assert len(sink.messages) == 1
+        assert len(smtp_sink.messages) == 1
 
     @pytest.mark.parametrize("mutate", [
         lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # signature changed
@@ -69,10 +58,10 @@ class TestUnsubscribeLink:
         lambda t: t.split(".")[0],  # signature removed
         lambda t: "garbage",
     ])
-    def test_a_tampered_link_is_refused(self, runtime, workspace, sink, anonymous_client,
+    def test_a_tampered_link_is_refused(self, runtime, workspace, smtp_sink, anonymous_client,
                                         mutate):
         _send(runtime, workspace, "bo@example.com")
-        token = sink.messages[0]["List-Unsubscribe"].strip("<>").split("/u/", 1)[1]
+        token = smtp_sink.messages[0]["List-Unsubscribe"].strip("<>").split("/u/", 1)[1]
         response = anonymous_client.post(f"/u/{mutate(token)}")
         assert response.status_code == 422
         assert "not valid" in response.text

@@ -18,7 +18,6 @@ from relayflow.services import resend as resend_service
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt
 from relayflow.storage.repositories import provider_config as provider_repo
-from tests.support import smtpserver
 from tests.support.flows import attempts_of, install, set_provider, start
 from tests.support.processes import start_worker, stop, wait_until
 from tests.support.worker import drain
@@ -74,26 +73,17 @@ def _recover(settings, runtime, copy_id: uuid.UUID) -> DeliveryAttempt:
 
 
 class TestSmtp:
-    @pytest.fixture
-    def sink(self, runtime, workspace):
-        server = smtpserver.start()
-        set_provider(runtime, workspace.id, "email", {
-            "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
-            "from": "ops@relay.test"})
-        yield server
-        server.close()
-
     def test_killed_after_sending_ends_failed_outcome_unknown(self, settings, runtime,
-                                                               workspace, sink):
+                                                               workspace, smtp_sink):
         copy_id = _sent_then_resent(runtime, workspace)
         _crash_while_sending(settings, runtime, copy_id)
-        assert len(sink.raw) == 2  # the original, and the resend before the crash
+        assert len(smtp_sink.raw) == 2  # the original, and the resend before the crash
         copy = _recover(settings, runtime, copy_id)
         assert copy.status == "FAILED"
         assert "outcome unknown" in (copy.error or "")
-        assert len(sink.raw) == 2  # never sent twice
+        assert len(smtp_sink.raw) == 2  # never sent twice
 
-    def test_a_resend_left_started_by_a_dead_worker(self, settings, runtime, workspace, sink):
+    def test_a_resend_left_started_by_a_dead_worker(self, settings, runtime, workspace, smtp_sink):
         # The state a crash leaves, whatever killed the worker: claimed, never recorded.
         copy_id = _sent_then_resent(runtime, workspace)
         with session_scope(runtime.sessions) as session:
@@ -103,7 +93,7 @@ class TestSmtp:
         copy = _recover(settings, runtime, copy_id)
         assert copy.status == "FAILED"
         assert "outcome unknown" in (copy.error or "")
-        assert len(sink.raw) == 1  # only the original
+        assert len(smtp_sink.raw) == 1  # only the original
 
 
 class TestHttp:
