@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from relayflow.errors import Unauthorized
 from relayflow.services import auth as auth_service
@@ -81,18 +81,36 @@ class TestLogin:
         assert _sign_in(runtime, "Ann@Example.com", "another password", "a") == ["gamma"]
         assert _sign_in(runtime, "ann@example.com", "nope nope", "a") == []
 
-    def test_a_hash_written_before_per_address_salts_still_signs_in_and_is_rewritten(
+    def test_hashes_written_with_a_salt_each_still_sign_in_and_come_to_share_one(
         self, runtime: Runtime
     ) -> None:
-        _add(runtime, "old@example.com", ["legacy"])
-        with session_scope(runtime.sessions) as session:
-            member = session.scalars(select(Member).where(Member.email == "old@example.com")
-                                     ).one()
-            member.password_hash = auth_service.password_hasher.hash(PASSWORD)  # random salt
+        _add(runtime, "old@example.com", ["legacy-a", "legacy-b"])
+        with session_scope(runtime.sessions) as session:  # as written before salts were shared
+            for member in session.scalars(select(Member).where(Member.email == "old@example.com")):
+                member.password_hash = auth_service.password_hasher.hash(PASSWORD)
+        assert len(set(_salts(runtime, "old@example.com"))) == 2
         assert _sign_in(runtime, "old@example.com", "wrong password", "a") == []
-        assert _sign_in(runtime, "old@example.com", PASSWORD, "a") == ["legacy"]
+        assert _sign_in(runtime, "old@example.com", PASSWORD, "a") == ["legacy-a", "legacy-b"]
+        assert len(set(_salts(runtime, "old@example.com"))) == 1
+        assert _sign_in(runtime, "old@example.com", PASSWORD, "a") == ["legacy-a", "legacy-b"]
+
+    def test_an_addresss_memberships_share_a_random_salt_no_one_can_compute_ahead(
+        self, runtime: Runtime
+    ) -> None:
+        _add(runtime, "ann@example.com", ["alpha", "beta"])
+        _add(runtime, "ann@example.com", ["gamma"], password="another password")
+        _add(runtime, "bob@example.com", ["delta"])
+        [ann] = set(_salts(runtime, "ann@example.com"))
+        [bob] = set(_salts(runtime, "bob@example.com"))
+        assert ann != bob
+        # Not derived from the address: the same address elsewhere gets another salt.
         with session_scope(runtime.sessions) as session:
-            stored = session.scalars(select(Member.password_hash)
-                                     .where(Member.email == "old@example.com")).one()
-        assert stored == auth_service.hash_password("old@example.com", PASSWORD)
-        assert _sign_in(runtime, "old@example.com", PASSWORD, "a") == ["legacy"]
+            session.execute(delete(Member).where(Member.email == "ann@example.com"))
+        _add(runtime, "ann@example.com", ["epsilon"])
+        assert set(_salts(runtime, "ann@example.com")) != {ann}
+
+
+def _salts(runtime: Runtime, email: str) -> list[str]:
+    with session_scope(runtime.sessions) as session:
+        hashes = session.scalars(select(Member.password_hash).where(Member.email == email))
+        return [h.split("$")[4] for h in hashes]

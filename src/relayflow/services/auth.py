@@ -3,6 +3,7 @@ and member passwords (argon2)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -152,7 +153,9 @@ def add_member(
     if workspace_repo.get_member(session, workspace_id, address) is not None:
         raise Conflict(f"{address} is already a member of this workspace")
     member = Member(workspace_id=workspace_id, email=address, role=role,
-                    password_hash=hash_password(address, password), created_at=now)
+                    password_hash=hash_password(
+                        password, like=workspace_repo.any_password_hash(session, address)),
+                    created_at=now)
     try:
         with session.begin_nested():
             workspace_repo.add_member(session, member)
@@ -171,7 +174,7 @@ def list_members(session: Session, *, workspace_id: uuid.UUID) -> list[Member]:
 def set_password(member: Member, password: str) -> None:
     if len(password) < 8:
         raise InvalidInput("password must be at least 8 characters")
-    member.password_hash = hash_password(member.email, password)
+    member.password_hash = hash_password(password, like=member.password_hash)
 
 
 def verify_password(member: Member, password: str) -> bool:
@@ -185,39 +188,50 @@ def verify_password(member: Member, password: str) -> bool:
 #
 # An address may be a member of many workspaces, each membership with its own password. To
 # open every one whose password matches without one Argon2 verify per membership (the time
-# of a failed sign-in would then tell how many workspaces an address belongs to), each
-# address has its own fixed salt: the same password gives the same hash string in every
-# workspace of that address, so a sign-in hashes once and compares strings. An unknown
-# address costs the same single hash. The salt only has to be unique per stored password
-# owner, which the address is; it is not secret (it is in the stored string anyway).
+# of a failed sign-in would then tell how many workspaces an address belongs to), the
+# memberships of one address share one salt: random, made with the address's first
+# membership and reused by every later one. The same password then gives the same hash
+# string in each, so a sign-in hashes once and compares strings. An unknown address costs
+# the same single hash. The salt is random, never derived from the address: nobody can
+# compute hashes for a known address before seeing the database.
 
 
 T = TypeVar("T")
+SALT_BYTES = 16
 
 
-def _address_salt(email: str) -> bytes:
-    return hashlib.sha256(b"relayflow member password\x00" + email.encode()).digest()[:16]
+def _salt(encoded: str) -> bytes | None:
+    # "$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>", base64 without padding.
+    parts = encoded.split("$")
+    if len(parts) != 6:
+        return None
+    try:
+        return base64.b64decode(parts[4] + "=" * (-len(parts[4]) % 4), validate=True)
+    except ValueError:
+        return None
 
 
-def hash_password(email: str, password: str) -> str:
-    """The stored hash of a member's password: Argon2id with the address's salt."""
-    return password_hasher.hash(password, salt=_address_salt(email))
+def hash_password(password: str, *, like: str | None = None) -> str:
+    """Argon2id. `like`, a stored hash of a membership of the same address, lends its salt
+    (so one hash at sign-in checks them all); without it the salt is fresh and random."""
+    salt = (_salt(like) if like else None) or secrets.token_bytes(SALT_BYTES)
+    return password_hasher.hash(password, salt=salt)
 
 
 def _parameters(encoded: str) -> str:
-    # "$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>": everything but the hash.
+    # Everything but the hash: the algorithm, its cost and the salt.
     return encoded.rsplit("$", 1)[0]
 
 
 def members_with_password(
-    members: list[tuple[Member, T]], *, email: str, password: str
+    members: list[tuple[Member, T]], *, password: str
 ) -> list[tuple[Member, T]]:
-    """The memberships of `email` whose password is `password`, for one Argon2 hash.
+    """The memberships (of one address) whose password is `password`, for one Argon2 hash.
 
-    A stored hash with other parameters or another salt (written before per-address salts,
-    or before a change of cost) is verified on its own, and rewritten when it matches, so it
+    A stored hash with another salt or cost (written before memberships shared a salt, or
+    before a change of cost) is verified on its own, and rewritten when it matches, so it
     costs extra only until its next successful sign-in."""
-    digest = hash_password(email, password)
+    digest = hash_password(password, like=members[0][0].password_hash if members else None)
     matched: list[tuple[Member, T]] = []
     for member, other in members:
         if _parameters(member.password_hash) == _parameters(digest):

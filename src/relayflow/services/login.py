@@ -94,7 +94,7 @@ def login(
     # One Argon2 hash whether the address is unknown or a member of many workspaces, so
     # the time of an answer says nothing about either (services/auth.py).
     candidates = session_repo.members_by_email(session, email)
-    matched = auth_service.members_with_password(candidates, email=email, password=password)
+    matched = auth_service.members_with_password(candidates, password=password)
     if not matched:
         for key, _ in keys:
             session_repo.add_failure(session, key, now)

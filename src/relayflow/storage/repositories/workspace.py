@@ -64,6 +64,12 @@ def get_member(session: Session, workspace_id: uuid.UUID, email: str) -> Member 
     )
 
 
+def any_password_hash(session: Session, email: str) -> str | None:
+    """The stored password hash of one membership of `email` (the oldest), in any workspace."""
+    return session.scalar(select(Member.password_hash).where(Member.email == email)
+                          .order_by(Member.created_at).limit(1))
+
+
 def list_members(session: Session, workspace_id: uuid.UUID) -> list[Member]:
     return list(session.scalars(select(Member).where(Member.workspace_id == workspace_id)
                                 .order_by(Member.created_at, Member.email)))
