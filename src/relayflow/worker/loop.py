@@ -78,6 +78,7 @@ class Worker:
         self._held: list[Lease] = []
         self._held_lock = threading.Lock()
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
+        self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self.outage = Outage()
 
     def wake(self) -> None:
@@ -102,12 +103,17 @@ class Worker:
     def cancel_once(self) -> int:
         """Cancel one batch of a deactivated workflow's runs, in its own short transaction
         (SQLite's write lock is held for one batch, then other work has its turn); returns
-        how many runs it canceled."""
+        how many runs it canceled. With nothing to cancel it looks again only after a poll
+        interval: on SQLite every transaction takes the write lock, even one that only reads."""
+        if time.monotonic() < self._next_sweep:
+            return 0
         with session_scope(self.runtime.sessions) as session:
             canceled = workflow_service.sweep(session, now=self.runtime.clock(),
                                               limit=self.runtime.cancel_batch_size)
         if canceled:
             self.stop_event.wait(CANCEL_PAUSE_SECONDS)
+        else:
+            self._next_sweep = time.monotonic() + self.settings.poll_seconds
         return canceled
 
     def schedule_once(self) -> int:
