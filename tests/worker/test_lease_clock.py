@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from relayflow.services import run as run_service
 from relayflow.services import walk
+from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Job
@@ -114,3 +115,22 @@ class TestCancel:
             job = session.get(Job, walker.run_id)
             assert job is not None
             assert job.cancel_requested
+
+    def test_a_deactivation_from_a_clock_ahead_leaves_a_held_run_to_its_worker(
+        self, runtime, workspace
+    ):
+        _due_runs(runtime, workspace.id, count=2)
+        [held] = walk.claim(runtime, worker="true", limit=1, lease_seconds=30)
+        ahead = _skewed(runtime, SKEW)
+
+        with session_scope(ahead.sessions) as session:
+            workflow_service.deactivate(session, workspace_id=workspace.id, key="leased",
+                                        actor="t", now=ahead.clock())
+
+        assert run_of(runtime, held.run_id).status != "CANCELED"
+        with session_scope(runtime.sessions) as session:
+            job = session.get(Job, held.run_id)
+            assert job is not None
+            assert job.cancel_requested
+            free = session.scalars(select(Job.run_id).where(Job.run_id != held.run_id)).all()
+        assert free == []  # the run no worker held was canceled at once, its job gone

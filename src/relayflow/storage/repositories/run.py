@@ -168,20 +168,6 @@ def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.U
     return {row.run.id: row for row in map(_to_row, session.execute(query))}
 
 
-def in_flight(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID) -> list[
-    uuid.UUID
-]:
-    return list(
-        session.scalars(
-            select(WorkflowRun.id).where(
-                WorkflowRun.workspace_id == workspace_id,
-                WorkflowRun.workflow_id == workflow_id,
-                WorkflowRun.status.in_(IN_FLIGHT),
-            )
-        )
-    )
-
-
 def count_children(session: Session, run_id: uuid.UUID) -> int:
     """Child runs a run has started (by TRIGGER_WORKFLOW); the parent_run_id index serves it."""
     query = select(func.count()).select_from(WorkflowRun).where(

@@ -23,6 +23,7 @@ from typing import TypeVar
 from sqlalchemy import Select, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from relayflow.storage import dialect
 from relayflow.storage.models import Job, RunStep, WorkflowRun
 from relayflow.storage.repositories.run import IN_FLIGHT
 
@@ -74,12 +75,13 @@ def cancel_batch(
     if not ids:
         return Batch(0, 0, 0, 0)
     with_job = set(session.scalars(select(Job.run_id).where(Job.run_id.in_(ids))))
-    locking = (select(Job.run_id, Job.lease_expires_at).where(Job.run_id.in_(ids))
-               .order_by(Job.run_id))
+    # Held: a lease live by the database's clock (no worker's clock decides, see job.py).
+    live = Job.lease_expires_at.is_not(None) & (Job.lease_expires_at > dialect.now(session))
+    locking = (select(Job.run_id, live).where(Job.run_id.in_(ids)).order_by(Job.run_id))
     if session.get_bind().dialect.name == "postgresql":
         locking = locking.with_for_update(skip_locked=True)
-    locked = {run_id: until for run_id, until in session.execute(locking)}
-    held = [run_id for run_id, until in locked.items() if until is not None and until > now]
+    locked = {run_id: bool(is_held) for run_id, is_held in session.execute(locking)}
+    held = [run_id for run_id, is_held in locked.items() if is_held]
     free = [i for i in ids if i not in with_job or (i in locked and i not in held)]
     canceled = finish(session, free, now)
     if held:
