@@ -240,7 +240,8 @@ def _providers(runtime: Runtime, workspace_id: uuid.UUID, *, sms_url: str,
     with session_scope(runtime.sessions) as session:
         provider_service.put(session, workspace_id=workspace_id, channel="sms", now=runtime.clock(),
                              data={"type": "http", "url": sms_url,
-                                   "auth_header_secret": "SMS_TOKEN", "message_id_path": None})
+                                   "auth_header_secret": "SMS_TOKEN", "message_id_path": None},
+                             network_allow=runtime.network_allow)
         provider_service.put(session, workspace_id=workspace_id, channel="email",
                              now=runtime.clock(), data=email, network_allow=runtime.network_allow)
 

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from relayflow.delivery import config as provider_config
-from relayflow.delivery import smtp
+from relayflow.delivery import egress, smtp
 from relayflow.delivery.base import DeliveryError
 from relayflow.delivery.egress import AllowList
-from relayflow.delivery.guarded_http import Guard
+from relayflow.delivery.guarded_http import Guard, system_resolve
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import network as network_service
 from relayflow.services import secret as secret_service
@@ -74,10 +74,12 @@ def put(
         parsed = provider_config.parse(channel, data)
     except provider_config.ConfigError as exc:
         raise InvalidProvider(list(exc.problems)) from exc
-    if isinstance(parsed, provider_config.SmtpConfig):
+    if isinstance(parsed, provider_config.SmtpConfig | provider_config.HttpConfig):
         allow = network_service.allow_list(session, workspace_id=workspace_id,
                                            instance=network_allow or AllowList())
-        refused = _host_refused(parsed, allow)
+        refused = (_host_refused(parsed, allow)
+                   if isinstance(parsed, provider_config.SmtpConfig)
+                   else _url_refused(parsed, allow))
         if refused is not None:
             raise InvalidProvider([refused])
     known = secret_service.names(session, workspace_id)
@@ -106,6 +108,24 @@ def _host_refused(config: provider_config.SmtpConfig, allow: AllowList) -> str |
         smtp.vetted_addresses(config.host, config.port, Guard(allow=allow))
     except DeliveryError as exc:
         return None if exc.retryable else f"host: {exc}"
+    return None
+
+
+def _url_refused(config: provider_config.HttpConfig, allow: AllowList) -> str | None:
+    """Why the egress policy refuses the HTTP provider's URL, or None; a name that does not
+    resolve now is accepted, as for SMTP hosts (every send checks again)."""
+    try:
+        target = egress.parse_target(config.url)
+        if isinstance(target.host, str):
+            try:
+                addresses = list(system_resolve(target.host, target.port))
+            except Exception:  # the resolver's own error type (httpx.ConnectError)
+                return None
+        else:
+            addresses = [target.host]
+        egress.check(target, addresses, allow)
+    except egress.Refused as exc:
+        return f"url: {exc}"
     return None
 
 
