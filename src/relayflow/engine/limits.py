@@ -23,11 +23,15 @@ run does, and it must be read deep inside rendering, where no context reaches. S
 read through the module-level `clock`, which tests replace. It is the CPU time of the
 rendering thread (time.thread_time), not wall time: a busy machine that leaves the worker
 waiting for a core must not fail a run whose template is cheap, and only the template's
-own work can exhaust its budget.
+own work can exhaust its budget. A garbage collection is not the template's work either,
+though it runs in whichever thread allocated last and a full one over a large heap can
+take longer than a whole budget: the time of every collection that runs during a render is
+given back to that render (`_collected`, registered in `gc.callbacks`).
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -62,11 +66,12 @@ class TemplateTooLarge(TemplateLimitExceeded):
 
 
 class _Budget:
-    __slots__ = ("deadline", "field")
+    __slots__ = ("collecting_since", "deadline", "field")
 
     def __init__(self, field: str | None, deadline: float) -> None:
         self.field = field
         self.deadline = deadline
+        self.collecting_since: float | None = None
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("relayflow_template_budget", default=None)
@@ -94,6 +99,24 @@ def unmetered() -> Iterator[None]:
     finally:
         if current is not None:
             current.deadline += clock() - started
+
+
+def _collected(phase: str, _info: dict[str, int]) -> None:
+    """gc.callbacks hook: a collection's time is not charged to the render it interrupts.
+    Called in the collecting thread, so the budget found is that thread's own render. It
+    reads the real thread CPU clock, not `clock`: a collection's cost is real whatever clock
+    a test injects, and reading an injected clock here would use up the reads it scripts."""
+    current = _budget.get()
+    if current is None:
+        return
+    if phase == "start":
+        current.collecting_since = time.thread_time()
+    elif current.collecting_since is not None:
+        current.deadline += time.thread_time() - current.collecting_since
+        current.collecting_since = None
+
+
+gc.callbacks.append(_collected)
 
 
 def where(message: str) -> str:
