@@ -548,7 +548,8 @@ def _over_caps(runtime: Runtime, session: Session, walker: RunWalker) -> str | N
         return (f"not started: this run is {depth} upstream triggers deep, and runs may "
                 f"chain at most {runtime.max_trigger_depth} deep "
                 "(RELAYFLOW_MAX_TRIGGER_DEPTH); does a workflow trigger itself?")
-    started = run_repo.count_children(session, walker.run.id) + len(walker.writes.children)
+    started = (run_repo.count_children(session, walker.run.workspace_id, walker.run.id)
+               + len(walker.writes.children))
     if started >= runtime.max_child_runs:
         return (f"not started: this run already started {started} child runs, the most one "
                 f"run may start (RELAYFLOW_MAX_CHILD_RUNS = {runtime.max_child_runs})")

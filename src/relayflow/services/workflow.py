@@ -160,7 +160,7 @@ def deactivate(
     workflow.updated_at = now
     workflow.cancel_before = now
     workflow.cancel_total = run_cancel_repo.count_open(session, workspace_id, workflow.id, now)
-    canceled = _cancel_batch(session, workflow, now=now, limit=batch_size).canceled
+    canceled = _cancel_batch(session, workflow, now=now, limit=batch_size)
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                             action="workflow.deactivate", target_type="workflow",
                             target_id=key, now=now,
@@ -168,26 +168,18 @@ def deactivate(
     return workflow, canceled
 
 
-@dataclass(frozen=True, slots=True)
-class Canceled:
-    """One batch of a background cancel (see run_cancel.Batch); `canceled` counts the runs
-    flagged for their worker too, as an operator cancel does."""
-
-    selected: int
-    canceled: int
-
-
-def _cancel_batch(session: Session, workflow: Workflow, *, now: datetime,
-                  limit: int) -> Canceled:
+def _cancel_batch(session: Session, workflow: Workflow, *, now: datetime, limit: int) -> int:
+    """Cancel one batch (see run_cancel.Batch); the count includes the runs flagged for
+    their worker, as an operator cancel counts them."""
     before = workflow.cancel_before
     if before is None:
-        return Canceled(0, 0)
+        return 0
     batch = run_cancel_repo.cancel_batch(session, workspace_id=workflow.workspace_id,
                                          workflow_id=workflow.id, before=before, now=now,
                                          limit=limit)
     if batch.selected < limit and batch.skipped == 0:  # this batch took the last of them
         workflow.cancel_before = None
-    return Canceled(batch.selected, batch.canceled + batch.flagged)
+    return batch.canceled + batch.flagged
 
 
 def sweep(session: Session, *, now: datetime, limit: int) -> int:
@@ -196,11 +188,11 @@ def sweep(session: Session, *, now: datetime, limit: int) -> int:
     workflow = workflow_repo.next_to_sweep(session)
     if workflow is None:
         return 0
-    done = _cancel_batch(session, workflow, now=now, limit=limit)
+    canceled = _cancel_batch(session, workflow, now=now, limit=limit)
     if workflow.cancel_before is None:
         log.info("canceled the runs of deactivated workflow %s", workflow.key,
                  extra={"workflow_id": str(workflow.id)})
-    return done.canceled
+    return canceled
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,6 @@ class JobState:
     token: int
     owner: str | None
     cancel_requested: bool
-    lease_expires_at: datetime | None
 
 
 def claim(
@@ -78,13 +77,12 @@ def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobS
     if not run_ids:
         return {}
     query = select(
-        Job.run_id, Job.lease_token, Job.lease_owner, Job.cancel_requested, Job.lease_expires_at
+        Job.run_id, Job.lease_token, Job.lease_owner, Job.cancel_requested
     ).where(Job.run_id.in_(run_ids)).order_by(Job.run_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return {
-        row.run_id: JobState(row.lease_token, row.lease_owner, row.cancel_requested,
-                             row.lease_expires_at)
+        row.run_id: JobState(row.lease_token, row.lease_owner, row.cancel_requested)
         for row in session.execute(query)
     }
 

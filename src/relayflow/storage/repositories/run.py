@@ -168,10 +168,10 @@ def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.U
     return {row.run.id: row for row in map(_to_row, session.execute(query))}
 
 
-def count_children(session: Session, run_id: uuid.UUID) -> int:
+def count_children(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> int:
     """Child runs a run has started (by TRIGGER_WORKFLOW); the parent_run_id index serves it."""
     query = select(func.count()).select_from(WorkflowRun).where(
-        WorkflowRun.parent_run_id == run_id)
+        WorkflowRun.workspace_id == workspace_id, WorkflowRun.parent_run_id == run_id)
     return int(session.scalar(query) or 0)
 
 

@@ -137,10 +137,6 @@ class WorkflowSaved(WorkflowRead):
     new_version: bool
 
 
-class WorkflowDeactivated(WorkflowRead):
-    canceled_runs: int
-
-
 class WorkflowVersionRead(BaseModel):
     number: int
     created_at: datetime
