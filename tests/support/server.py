@@ -58,7 +58,8 @@ def serve(database_url: str, tmp_path: Path, **env: str) -> Iterator[Served]:
         process = subprocess.Popen(
             [sys.executable, "-m", "relayflow", "serve", "--host", "127.0.0.1",
              "--port", str(port)],
-            env=environment, stdout=subprocess.DEVNULL, stderr=sink,
+            # uvicorn writes its access log to stdout: kept, so tests can read it too.
+            env=environment, stdout=sink, stderr=subprocess.STDOUT,
         )
     served = Served(port=port, process=process, stderr_path=stderr_path)
     try:

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relayflow.errors import PayloadTooLarge, RelayflowError, RequestTimeout
 from relayflow.web.errors import error_response
+from relayflow.web.security import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class BodyLimitMiddleware:
         except TimeoutError:
             received = sum(len(m.get("body", b"")) for m in buffered)
             log.info("request body not complete after %ss: %s %s (%d bytes received)",
-                     _seconds(self.timeout), scope["method"], scope["path"], received)
+                     _seconds(self.timeout), scope["method"], loggable_path(scope["path"]),
+                     received)
             await _refuse(RequestTimeout(f"The request body did not arrive within "
                                          f"{_seconds(self.timeout)} s."), scope, receive, send)
             return
@@ -62,7 +64,7 @@ class BodyLimitMiddleware:
             received = sum(len(m.get("body", b"")) for m in buffered)
             of = f" of {declared}" if declared is not None else ""
             log.info("client went away before sending the whole body: %s %s (%d%s bytes)",
-                     scope["method"], scope["path"], received, of)
+                     scope["method"], loggable_path(scope["path"]), received, of)
             return
 
         async def replay() -> Message:

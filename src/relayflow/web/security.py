@@ -10,6 +10,9 @@ framed by other sites (clickjacking), and API responses are left as they are.
 
 from __future__ import annotations
 
+import logging
+import re
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,3 +45,24 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# Paths whose next segment is a credential: a webhook's token, a signed unsubscribe link.
+_TOKEN_PATH = re.compile(r"^(/hooks/|/u/)[^/?]+")
+
+
+def loggable_path(path: str) -> str:
+    """`path` as a log line may show it: the token of /hooks/{token} and /u/{token} is a
+    credential (anyone holding it can trigger the workflow or unsubscribe the contact), so
+    it is replaced by an ellipsis; the route stays readable."""
+    return _TOKEN_PATH.sub(r"\1…", path)
+
+
+class AccessLogTokens(logging.Filter):
+    """Takes the tokens out of uvicorn's access log lines (see loggable_path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], loggable_path(args[2]), *args[3:])
+        return True

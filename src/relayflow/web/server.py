@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from relayflow.config import Settings
 from relayflow.errors import HeadersTooLarge, RelayflowError, RequestTimeout
 from relayflow.web.errors import error_body
+from relayflow.web.security import AccessLogTokens
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def protocol_for(settings: Settings) -> type[IntakeProtocol]:
 
 def run(application: Any, settings: Settings) -> None:
     """Serves `application` until SIGINT or SIGTERM."""
+    logging.getLogger("uvicorn.access").addFilter(AccessLogTokens())
     uvicorn.run(
         application, host=settings.host, port=settings.port, log_level="info",
         http=protocol_for(settings),
