@@ -214,7 +214,9 @@ def _read(response: httpx.Response, max_body: int) -> tuple[bytes, bool]:
     return bytes(body), False
 
 
-def _addresses(target: Target, guard: Guard) -> Sequence[IPAddress]:
+def resolve_target(target: Target, guard: Guard) -> Sequence[IPAddress]:
+    """The addresses a target stands for: its literal address, or what its name resolves to
+    (httpx.ConnectError when it resolves to nothing); not yet checked against the policy."""
     if not isinstance(target.host, str):
         return [target.host]
     addresses = guard.resolve(target.host, target.port)
@@ -280,7 +282,7 @@ def request(method: str, url: str, *, guard: Guard, timeout: float,
     while True:
         try:
             target = egress.parse_target(url)
-            addresses = _addresses(target, guard)
+            addresses = resolve_target(target, guard)
             egress.check(target, addresses, guard.allow)
         except Refused as exc:
             if first is None:

@@ -30,7 +30,7 @@ from relayflow.delivery import egress, envelope
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import SmtpConfig
 from relayflow.delivery.egress import IPAddress, Refused, Target
-from relayflow.delivery.guarded_http import Guard
+from relayflow.delivery.guarded_http import Guard, resolve_target
 
 DEFAULT_DEADLINE = 30.0
 UNKNOWN = ("delivery outcome unknown: {why} after the message data began, so the SMTP "
@@ -148,16 +148,10 @@ def vetted_addresses(host: str, port: int, guard: Guard) -> list[IPAddress]:
         raise DeliveryError(f"refused: SMTP host {host!r}: {exc}", retryable=False) from exc
     target = Target(scheme="smtp", host=parsed, port=port, userinfo="", path="",
                     written_host=host)
-    if isinstance(parsed, str):
-        try:
-            addresses = list(guard.resolve(parsed, port))
-        except Exception as exc:  # the resolver's own error type (httpx.ConnectError)
-            raise DeliveryError(f"SMTP server unreachable: {exc}", retryable=True) from exc
-        if not addresses:
-            raise DeliveryError(f"SMTP server unreachable: {host} resolves to no address",
-                                retryable=True)
-    else:
-        addresses = [parsed]
+    try:
+        addresses = list(resolve_target(target, guard))
+    except Exception as exc:  # the resolver's own error type (httpx.ConnectError)
+        raise DeliveryError(f"SMTP server unreachable: {exc}", retryable=True) from exc
     try:
         egress.check(target, addresses, guard.allow)
     except Refused as exc:

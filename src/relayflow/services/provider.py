@@ -15,7 +15,7 @@ from relayflow.delivery import config as provider_config
 from relayflow.delivery import egress, smtp
 from relayflow.delivery.base import DeliveryError
 from relayflow.delivery.egress import AllowList
-from relayflow.delivery.guarded_http import Guard, system_resolve
+from relayflow.delivery.guarded_http import Guard, resolve_target
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import network as network_service
 from relayflow.services import secret as secret_service
@@ -116,13 +116,10 @@ def _url_refused(config: provider_config.HttpConfig, allow: AllowList) -> str | 
     resolve now is accepted, as for SMTP hosts (every send checks again)."""
     try:
         target = egress.parse_target(config.url)
-        if isinstance(target.host, str):
-            try:
-                addresses = list(system_resolve(target.host, target.port))
-            except Exception:  # the resolver's own error type (httpx.ConnectError)
-                return None
-        else:
-            addresses = [target.host]
+        try:
+            addresses = resolve_target(target, Guard(allow=allow))
+        except Exception:  # the resolver's own error type (httpx.ConnectError)
+            return None
         egress.check(target, addresses, allow)
     except egress.Refused as exc:
         return f"url: {exc}"
