@@ -8,8 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
 from relayflow.config import Settings
+from relayflow.storage.db import make_engine
+from relayflow.storage.models import WorkerBeat
 from tests.conftest import TEST_SECRET_KEY
+
+READY_TIMEOUT_SECONDS = 30.0
 
 
 def start_worker(settings: Settings, *, fault: str | None = None,
@@ -31,8 +38,31 @@ def start_worker(settings: Settings, *, fault: str | None = None,
     env.pop("RELAYFLOW_FAULT", None)
     if fault:
         env["RELAYFLOW_FAULT"] = fault
-    return subprocess.Popen([sys.executable, "-m", "relayflow", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "relayflow", "worker"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_ready(settings.database_url, process)
+    return process
+
+
+def _wait_ready(database_url: str, process: subprocess.Popen[bytes]) -> None:
+    """Return once the worker has announced itself in the database (its first beat comes
+    right before its first poll), so that several workers started in a row all race for
+    what is enqueued next. Gives up quietly if the worker exits or the database is away
+    (a fault test may start one during an outage)."""
+    engine = make_engine(database_url)
+    pattern = f"%:{process.pid}:%"
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            with engine.connect() as connection:
+                if connection.scalar(select(WorkerBeat.name).where(
+                        WorkerBeat.name.like(pattern))) is not None:
+                    return
+            time.sleep(0.02)
+    except OperationalError:
+        return
+    finally:
+        engine.dispose()
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -40,7 +70,7 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> N
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 

@@ -284,6 +284,17 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class WorkerBeat(Base):
+    """A worker process that is running: written when it starts and on every heartbeat
+    (timed by the database's clock, like leases), removed when it stops cleanly. A worker
+    that was killed leaves its row behind until its beat is old enough to be forgotten."""
+
+    __tablename__ = "worker_beats"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+
+
 class WebSession(Base):
     """A browser login. The cookie carries a random token; only its SHA-256 is stored, so a
     leaked table opens no session. One login covers every workspace the email is a member

@@ -22,12 +22,12 @@ from relayflow.faults import crash_point
 from relayflow.services import resend as resend_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import walk
+from relayflow.services import workers as workers_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
+from relayflow.services.workers import Lease
 from relayflow.storage.db import is_conflict, is_unavailable, session_scope
 from relayflow.storage.notify import Listener
-from relayflow.storage.repositories import job as job_repo
-from relayflow.storage.repositories.job import Lease
 
 log = logging.getLogger(__name__)
 # After each batch of a background cancel, the worker leaves the database alone this long:
@@ -137,21 +137,23 @@ class Worker:
 
     def _heartbeat(self) -> None:
         while not self.stop_event.wait(self.settings.heartbeat_seconds):
-            with self._held_lock:
-                held = list(self._held)
-            if not held:
-                continue
-            try:
-                with session_scope(self.runtime.sessions) as session:
-                    job_repo.renew(session, worker=self.name, leases=held,
-                                   lease_seconds=self.settings.lease_seconds)
-            except Exception as exc:  # a missed heartbeat is retried; the fence keeps us safe
-                self._report(exc, "lease heartbeat", doing="renewing leases")
-            else:
-                self.outage.end()
+            self._beat()
+
+    def _beat(self) -> None:
+        """Tell the database this worker is alive and extend the leases it holds."""
+        with self._held_lock:
+            held = list(self._held)
+        try:
+            workers_service.beat(self.runtime, name=self.name, leases=held,
+                                 lease_seconds=self.settings.lease_seconds)
+        except Exception as exc:  # a missed heartbeat is retried; the fence keeps us safe
+            self._report(exc, "lease heartbeat", doing="renewing leases")
+        else:
+            self.outage.end()
 
     def run_forever(self) -> None:
         log.info("worker %s started", self.name)
+        self._beat()
         beat = threading.Thread(target=self._heartbeat, name="relayflow-heartbeat", daemon=True)
         beat.start()
         bind = self.runtime.sessions.kw.get("bind")
@@ -179,6 +181,10 @@ class Worker:
                 self.wake_event.clear()
         if listener is not None:
             listener.close()
+        try:
+            workers_service.forget(self.runtime, name=self.name)
+        except Exception as exc:  # its beat ages out instead
+            self._report(exc, "worker sign-off", doing="stopping")
         log.info("worker %s stopped", self.name)
 
     def _pause_after(self, exc: Exception, failures: int) -> float:
