@@ -20,7 +20,12 @@ READY_TIMEOUT_SECONDS = 30.0
 
 
 def start_worker(settings: Settings, *, fault: str | None = None,
-                 lease_seconds: float = 2.0) -> subprocess.Popen[bytes]:
+                 lease_seconds: float = 2.0, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    """A `relayflow worker` process on the test's database, returned once it is ready.
+
+    `concurrency` 1 (the default) walks one run at a time: the fault scenarios count on
+    runs still being pending while they start and kill workers, which a worker with many
+    runs in flight would have finished. Tests of concurrent effects ask for more."""
     env = {
         **os.environ,
         "RELAYFLOW_DATABASE_URL": settings.database_url,
@@ -29,6 +34,7 @@ def start_worker(settings: Settings, *, fault: str | None = None,
         "RELAYFLOW_HEARTBEAT_SECONDS": str(lease_seconds / 4),
         "RELAYFLOW_POLL_SECONDS": "0.05",
         "RELAYFLOW_BATCH_SIZE": "8",
+        "RELAYFLOW_WORKER_CONCURRENCY": str(concurrency),
         "RELAYFLOW_LOG_LEVEL": "WARNING",
     }
     # The worker may reach what the tests' settings allow (local test servers).

@@ -19,6 +19,7 @@ costs at most that much memory.
 from __future__ import annotations
 
 import codecs
+import functools
 import ipaddress
 import json as jsonlib
 import logging
@@ -174,13 +175,19 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every call of the process: building one loads the CA bundle
+    (tens of milliseconds), and a context is safe to share between threads."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def _transport(deadline: float) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(trust_env=False)
+    transport = httpx.HTTPTransport(verify=_ssl_context(), trust_env=False)
     # httpx has no way to hand httpcore a network backend, the one place every connect,
     # handshake, read and write passes through: the pool is built again with ours.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        network_backend=_DeadlineBackend(deadline))
+        ssl_context=_ssl_context(), network_backend=_DeadlineBackend(deadline))
     return transport
 
 

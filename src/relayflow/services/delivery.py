@@ -16,7 +16,7 @@ Guarantees (see docs/delivery.md):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from relayflow.engine.stepper import redact as engine_redact
 from relayflow.services import network as network_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
+from relayflow.storage.repositories import frequency as frequency_repo
 from relayflow.storage.repositories import provider_config as provider_repo
 
 SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained")
@@ -64,6 +65,47 @@ def read_context(runtime: Runtime, *, workspace_id: uuid.UUID, contact_id: uuid.
     reason = suppressed.get(channel)
     return SendContext(config, str(reason) if reason else None, allow,
                        runtime.provider_timeout_seconds)
+
+
+@dataclass(slots=True)
+class Reads:
+    """What a batch's messages read before they go, once for the whole batch: each
+    (workspace, channel)'s provider configuration, the contacts' suppressions, the
+    workspaces' allow-lists and frequency caps. Read in one transaction just before the
+    batch's sends, so a change made meanwhile counts from the next batch on."""
+
+    configs: dict[tuple[uuid.UUID, str], dict[str, Any] | None]
+    suppressed: dict[uuid.UUID, dict[str, Any]]
+    allow: dict[uuid.UUID, AllowList]
+    caps: dict[uuid.UUID, dict[str, int]]
+    deadline: float
+
+    def context(self, *, workspace_id: uuid.UUID, contact_id: uuid.UUID | None,
+                channel: str) -> SendContext:
+        config = self.configs.get((workspace_id, channel))
+        reason = self.suppressed.get(contact_id, {}).get(channel) if contact_id else None
+        allow = (self.allow.get(workspace_id, AllowList())
+                 if (config or {}).get("type") in ("http", "smtp") else AllowList())
+        return SendContext(config, str(reason) if reason else None, allow, self.deadline)
+
+
+def read_many(runtime: Runtime, *, messages: Iterable[tuple[uuid.UUID, uuid.UUID | None, str]],
+              workspaces: Iterable[uuid.UUID] = ()) -> Reads:
+    """`Reads` for these (workspace, contact, channel) messages, and the allow-lists of
+    `workspaces` too (for their INTEGRATION calls), in one transaction."""
+    wanted = list(messages)
+    spaces = {workspace_id for workspace_id, _, _ in wanted} | set(workspaces)
+    with session_scope(runtime.sessions) as session:
+        configs = {(ws, channel): provider_repo.config(session, ws, channel)
+                   for ws, channel in {(ws, channel) for ws, _, channel in wanted}}
+        suppressed = provider_repo.suppressed_many(
+            session, (contact for _, contact, _ in wanted if contact is not None))
+        allow = {ws: network_service.allow_list(session, workspace_id=ws,
+                                                instance=runtime.network_allow)
+                 for ws in spaces}
+        caps = {ws: frequency_repo.caps(session, ws)
+                for ws in {workspace_id for workspace_id, _, _ in wanted}}
+    return Reads(configs, suppressed, allow, caps, runtime.provider_timeout_seconds)
 
 
 def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:

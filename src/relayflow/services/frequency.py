@@ -83,8 +83,7 @@ def validated(caps: Any) -> dict[str, int]:
 
 def show(session: Session, *, workspace_id: uuid.UUID) -> dict[str, int]:
     """The workspace's caps by channel (empty until set: nothing is capped)."""
-    row = frequency_repo.get_or_none(session, workspace_id)
-    return {str(k): int(v) for k, v in (row.caps if row is not None else {}).items()}
+    return frequency_repo.caps(session, workspace_id)
 
 
 def put(session: Session, *, workspace_id: uuid.UUID, caps: Any, now: datetime,

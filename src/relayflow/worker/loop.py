@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from relayflow.config import Settings
 from relayflow.faults import crash_point
@@ -80,6 +81,9 @@ class Worker:
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self.outage = Outage()
+        # The batch's effects run here side by side (see services/effects.py).
+        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.worker_concurrency),
+                                       thread_name_prefix="relayflow-effect")
 
     def wake(self) -> None:
         """Ask for an immediate poll (a run was just enqueued in this process)."""
@@ -93,9 +97,10 @@ class Worker:
     def run_once(self) -> int:
         try:
             return walk.advance(
-                self.runtime, worker=self.name, limit=self.settings.batch_size,
+                self.runtime, worker=self.name,
+                limit=max(1, min(self.settings.batch_size, self.settings.worker_concurrency)),
                 lease_seconds=self.settings.lease_seconds, on_claim=self._on_claim,
-            )
+                pool=self.pool)
         finally:
             with self._held_lock:
                 self._held = []
@@ -185,6 +190,7 @@ class Worker:
             workers_service.forget(self.runtime, name=self.name)
         except Exception as exc:  # its beat ages out instead
             self._report(exc, "worker sign-off", doing="stopping")
+        self.pool.shutdown(wait=True)
         log.info("worker %s stopped", self.name)
 
     def _pause_after(self, exc: Exception, failures: int) -> float:

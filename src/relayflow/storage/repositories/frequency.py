@@ -17,6 +17,12 @@ def get_or_none(session: Session, workspace_id: uuid.UUID) -> FrequencyCap | Non
     return session.scalar(select(FrequencyCap).where(FrequencyCap.workspace_id == workspace_id))
 
 
+def caps(session: Session, workspace_id: uuid.UUID) -> dict[str, int]:
+    """The workspace's caps by channel (empty: nothing is capped)."""
+    row = get_or_none(session, workspace_id)
+    return {str(k): int(v) for k, v in (row.caps if row is not None else {}).items()}
+
+
 def add(session: Session, setting: FrequencyCap) -> None:
     session.add(setting)
     session.flush()

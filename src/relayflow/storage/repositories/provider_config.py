@@ -4,6 +4,7 @@ and the contact's suppression state, both current as of the send."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,29 @@ def suppressed(session: Session, contact_id: uuid.UUID | None) -> dict[str, Any]
     if contact_id is None:
         return {}
     return session.scalar(select(Contact.suppressed).where(Contact.id == contact_id)) or {}
+
+
+def types_of(session: Session,
+             workspace_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, str], str]:
+    """The provider type configured for each (workspace, channel) of these workspaces;
+    a channel left out sends through the outbox."""
+    ids = list(set(workspace_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(Provider.workspace_id, Provider.channel, Provider.config)
+                           .where(Provider.workspace_id.in_(ids)))
+    return {(ws, channel): str((config or {}).get("type", "outbox"))
+            for ws, channel, config in rows}
+
+
+def suppressed_many(session: Session,
+                    contact_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """`suppressed` of many contacts in one query (contacts with none are left out)."""
+    ids = list(set(contact_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(Contact.id, Contact.suppressed).where(Contact.id.in_(ids)))
+    return {contact_id: value for contact_id, value in rows if value}
 
 
 def attempt_for_event(session: Session, workspace_id: uuid.UUID, channel: str, *,

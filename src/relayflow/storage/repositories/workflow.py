@@ -44,6 +44,13 @@ def add_version(session: Session, version: WorkflowVersion) -> WorkflowVersion:
     return version
 
 
+def get_many(session: Session, workflow_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Workflow]:
+    ids = list(set(workflow_ids))
+    if not ids:
+        return {}
+    return {w.id: w for w in session.scalars(select(Workflow).where(Workflow.id.in_(ids)))}
+
+
 def get_version(session: Session, version_id: uuid.UUID) -> WorkflowVersion | None:
     return session.get(WorkflowVersion, version_id)
 
