@@ -90,3 +90,35 @@ class TestStartTlsAndAuth:
             assert sink.messages == []
         finally:
             sink.close()
+
+
+class TestConnectionReuse:
+    def test_messages_share_one_connection_and_each_names_only_its_recipient(self, sink):
+        provider = smtpserver.provider(sink.port)
+        for n in range(5):
+            provider.send(_message(attempt_id=f"reuse-{n}", to=f"r{n}@example.com"))
+        assert len(set(sink.peers)) == 1
+        assert [rcpts for _, rcpts in sink.envelopes] == [[f"r{n}@example.com"]
+                                                          for n in range(5)]
+        assert len(set(sink.message_ids())) == 5
+
+    def test_a_refused_message_drops_its_connection(self, sink):
+        provider = smtpserver.provider(sink.port)
+        provider.send(_message(attempt_id="before"))
+        sink.script.append("550 5.1.1 No such user")
+        with pytest.raises(DeliveryError):
+            provider.send(_message(attempt_id="refused"))
+        provider.send(_message(attempt_id="after"))
+        assert sink.message_ids() == ["<before@relay.test>", "<after@relay.test>"]
+        assert len(set(sink.peers)) == 2
+
+    def test_another_login_or_server_never_shares_a_connection(self, sink):
+        smtpserver.provider(sink.port).send(_message(attempt_id="one"))
+        smtpserver.provider(sink.port, timeout=7).send(_message(attempt_id="two"))
+        other = smtpserver.start()
+        try:
+            smtpserver.provider(other.port).send(_message(attempt_id="three"))
+        finally:
+            other.close()
+        assert len(set(sink.peers)) == 2
+        assert len(other.messages) == 1

@@ -42,6 +42,8 @@ class SmtpSink:
     script: list[str] = field(default_factory=list)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The client's (address, port) of each accepted message: one per connection it came on.
+    peers: list[tuple[str, int]] = field(default_factory=list)
 
     def message_ids(self) -> list[str]:
         return [str(m["Message-ID"]) for m in self.messages]
@@ -61,6 +63,7 @@ class _Handler:
             reply = sink.script.pop(0) if sink.script else "250 2.0.0 OK"
             if reply.startswith("250"):
                 sink.raw.append(envelope.content)
+                sink.peers.append(tuple(session.peer[:2]))
                 sink.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
                 sink.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return reply

@@ -12,14 +12,23 @@ Three rules keep one message or one server from doing harm:
 - one overall deadline bounds the whole call (connect, TLS, every command), so a server
   that answers a byte a second cannot hold a worker. Past the start of DATA the server
   may have the message: a failure there is "outcome unknown", never retried.
+
+Connections are kept open and reused (`_Connections`): one event loop per process runs
+every SMTP conversation; a connection goes back to the pool after a message was accepted,
+is reset (RSET) before the next one, is dropped after any error, and is closed after
+IDLE_SECONDS without use. Its key holds everything it was opened with (server, TLS,
+login, the egress policy), so a changed configuration opens new connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Coroutine, Hashable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -33,6 +42,7 @@ from relayflow.delivery.egress import IPAddress, Refused, Target
 from relayflow.delivery.guarded_http import Guard, resolve_target
 
 DEFAULT_DEADLINE = 30.0
+IDLE_SECONDS = 10.0  # an unused connection is closed after this
 UNKNOWN = ("delivery outcome unknown: {why} after the message data began, so the SMTP "
            "server may have accepted it; it is not sent again, to avoid a duplicate. Resend "
            "it if it did not arrive.")
@@ -82,7 +92,12 @@ class SmtpEmailProvider:
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls == "none":
             return None
-        return ssl.create_default_context(cafile=self.config.ca_file)
+        return _tls_context(self.config.ca_file)
+
+    def _key(self) -> Hashable:
+        cfg = self.config
+        return (cfg.host, cfg.port, cfg.tls, cfg.ca_file, cfg.username, self._password,
+                cfg.timeout, self._guard.allow)
 
     def send(self, message: OutboundMessage) -> SendResult:
         cfg = self.config
@@ -95,34 +110,53 @@ class SmtpEmailProvider:
         except ValueError as exc:  # the checks above should make this unreachable
             raise envelope.InvalidMessage(f"the message cannot be built: {exc}") from exc
         addresses = vetted_addresses(cfg.host, cfg.port, self._guard)
-        client = _Client(hostname=cfg.host, username=cfg.username or None,
-                         password=self._password if cfg.username else None,
-                         use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
-                         tls_context=self._tls_context(), timeout=cfg.timeout)
+        used: list[_Client] = []
         try:
-            reply = asyncio.run(self._deliver(client, addresses, email, sender, recipient))
+            reply = CONNECTIONS.run(self._deliver(addresses, email, sender, recipient, used))
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             raise _refused(first.code, first.message) from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise _refused(exc.code, exc.message) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise self._failure(exc, data_started=client.data_started) from exc
+            started = bool(used) and used[-1].data_started
+            raise self._failure(exc, data_started=started) from exc
         return SendResult(provider_message_id=str(email["Message-ID"]),
                           response={"reply": reply})
 
-    async def _deliver(self, client: _Client, addresses: Sequence[IPAddress],
-                       email: EmailMessage, sender: str, recipient: str) -> str:
-        try:
-            async with asyncio.timeout(self._deadline):
-                client.sock = await _connect(addresses, self.config.port, self.config.timeout)
-                await client.connect()
+    def _client(self) -> _Client:
+        cfg = self.config
+        return _Client(hostname=cfg.host, username=cfg.username or None,
+                       password=self._password if cfg.username else None,
+                       use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
+                       tls_context=self._tls_context(), timeout=cfg.timeout)
+
+    async def _deliver(self, addresses: Sequence[IPAddress], email: EmailMessage,
+                       sender: str, recipient: str, used: list[_Client]) -> str:
+        key = self._key()
+        async with asyncio.timeout(self._deadline):
+            client = await CONNECTIONS.take(key)
+            if client is None:
+                client = self._client()
+                used.append(client)
+                try:
+                    client.sock = await _connect(addresses, self.config.port,
+                                                 self.config.timeout)
+                    await client.connect()
+                except BaseException:
+                    client.close()
+                    raise
+            else:
+                used.append(client)
+            client.data_started = False
+            try:
                 _, reply = await client.send_message(email, sender=sender,
                                                      recipients=[recipient])
-                await client.quit()
-                return reply
-        finally:
-            client.close()
+            except BaseException:
+                client.close()
+                raise
+        CONNECTIONS.give(key, client)
+        return reply
 
     def _failure(self, exc: BaseException, *, data_started: bool) -> DeliveryError:
         overall = isinstance(exc, TimeoutError) and not isinstance(exc, aiosmtplib.SMTPException)
@@ -136,6 +170,84 @@ class SmtpEmailProvider:
                                  response={"error": why})
         return DeliveryError(f"SMTP server unreachable: {why}", retryable=True,
                              response={"error": str(exc)})
+
+
+@functools.cache
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One TLS context per CA file for the process (loading a CA bundle is slow)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+class _Connections:
+    """Open SMTP connections by key, on one event loop thread for the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: dict[Hashable, list[tuple[_Client, float]]] = {}
+
+    def run(self, work: Coroutine[Any, Any, str]) -> str:
+        """Run one conversation on the pool's loop and wait for its answer."""
+        return asyncio.run_coroutine_threadsafe(work, self._running()).result()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="relayflow-smtp",
+                                 daemon=True).start()
+                loop.call_soon_threadsafe(self._reap_later, loop)
+                self._loop = loop
+            return self._loop
+
+    async def take(self, key: Hashable) -> _Client | None:
+        """An idle connection for `key` that answers a reset, or None."""
+        idle = self._idle.get(key, [])
+        while idle:
+            client, _ = idle.pop()
+            if not client.is_connected:
+                continue
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
+                continue
+            return client
+        return None
+
+    def give(self, key: Hashable, client: _Client) -> None:
+        if client.is_connected:
+            self._idle.setdefault(key, []).append((client, time.monotonic()))
+
+    def _reap_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.call_later(IDLE_SECONDS / 2, self._reap, loop)
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        cutoff = time.monotonic() - IDLE_SECONDS
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for client, since in idle:
+                if since >= cutoff:
+                    kept.append((client, since))
+                else:
+                    loop.create_task(_quit(client))
+            self._idle[key] = kept
+            if not kept:
+                del self._idle[key]
+        self._reap_later(loop)
+
+
+async def _quit(client: _Client) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        client.close()
+
+
+CONNECTIONS = _Connections()
 
 
 def vetted_addresses(host: str, port: int, guard: Guard) -> list[IPAddress]:
