@@ -54,6 +54,8 @@ test: install
 
 bench: install
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/e2e.py --mode sqlite
+	$(BIN)/python bench/e2e.py --mode postgres
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench tools

@@ -43,12 +43,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             pool_size=10, max_overflow=10, **kwargs,
         )
         _configure_sqlite(engine)
+        _refuse_writes(engine)
         return engine
     # pre-ping: a pooled connection that died while the database was away (a restart, a
     # cut) is replaced at checkout instead of failing the next transaction.
     connect_args = {**postgres_connect_args(url), **kwargs.pop("connect_args", {})}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         connect_args=connect_args, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           connect_args=connect_args, **kwargs)
+    _refuse_writes(engine)
+    return engine
 
 
 def postgres_connect_args(url: str | URL) -> dict[str, int]:
@@ -102,7 +105,25 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read scope's transaction takes no lock until it reads, and never the write
+        # lock: readers do not queue behind writers (WAL), nor writers behind readers.
+        reads_only = conn.get_execution_options().get(READS_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
+
+
+READS_ONLY = "relayflow_reads_only"
+
+
+class WriteInReadScope(RuntimeError):
+    """A statement that writes ran in a `read_scope` (a bug: use session_scope)."""
+
+
+def _refuse_writes(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if conn.get_execution_options().get(READS_ONLY, False) and not statement.lstrip()[
+                :6].upper().startswith(("SELECT", "WITH", "BEGIN", "PRAGMA")):
+            raise WriteInReadScope(f"a write in a read-only transaction: {statement[:60]}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -120,6 +141,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock (plain BEGIN), so it
+    neither waits for a writer nor holds one up. A write inside it raises
+    WriteInReadScope on both databases."""
+    session = factory()
+    try:
+        session.connection(execution_options={READS_ONLY: True})
+        yield session
+    finally:
+        session.rollback()
         session.close()
 
 

@@ -14,7 +14,7 @@ from relayflow.errors import Forbidden, InvalidInput, Unauthorized
 from relayflow.services import auth as auth_service
 from relayflow.services.auth import Principal
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
 
 _WAKE_WORKER = "relayflow.wake_worker"
 _bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Bearer rf_….…`")
@@ -37,6 +37,10 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
+    if request.method in ("GET", "HEAD"):  # reads only: on SQLite no write lock is taken
+        with read_scope(runtime.sessions) as session:
+            yield session
+        return
     with session_scope(runtime.sessions) as session:
         yield session
     # Only after the commit: a worker woken earlier would not see the new run yet.
