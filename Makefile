@@ -61,6 +61,7 @@ lint: install
 	$(BIN)/python -m ruff check src tests bench tools
 	$(BIN)/python -m mypy src/relayflow/engine src/relayflow/storage src/relayflow/errors.py
 	$(BIN)/python -m bandit -q -r src -ll
+	$(BIN)/lint-imports
 
 # Installed distributions against PyPI's advisories (see the script for what it can and
 # cannot see from a machine that reaches only the package registry).

@@ -43,10 +43,13 @@ from typing import Any
 
 import httpx
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 
-from relayflow.storage.db import make_engine, normalize_url
+from relayflow.storage.db import make_engine
 from relayflow.storage.models import WorkflowRun
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+from tests.support.databases import empty_database
 
 SECRET = "bench-e2e-secret-key"
 DOMAIN = "e2e.test"
@@ -150,24 +153,6 @@ class Sinks:
             smtp.stop()
             http.shutdown()
             http.server_close()
-
-
-@contextmanager
-def fresh_database(mode: str, server_url: str, workdir: Path) -> Iterator[str]:
-    if mode == "sqlite":
-        yield f"sqlite:///{workdir / 'e2e.db'}"
-        return
-    name = f"relayflow_e2e_{os.getpid()}"
-    admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield server_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def stored_bytes(engine: Engine, url: str) -> int:
@@ -357,7 +342,8 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relayflow-e2e-")))
         service_url, smtp_port = stack.enter_context(sinks.serving())
-        url = stack.enter_context(fresh_database(args.mode, args.database_url, tmp))
+        url = stack.enter_context(empty_database(
+            args.database_url if args.mode != "sqlite" else "sqlite", tmp))
         relayflow = Relayflow(url, tmp)
         relayflow.command("migrate")
         api_key = json.loads(relayflow.command("workspace", "create", "e2e", "--json"))["api_key"]

@@ -75,12 +75,14 @@ def serve(
     """Serve the web UI and API, with an embedded worker unless --no-worker."""
     from relayflow.web import server
     from relayflow.web.app import create_app
+    from relayflow.worker.loop import Worker
 
     _logging()
     settings = get_settings()
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": port or settings.port})
-    application = create_app(settings, embedded_worker=not no_worker)
+    application = create_app(
+        settings, worker=None if no_worker else lambda runtime: Worker(runtime, settings))
     server.run(application, settings)
 
 

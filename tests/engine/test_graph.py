@@ -5,7 +5,8 @@ from types import MappingProxyType
 
 import pytest
 
-from relayflow.engine.graph import Node, WorkflowGraph, load, parse_definition
+from relayflow.engine.graph import Node, WorkflowGraph, parse_definition
+from relayflow.engine.validation import load
 from relayflow.errors import InvalidGraph, MalformedInput, Problem
 from tests.engine.builders import DESIGN_EXAMPLE_YAML, minimal_definition
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from relayflow.engine.graph import load, parse_definition
+from relayflow.engine.graph import parse_definition
 from relayflow.engine.outcome import (
     Advance,
     Fail,
@@ -18,6 +18,7 @@ from relayflow.engine.outcome import (
     WaitUntil,
 )
 from relayflow.engine.stepper import redact, resume, step
+from relayflow.engine.validation import load
 from tests.engine.builders import CONTACT, DESIGN_EXAMPLE_YAML, graph_of, make_ctx
 
 ESCAPES = [

@@ -13,7 +13,7 @@ from relayflow.services import run as run_service
 from relayflow.services import secret as secret_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
 
 
@@ -76,7 +76,7 @@ def attempts_of(runtime: Runtime, run_id: uuid.UUID) -> list[DeliveryAttempt]:
 
 
 def statuses(runtime: Runtime) -> dict[str, int]:
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:  # never queues behind the workers
         out: dict[str, int] = {}
         for status in session.scalars(select(WorkflowRun.status)):
             out[status] = out.get(status, 0) + 1

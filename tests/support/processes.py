@@ -17,15 +17,24 @@ from relayflow.storage.models import WorkerBeat
 from tests.conftest import TEST_SECRET_KEY
 
 READY_TIMEOUT_SECONDS = 30.0
+READY_FROM_LEASE_SECONDS = 2.0
 
 
 def start_worker(settings: Settings, *, fault: str | None = None,
-                 lease_seconds: float = 2.0, concurrency: int = 1) -> subprocess.Popen[bytes]:
-    """A `relayflow worker` process on the test's database, returned once it is ready.
+                 lease_seconds: float = 2.0, concurrency: int = 1,
+                 ready: bool | None = None) -> subprocess.Popen[bytes]:
+    """A `relayflow worker` process on the test's database.
 
-    `concurrency` 1 (the default) walks one run at a time: the fault scenarios count on
-    runs still being pending while they start and kill workers, which a worker with many
-    runs in flight would have finished. Tests of concurrent effects ask for more."""
+    With `ready` it is returned once it has announced itself (its first beat), so that
+    several workers started in a row all race for what is enqueued next. Left unset, that
+    is waited for when the lease is 2 s or longer: the scenarios that kill and replace
+    workers at a fast pace use shorter leases, and count on a replacement being started
+    at once, while runs are still pending.
+
+    `concurrency` 1 (the default) performs one effect at a time, each fenced just before it
+    starts: the fault scenarios count on runs still being pending while they start and
+    kill workers, which a worker with many effects in flight would have finished. Tests
+    of concurrent effects ask for more."""
     env = {
         **os.environ,
         "RELAYFLOW_DATABASE_URL": settings.database_url,
@@ -46,7 +55,8 @@ def start_worker(settings: Settings, *, fault: str | None = None,
         env["RELAYFLOW_FAULT"] = fault
     process = subprocess.Popen([sys.executable, "-m", "relayflow", "worker"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _wait_ready(settings.database_url, process)
+    if ready if ready is not None else lease_seconds >= READY_FROM_LEASE_SECONDS:
+        _wait_ready(settings.database_url, process)
     return process
 
 

@@ -35,7 +35,10 @@ class TrickleServer:
         for byte in text:
             if self._stop.wait(self.delay):
                 return
-            conn.sendall(bytes([byte]))
+            try:
+                conn.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up: the point
+                return
 
     def _line(self, conn: socket.socket, buffer: bytearray) -> bytes | None:
         while b"\r\n" not in buffer:

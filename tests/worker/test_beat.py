@@ -16,7 +16,7 @@ def _beats(runtime) -> dict[str, WorkerBeat]:
 
 
 def test_a_worker_beats_while_it_runs_and_signs_off_when_stopped(settings, runtime):
-    worker = start_worker(settings, lease_seconds=0.4)  # beats every 0.1 s
+    worker = start_worker(settings, lease_seconds=0.4, ready=True)  # beats every 0.1 s
     try:
         [name] = _beats(runtime)
         assert f":{worker.pid}:" in name
@@ -32,7 +32,7 @@ def test_a_worker_beats_while_it_runs_and_signs_off_when_stopped(settings, runti
 
 
 def test_a_killed_workers_beat_goes_stale(settings, runtime):
-    worker = start_worker(settings, lease_seconds=0.4)
+    worker = start_worker(settings, lease_seconds=0.4, ready=True)
     worker.kill()
     worker.wait()
     [name] = _beats(runtime)  # nobody signed off

@@ -55,7 +55,7 @@ def runs(runtime, workspace, sink, http_server) -> list:
 
 
 def _finish(settings, runtime) -> None:
-    rescuer = start_worker(settings, lease_seconds=1.0, concurrency=CONCURRENCY)
+    rescuer = start_worker(settings, lease_seconds=1.0, concurrency=CONCURRENCY, ready=True)
     try:
         wait_until(lambda: statuses(runtime) == {"COMPLETED": RUNS}, timeout=60,
                    what=f"{RUNS} runs to complete")
@@ -82,7 +82,7 @@ def _check(runtime, sink, http_server) -> Counter[str]:
 
 def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_server):
     doomed = start_worker(settings, fault="after_effect", lease_seconds=1.0,
-                          concurrency=CONCURRENCY)
+                          concurrency=CONCURRENCY, ready=True)
     assert doomed.wait(60) == -signal.SIGKILL
     interrupted = len(http_server.requests)
     assert interrupted == CONCURRENCY  # one round: every call of the batch at once
@@ -94,7 +94,7 @@ def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_ser
 
 
 def test_killed_at_a_random_moment(settings, runtime, runs, sink, http_server):
-    doomed = start_worker(settings, lease_seconds=1.0, concurrency=CONCURRENCY)
+    doomed = start_worker(settings, lease_seconds=1.0, concurrency=CONCURRENCY, ready=True)
     wait_until(lambda: len(http_server.requests) >= 10, timeout=30, what="calls to start")
     time.sleep(0.1)
     doomed.send_signal(signal.SIGKILL)

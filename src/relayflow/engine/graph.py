@@ -1,7 +1,7 @@
 """Workflow definitions: parsing (YAML or JSON), the graph value type and loading.
 
-`load(data)` returns a WorkflowGraph or raises InvalidGraph with every problem found
-(see `validation.py`); a loaded graph is immutable and safe to cache per version.
+`validation.load(data)` returns a WorkflowGraph or raises InvalidGraph with every problem
+found; a loaded graph is immutable and safe to cache per version.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from relayflow.errors import InvalidGraph, MalformedInput
+from relayflow.errors import MalformedInput
 
 NODE_TYPES = (
     "CONDITION",
@@ -128,19 +128,4 @@ def parse_definition(raw: str | bytes, *, content_type: str = "") -> dict[str, A
     except (TypeError, ValueError) as exc:  # e.g. !!binary or !!set tags
         raise MalformedInput(f"The definition holds a value JSON cannot carry: {exc}") from exc
     return data
-
-
-def load(
-    data: Mapping[str, Any],
-    *,
-    known_secrets: set[str] | None = None,
-    known_workflows: set[str] | None = None,
-) -> WorkflowGraph:
-    """Validate and build; raises InvalidGraph listing every problem."""
-    from relayflow.engine.validation import validate
-
-    problems = validate(data, known_secrets=known_secrets, known_workflows=known_workflows)
-    if problems:
-        raise InvalidGraph(problems)
-    return WorkflowGraph.from_dict(data)
 

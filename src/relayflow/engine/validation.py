@@ -15,7 +15,7 @@ from jinja2 import nodes as jinja_nodes
 from relayflow.engine import sandbox, templates
 from relayflow.engine.durations import parse_duration
 from relayflow.engine.graph import NODE_TYPES, TERMINAL_TYPES, TRIGGER_TYPES, Node, WorkflowGraph
-from relayflow.errors import Problem
+from relayflow.errors import InvalidGraph, Problem
 
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -574,3 +574,16 @@ def trigger_cycle(key: str, targets: Mapping[str, set[str]]) -> list[str] | None
 
 
 __all__ = ["SPECS", "WorkflowGraph", "trigger_cycle", "trigger_targets", "validate"]
+
+
+def load(
+    data: Mapping[str, Any],
+    *,
+    known_secrets: set[str] | None = None,
+    known_workflows: set[str] | None = None,
+) -> WorkflowGraph:
+    """Validate and build; raises InvalidGraph listing every problem."""
+    problems = validate(data, known_secrets=known_secrets, known_workflows=known_workflows)
+    if problems:
+        raise InvalidGraph(problems)
+    return WorkflowGraph.from_dict(data)

@@ -31,7 +31,7 @@ from relayflow.delivery.retry import backoff, parse_retry_after
 from relayflow.engine.stepper import redact as engine_redact
 from relayflow.services import network as network_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope
 from relayflow.storage.repositories import frequency as frequency_repo
 from relayflow.storage.repositories import provider_config as provider_repo
 
@@ -56,7 +56,7 @@ class SendContext:
 
 def read_context(runtime: Runtime, *, workspace_id: uuid.UUID, contact_id: uuid.UUID | None,
                  channel: str) -> SendContext:
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         config = provider_repo.config(session, workspace_id, channel)
         suppressed = provider_repo.suppressed(session, contact_id)
         allow = (network_service.allow_list(session, workspace_id=workspace_id,
@@ -95,7 +95,7 @@ def read_many(runtime: Runtime, *, messages: Iterable[tuple[uuid.UUID, uuid.UUID
     `workspaces` too (for their INTEGRATION calls), in one transaction."""
     wanted = list(messages)
     spaces = {workspace_id for workspace_id, _, _ in wanted} | set(workspaces)
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         configs = {(ws, channel): provider_repo.config(session, ws, channel)
                    for ws, channel in {(ws, channel) for ws, _, channel in wanted}}
         suppressed = provider_repo.suppressed_many(
@@ -109,7 +109,7 @@ def read_many(runtime: Runtime, *, messages: Iterable[tuple[uuid.UUID, uuid.UUID
 
 
 def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         config = provider_repo.config(session, workspace_id, channel)
     return str((config or {}).get("type", "outbox"))
 

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import DeliveryStatus
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import paging
 from relayflow.services import run as run_service
@@ -20,7 +21,7 @@ from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunRow
 
-STATUSES = ("QUEUED", "SENT", "DELIVERED", "BOUNCED", "FAILED", "SUPPRESSED")
+STATUSES = tuple(DeliveryStatus)
 CHANNELS = ("email", "sms")
 MAX_PAGE = paging.MAX_PAGE
 # A chain is a handful of retries and resends; this only bounds a corrupt, looping one.

@@ -11,6 +11,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import CHIPS, TERMINAL, RunStatus
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import contact as contact_service
 from relayflow.services import paging
@@ -26,16 +27,8 @@ from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
-STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELED")
-TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
+STATUSES = tuple(RunStatus)
 MAX_PAGE = paging.MAX_PAGE
-# The status chips: each counts these statuses (Running also counts runs not yet started).
-CHIPS = {
-    "RUNNING": ("PENDING", "RUNNING"),
-    "COMPLETED": ("COMPLETED",),
-    "FAILED": ("FAILED",),
-    "CANCELED": ("CANCELED",),
-}
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 

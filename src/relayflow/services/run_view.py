@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import TERMINAL
 from relayflow.services import run as run_service
 from relayflow.storage.models import (
     DeliveryAttempt,
@@ -21,7 +22,6 @@ from relayflow.storage.models import (
 )
 from relayflow.storage.repositories import workflow as workflow_repo
 
-TERMINAL = run_service.TERMINAL
 # A step shorter than this share of the axis is still drawn this wide, so it stays visible.
 MIN_BAR_PCT = 0.6
 

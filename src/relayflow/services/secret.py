@@ -12,7 +12,7 @@ from relayflow.engine import limits
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import SecretCipher
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope
 from relayflow.storage.models import Secret
 from relayflow.storage.repositories import secret as secret_repo
 
@@ -80,7 +80,7 @@ class WorkspaceSecrets(Mapping[str, str]):
         if self._values is None:
             # Usually reached from inside a template render: the query and the decryption
             # are not the template's time (engine/limits.py).
-            with limits.unmetered(), session_scope(self._sessions) as session:
+            with limits.unmetered(), read_scope(self._sessions) as session:
                 rows = secret_repo.list_all(session, self._workspace_id)
                 self._values = {r.name: self._cipher.decrypt(r.ciphertext) for r in rows}
         return self._values

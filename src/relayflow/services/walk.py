@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from relayflow.engine.outcome import StartResult, StartRun
+from relayflow.engine.status import TERMINAL
 from relayflow.faults import crash_point, refuse_write
 from relayflow.services import effects
 from relayflow.services import run as run_service
@@ -72,7 +73,7 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
     secrets_by_ws: dict[uuid.UUID, WorkspaceSecrets] = {}
     walkers = []
     for run in runs:
-        if run.status in run_service.TERMINAL:  # a terminal run never changes again
+        if run.status in TERMINAL:  # a terminal run never changes again
             job_repo.remove(session, [run.id])
             continue
         version, workflow = versions[run.version_id], workflows[run.workflow_id]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import worker as worker_repo
 from relayflow.storage.repositories.job import Lease
@@ -31,5 +31,5 @@ def forget(runtime: Runtime, *, name: str) -> None:
 
 
 def alive(runtime: Runtime, *, within_seconds: float) -> list[str]:
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         return worker_repo.alive(session, within_seconds=within_seconds)

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relayflow.engine import graph as graph_module
 from relayflow.engine import validation
 from relayflow.engine.graph import WorkflowGraph
+from relayflow.engine.status import CHIPS
 from relayflow.errors import Conflict, NotFound
 from relayflow.services import workspace as workspace_service
 from relayflow.storage.models import Workflow, WorkflowVersion
@@ -51,7 +51,7 @@ def _hash(definition: dict[str, Any]) -> str:
 
 def _validate(session: Session, workspace_id: uuid.UUID, definition: dict[str, Any]) -> None:
     known_workflows = workflow_repo.keys(session, workspace_id) | {definition.get("key")}
-    graph_module.load(
+    validation.load(
         definition,
         known_secrets=secret_repo.names(session, workspace_id),
         known_workflows={k for k in known_workflows if isinstance(k, str)},
@@ -274,8 +274,6 @@ RECENT = timedelta(hours=24)
 
 def _outcomes(by_status: dict[str, int]) -> dict[str, int]:
     """Per-status counts folded into the /runs status chips (Running also holds PENDING)."""
-    from relayflow.services.run import CHIPS
-
     return {chip: sum(by_status.get(s, 0) for s in statuses) for chip, statuses in CHIPS.items()}
 
 

@@ -1,11 +1,15 @@
-"""The ASGI application: JSON API, health check, error rendering and the embedded worker."""
+"""The ASGI application: JSON API, health check, error rendering and the embedded worker.
+
+The worker is given, not imported (web and worker are sibling layers): `relayflow serve`
+passes a factory that builds one on the app's runtime."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -17,31 +21,43 @@ from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.limits import BodyLimitMiddleware
 from relayflow.web.pages.templating import STATIC
 from relayflow.web.security import SecurityHeadersMiddleware
-from relayflow.worker.loop import Worker
 
 log = logging.getLogger(__name__)
 
 
+class EmbeddedWorker(Protocol):
+    """What the app needs of a worker it runs beside itself (worker.loop.Worker)."""
+
+    def run_forever(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 def create_app(
-    settings: Settings, *, runtime: Runtime | None = None, embedded_worker: bool = False
+    settings: Settings, *, runtime: Runtime | None = None,
+    worker: Callable[[Runtime], EmbeddedWorker] | None = None,
 ) -> FastAPI:
+    """The app; with `worker`, a worker built by it on the app's runtime runs in a thread
+    for the app's lifetime."""
     owns_runtime = runtime is None
     runtime = runtime or Runtime.from_settings(settings)
-    worker = Worker(runtime, settings) if embedded_worker else None
+    embedded = worker(runtime) if worker is not None else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         thread = None
-        if worker is not None:
+        if embedded is not None:
             thread = threading.Thread(
-                target=worker.run_forever, name="relayflow-worker", daemon=True
+                target=embedded.run_forever, name="relayflow-worker", daemon=True
             )
             thread.start()
         try:
             yield
         finally:
-            if worker is not None and thread is not None:
-                worker.stop()
+            if embedded is not None and thread is not None:
+                embedded.stop()
                 # A step in flight finishes first; past the lease another worker resumes it.
                 thread.join(timeout=settings.lease_seconds)
                 if thread.is_alive():
@@ -59,7 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.worker = worker
+    app.state.worker = embedded
     app.state.settings = settings
     errors.install(app)
     # Last added is outermost. The concurrency bound sits inside the body reader: a slot is

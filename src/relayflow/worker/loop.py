@@ -81,9 +81,14 @@ class Worker:
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self.outage = Outage()
-        # The batch's effects run here side by side (see services/effects.py).
-        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.worker_concurrency),
-                                       thread_name_prefix="relayflow-effect")
+        # The batch's effects run here side by side (see services/effects.py); with a
+        # concurrency of 1, one run at a time, each effect fenced just before it starts.
+        concurrency = max(1, settings.worker_concurrency)
+        self.pool = (ThreadPoolExecutor(max_workers=concurrency,
+                                        thread_name_prefix="relayflow-effect")
+                     if concurrency > 1 else None)
+        self.claim_limit = (max(1, min(settings.batch_size, concurrency)) if self.pool
+                            else max(1, settings.batch_size))
 
     def wake(self) -> None:
         """Ask for an immediate poll (a run was just enqueued in this process)."""
@@ -98,7 +103,7 @@ class Worker:
         try:
             return walk.advance(
                 self.runtime, worker=self.name,
-                limit=max(1, min(self.settings.batch_size, self.settings.worker_concurrency)),
+                limit=self.claim_limit,
                 lease_seconds=self.settings.lease_seconds, on_claim=self._on_claim,
                 pool=self.pool)
         finally:
@@ -190,7 +195,8 @@ class Worker:
             workers_service.forget(self.runtime, name=self.name)
         except Exception as exc:  # its beat ages out instead
             self._report(exc, "worker sign-off", doing="stopping")
-        self.pool.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         log.info("worker %s stopped", self.name)
 
     def _pause_after(self, exc: Exception, failures: int) -> float:

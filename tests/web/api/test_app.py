@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
 from relayflow.web.app import create_app
+from relayflow.worker.loop import Worker
 from tests.web.api.definitions import create, straight, trigger
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class TestCreateApp:
     def test_embedded_worker_runs_triggered_runs(
         self, settings: Settings, runtime: Runtime, workspace: WorkspaceHandle
     ) -> None:
-        app = create_app(settings, runtime=runtime, embedded_worker=True)
+        app = create_app(settings, runtime=runtime,
+                         worker=lambda rt: Worker(rt, settings))
 
         with TestClient(app, headers=workspace.headers) as client:
             assert app.state.worker is not None

@@ -15,6 +15,7 @@ from relayflow.services import contact as contact_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.web.app import create_app
+from relayflow.worker.loop import Worker
 from tests.support.processes import wait_until
 from tests.support.worker import drain
 from tests.web.api.definitions import create
@@ -58,7 +59,8 @@ class TestReceiveWebhook:
     ) -> None:
         # The worker would otherwise sleep a minute: only the wake-up makes it this quick.
         lazy = settings.model_copy(update={"poll_seconds": 60, "schedule_poll_seconds": 60})
-        app = create_app(lazy, runtime=runtime, embedded_worker=True)
+        app = create_app(lazy, runtime=runtime,
+                         worker=lambda rt: Worker(rt, lazy))
         with TestClient(app, headers=workspace.headers) as client:
             path = install_hook(client, hook_definition())
             time.sleep(0.2)  # let the worker reach its idle wait

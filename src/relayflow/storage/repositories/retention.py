@@ -7,9 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import TERMINAL
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
-
-TERMINAL = ("COMPLETED", "FAILED", "CANCELED")
 
 
 def delete_runs_finished_before(session: Session, cutoff: datetime, *, batch: int = 1000) -> int:

@@ -25,8 +25,6 @@ from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
 
-IN_FLIGHT = ("PENDING", "RUNNING")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunFilter:

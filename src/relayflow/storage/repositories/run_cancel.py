@@ -23,9 +23,9 @@ from typing import TypeVar
 from sqlalchemy import Select, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import IN_FLIGHT
 from relayflow.storage import dialect
 from relayflow.storage.models import Job, RunStep, WorkflowRun
-from relayflow.storage.repositories.run import IN_FLIGHT
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from relayflow.engine.status import IN_FLIGHT
 from relayflow.storage.models import WorkflowRun
-from relayflow.storage.repositories.run import IN_FLIGHT
 
 
 def status_counts_since(

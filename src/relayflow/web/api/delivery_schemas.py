@@ -8,12 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from relayflow.engine.outcome import RunStatus, StepStatus
+from relayflow.engine.status import DeliveryStatus, RunStatus, StepStatus
 from relayflow.services import delivery_ops
 from relayflow.storage.repositories.delivery import DeliveryRow
 from relayflow.web.api.schemas import ContactRef
 
-DeliveryStatus = Literal["QUEUED", "SENT", "DELIVERED", "BOUNCED", "FAILED", "SUPPRESSED"]
 Relation = Literal["self", "retry", "resend", "original"]
 
 

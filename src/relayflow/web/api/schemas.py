@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from relayflow.engine.outcome import RunStatus, StepStatus
+from relayflow.engine.status import RunStatus, StepStatus
 from relayflow.services import run as run_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import workflow as workflow_service

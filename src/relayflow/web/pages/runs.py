@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from relayflow.engine.status import CHIPS as STATUSES_OF_CHIP
 from relayflow.errors import InvalidInput
 from relayflow.services import run as run_service
 from relayflow.services import run_history
@@ -153,8 +154,8 @@ def chips(filters: Filters, counts: dict[str, int]) -> list[dict[str, Any]]:
         wanted = {"?"}
     items = []
     for value, label in CHIPS:
-        statuses = set(run_service.CHIPS.get(value, ()))
-        status = ",".join(run_service.CHIPS.get(value, ()))
+        statuses = set(STATUSES_OF_CHIP.get(value, ()))
+        status = ",".join(STATUSES_OF_CHIP.get(value, ()))
         items.append({"value": value, "label": label, "count": counts.get(value, 0),
                       "href": filters.href(status=status, cursor=""),
                       "active": wanted == statuses})
