@@ -80,3 +80,31 @@ class TestResend:
         original, _ = sent
         with pytest.raises(NotFound):
             _resend(runtime, other_workspace, original.id)
+
+
+def _raw_header(raw: bytes, name: bytes) -> bytes:
+    """The header's bytes as they went over the wire, folded lines included."""
+    head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    found, keep = [], False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                found.append(line)
+            continue
+        keep = line.lower().startswith(name.lower() + b":")
+        if keep:
+            found.append(line)
+    return b"\n".join(found)
+
+
+class TestResendHeaders:
+    def test_a_resend_carries_the_one_click_unsubscribe_headers_of_the_original(
+            self, runtime, workspace, sent):
+        original, server = sent
+        _resend(runtime, workspace, original.id)
+        assert resend_service.send_queued(runtime) == 1
+        first, again = server.raw
+        for name in (b"List-Unsubscribe", b"List-Unsubscribe-Post"):
+            assert _raw_header(first, name)
+            assert _raw_header(again, name) == _raw_header(first, name)
+        assert server.messages[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -11,6 +11,7 @@ Pure: no I/O, stdlib only.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -64,10 +65,12 @@ MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
 
 
+@functools.lru_cache(maxsize=4096)
 def email_address(value: str, *, field: str = "to") -> str:
     """The one address `value` names (`ada@example.com` or `Ada <ada@example.com>`), as
     the envelope uses it; InvalidMessage for anything else (several addresses, a group,
-    an address that does not parse)."""
+    an address that does not parse). Remembered: a message's addresses are checked
+    several times on their way out, and the email library's parser is slow."""
     check_header(field, value)
     try:
         header = _REGISTRY(field, value)

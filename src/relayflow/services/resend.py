@@ -1,4 +1,5 @@
 """Manual resend: a new attempt with the same rendered content, no run, actor and reason.
+It goes out with the headers a run's message carries (one-click unsubscribe).
 
 The request only queues the attempt (and its audit event) in one transaction; a worker
 sends it. Claiming it (setting `send_started_at`) is the commit-before-send: a resend is
@@ -24,10 +25,11 @@ from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
 from relayflow.services import frequency as frequency_service
+from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import DeliveryAttempt
 from relayflow.storage.repositories import provider_config as provider_repo
@@ -74,11 +76,11 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
     handled. `lease_seconds` is the worker's lease: a claim older than the provider deadline
     plus that is one whose worker is gone."""
     handled = _recover(runtime, limit=limit, lease_seconds=lease_seconds)
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         queued = provider_repo.queued_resends(session, limit=limit)
     for attempt in queued:
         context = _context(runtime, attempt)
-        invalid = _refusal(attempt, context)
+        invalid = _refusal(runtime, attempt, context)
         with session_scope(runtime.sessions) as session:
             claimed_at = provider_repo.start_sending(session, attempt.id)
             if claimed_at is None:
@@ -93,7 +95,7 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
 
 def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
     stale = runtime.provider_timeout_seconds + lease_seconds
-    with session_scope(runtime.sessions) as session:
+    with read_scope(runtime.sessions) as session:
         interrupted = provider_repo.interrupted_resends(session, older_than_seconds=stale,
                                                         limit=limit)
     handled = 0
@@ -102,7 +104,7 @@ def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
         context = _context(runtime, attempt)
         # Nothing reached the provider for an invalid message; a resend that went over SMTP
         # (then or now) may have arrived, and SMTP cannot be asked: never sent twice.
-        failed = _refusal(attempt, context) or delivery_service.interrupted_outcome(
+        failed = _refusal(runtime, attempt, context) or delivery_service.interrupted_outcome(
             attempt.provider) or delivery_service.interrupted_outcome(context.provider)
         with session_scope(runtime.sessions) as session:
             claimed_at = provider_repo.reclaim(session, attempt.id,
@@ -125,10 +127,18 @@ def _context(runtime: Runtime, attempt: DeliveryAttempt) -> delivery_service.Sen
         channel=attempt.channel)
 
 
-def _refusal(attempt: DeliveryAttempt, context: delivery_service.SendContext) -> str | None:
+def _headers(runtime: Runtime, attempt: DeliveryAttempt) -> dict[str, str]:
+    """The headers a run's message carries (one-click unsubscribe), for this resend too."""
+    urls = unsubscribe_service.urls_for(runtime, workspace_id=attempt.workspace_id,
+                                        contact_id=attempt.contact_id)
+    return unsubscribe_service.list_headers(urls, attempt.channel)
+
+
+def _refusal(runtime: Runtime, attempt: DeliveryAttempt,
+             context: delivery_service.SendContext) -> str | None:
     return delivery_service.refusal(channel=attempt.channel, to=attempt.recipient,
-                                    subject=attempt.subject or "", headers=None,
-                                    context=context)
+                                    subject=attempt.subject or "",
+                                    headers=_headers(runtime, attempt), context=context)
 
 
 def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
@@ -148,7 +158,8 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
         outcome = delivery_service.send(
             attempt_id=attempt.id, attempt_number=1, channel=attempt.channel,
             to=attempt.recipient, subject=attempt.subject, body=attempt.body,
-            html=attempt.html, headers=None, context=context, secrets=secrets,
+            html=attempt.html, headers=_headers(runtime, attempt), context=context,
+            secrets=secrets,
             max_attempts=1, retry_base=timedelta(seconds=1))
         crash_point("after_effect")
         if isinstance(outcome, delivery_service.Sent):

@@ -53,6 +53,16 @@ def urls_for(runtime: Runtime, *, workspace_id: uuid.UUID,
                          channel=channel) for channel in CHANNELS}
 
 
+def list_headers(urls: dict[str, str], channel: str) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for a message on `channel` to a contact whose
+    unsubscribe links are `urls` (email only; none without a contact)."""
+    link = urls.get(channel)
+    if channel != "email" or not link:
+        return {}
+    return {"List-Unsubscribe": f"<{link}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
 def read(runtime: Runtime, text: str) -> tuple[uuid.UUID, uuid.UUID, str]:
     """(workspace id, contact id, channel) of a genuine token; InvalidInput otherwise."""
     invalid = InvalidInput("This unsubscribe link is not valid.")

@@ -323,11 +323,7 @@ class RunWalker:
 
     def list_headers(self, channel: str) -> dict[str, str]:
         """RFC 8058 one-click unsubscribe headers for email to a known contact."""
-        link = self.ctx.unsubscribe_urls.get(channel)
-        if channel != "email" or not link:
-            return {}
-        return {"List-Unsubscribe": f"<{link}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        return unsubscribe_service.list_headers(self.ctx.unsubscribe_urls, channel)
 
     def queue_retry(self, flight: InFlight, attempt: dict[str, Any], due: datetime,
                      now: datetime) -> None:

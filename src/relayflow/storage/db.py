@@ -153,8 +153,11 @@ def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         session.connection(execution_options={READS_ONLY: True})
         yield session
-    finally:
+        session.commit()  # ends it as a commit would: what was read stays loaded
+    except BaseException:
         session.rollback()
+        raise
+    finally:
         session.close()
 
 
