@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,8 +92,7 @@ def enroll(
     )
     try:
         with session.begin_nested():
-            session.execute(insert(cast(Table, WorkflowRun.__table__)), [run])
-            session.execute(insert(cast(Table, RunStep.__table__)), [step])
+            run_repo.add_new(session, runs=[run], steps=[step])
             job_repo.add_many(session, [job])
         notify(session)
     except IntegrityError:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,10 +12,12 @@ from sqlalchemy import (
     Integer,
     Row,
     Select,
+    Table,
     case,
     cast,
     extract,
     func,
+    insert,
     literal_column,
     or_,
     select,
@@ -43,6 +46,20 @@ class RunRow:
     version_number: int
     contact_email: str | None
     contact_phone: str | None
+
+
+_RUNS = typing.cast(Table, WorkflowRun.__table__)
+_STEPS = typing.cast(Table, RunStep.__table__)
+
+
+def add_new(session: Session, *, runs: list[dict[str, object]],
+            steps: list[dict[str, object]]) -> None:
+    """Insert new runs and their first steps, as plain rows (Core, not the ORM's unit of
+    work: several times faster for a run's few columns)."""
+    if runs:
+        session.execute(insert(_RUNS), runs)
+    if steps:
+        session.execute(insert(_STEPS), steps)
 
 
 def get(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> WorkflowRun | None:
