@@ -108,12 +108,6 @@ def read_many(runtime: Runtime, *, messages: Iterable[tuple[uuid.UUID, uuid.UUID
     return Reads(configs, suppressed, allow, caps, runtime.provider_timeout_seconds)
 
 
-def provider_name(runtime: Runtime, *, workspace_id: uuid.UUID, channel: str) -> str:
-    with read_scope(runtime.sessions) as session:
-        config = provider_repo.config(session, workspace_id, channel)
-    return str((config or {}).get("type", "outbox"))
-
-
 def refusal(*, channel: str, to: str, subject: str, headers: Mapping[str, str] | None,
             context: SendContext) -> str | None:
     """Why this message cannot be sent as rendered, or None. Checked before "sending now"

@@ -17,8 +17,6 @@ from relayflow.delivery import egress
 from relayflow.delivery.egress import AllowList
 from relayflow.errors import InvalidInput
 from relayflow.services import workspace as workspace_service
-from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
 from relayflow.storage.models import NetworkSetting
 from relayflow.storage.repositories import network as network_repo
 
@@ -78,9 +76,3 @@ def allow_list(session: Session, *, workspace_id: uuid.UUID,
         return instance | AllowList.parse(own)
     except egress.InvalidAllowList:  # stored before a stricter parser: ignore, never widen
         return instance
-
-
-def allow_for(runtime: Runtime, *, workspace_id: uuid.UUID) -> AllowList:
-    """`allow_list` in a transaction of its own (for the worker, outside any transaction)."""
-    with session_scope(runtime.sessions) as session:
-        return allow_list(session, workspace_id=workspace_id, instance=runtime.network_allow)

@@ -247,8 +247,6 @@ def _round(runtime: Runtime, walkers: Sequence[RunWalker],
         _isolated(walker, lambda w=walker: begin(w))
     _commit_batch(runtime, walkers)
     going = [(w, effect) for w, effect in ready if not w.dropped and not w.finished]
-    for walker, _ in going:
-        walker.sending = None
     answers = effects.perform([effect for _, effect in going], pool)
     crash_point("after_effect")
 
