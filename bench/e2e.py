@@ -4,6 +4,7 @@
     python bench/e2e.py --mode postgres --runs 1000 --concurrency 32 --json
     python bench/e2e.py --mode postgres-split --workers 2 --runs 1000
     python bench/e2e.py --mode postgres --rate 20 --runs 600   # open loop, 20 requests/s
+    python bench/e2e.py --mode sqlite --intake-only            # webhooks/s, no worker
 
 A local JSON service (http.server) and SMTP server (aiosmtpd) stand in for the outside world.
 On a fresh database (SQLite file, or a PostgreSQL database created and dropped here) relayflow
@@ -19,6 +20,8 @@ side; open loop: from the scheduled send), created → COMPLETED p50/p95 (both w
 relayflow), CPU ms per run and peak RSS (VmHWM) of the relayflow processes (/proc), stored
 bytes per run (growth of the SQLite file and -wal, or of pg_database_size) and the checks:
 every run COMPLETED, every e-mail and every JSON call received exactly once (exit 1 if not).
+With --intake-only, `serve --no-worker` only accepts: the figure is webhooks accepted a second
+(first sent → last answered), and the check is one PENDING run per accepted webhook.
 """
 
 from __future__ import annotations
@@ -348,7 +351,9 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         relayflow.command("migrate")
         api_key = json.loads(relayflow.command("workspace", "create", "e2e", "--json"))["api_key"]
         stack.callback(relayflow.stop)
-        if args.mode == "postgres-split":
+        if args.intake_only:
+            relayflow.start("serve", "serve", "--no-worker")
+        elif args.mode == "postgres-split":
             relayflow.start("serve", "serve", "--no-worker")
             for n in range(args.workers):
                 relayflow.start(f"worker{n + 1}", "worker")
@@ -363,7 +368,9 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
 
         first, acks, accepted = asyncio.run(fire(hook, args.runs, args.concurrency, args.rate))
-        wait_finished(engine, len(accepted), relayflow, args.timeout)
+        answered = time.time()
+        if not args.intake_only:
+            wait_finished(engine, len(accepted), relayflow, args.timeout)
 
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         rss = {name: peak_rss_mib(p.pid) for name, p in relayflow.processes.items()}
@@ -386,6 +393,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "runs": args.runs, "concurrency": args.concurrency, "rate": args.rate,
         "accepted": len(accepted), "statuses": dict(statuses), "seconds": round(elapsed, 2),
         "runs_per_s": round(len(rows) / elapsed, 2) if rows else 0.0,
+        "webhooks_per_s": round(len(accepted) / (answered - first), 1),
         "ack_p50_ms": round(pct(acks, 0.5), 1), "ack_p95_ms": round(pct(acks, 0.95), 1),
         "completed_p50_s": round(pct(lags, 0.5), 3), "completed_p95_s": round(pct(lags, 0.95), 3),
         "cpu_ms_per_run": round(sum(cpu.values()) * 1000 * per_run, 1),
@@ -398,10 +406,20 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         if lines:
             print(f"relayflow {name} logged {len(lines)} lines, the last ones:",  # noqa: T201
                   *lines[-8:], sep="\n  ")
-    failed = checks(sinks, args.runs, accepted, statuses)
-    if errors:
+    failed = (intake_checks(args.runs, accepted, statuses) if args.intake_only
+              else checks(sinks, args.runs, accepted, statuses))
+    if errors and not args.intake_only:
         failed.append(f"errors of runs not COMPLETED: {dict(errors.most_common(3))}")
     return figures, failed
+
+
+def intake_checks(runs: int, accepted: list[int], statuses: Counter[str]) -> list[str]:
+    failed = []
+    if len(accepted) != runs:
+        failed.append(f"{runs - len(accepted)} of {runs} webhooks were not answered 202")
+    if statuses["PENDING"] != len(accepted) or statuses.total() != len(accepted):
+        failed.append(f"runs: expected {len(accepted)} PENDING, got {dict(statuses)}")
+    return failed
 
 
 def checks(sinks: Sinks, runs: int, accepted: list[int], statuses: Counter[str]) -> list[str]:
@@ -442,10 +460,14 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get(
         "RELAYFLOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL server to create the scratch database on")
+    parser.add_argument("--intake-only", action="store_true",
+                        help="serve --no-worker: measure accepting webhooks only")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     args = parser.parse_args()
     if args.workers < 1 or (args.workers != 1 and args.mode != "postgres-split"):
         parser.error("--workers N (N >= 1) applies to --mode postgres-split")
+    if args.intake_only and args.mode == "postgres-split":
+        parser.error("--intake-only starts no worker; use --mode sqlite or postgres")
     if args.runs < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
         parser.error("--runs, --concurrency and --rate must be positive")
     r, failed = bench(args)
@@ -454,6 +476,15 @@ def main() -> int:
     workers = f", {r['workers']} worker process(es)" if r["workers"] else ", embedded worker"
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in r["cpu_ms_per_run_by_process"].items())
     rss = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in r["peak_rss_mib"].items())
+    if args.intake_only:
+        print(f"{r['mode']}, no worker: {r['runs']} webhooks, {load}\n"  # noqa: T201
+              f"  {r['webhooks_per_s']:.0f} webhooks/s accepted\n"
+              f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms\n"
+              f"  CPU {r['cpu_ms_per_run']:.2f} ms/webhook; peak RSS {rss}\n"
+              f"  checks: {'; '.join(failed) if failed else 'all passed'}")
+        if args.json:
+            print(json.dumps({**r, "failed": failed}))  # noqa: T201
+        return 1 if failed else 0
     print(f"{r['mode']}{workers}: {r['runs']} webhooks, {load}\n"  # noqa: T201
           f"  {r['runs_per_s']:.1f} runs/s ({r['seconds']:.1f} s, first webhook sent to last "
           f"run finished)\n"

@@ -41,7 +41,7 @@ def new_run_rows(
     *, workspace_id: uuid.UUID, workflow_id: uuid.UUID, version_id: uuid.UUID,
     contact_id: uuid.UUID | None, trigger_type: str, event: dict[str, Any], now: datetime,
     idempotency_key: str | None = None, parent_run_id: uuid.UUID | None = None,
-    retry_of: uuid.UUID | None = None,
+    retry_of: uuid.UUID | None = None, trigger_depth: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The run, its trigger step (seq 0) and its job, as plain rows for bulk insert."""
     run_id = new_id()
@@ -51,7 +51,7 @@ def new_run_rows(
         "trigger_payload": event, "idempotency_key": idempotency_key, "duplicates_ignored": 0,
         "parent_run_id": parent_run_id, "retry_of": retry_of, "status": "PENDING",
         "created_at": now, "started_at": None, "finished_at": None, "current_node": None,
-        "wake_at": None, "error": None,
+        "wake_at": None, "error": None, "trigger_depth": trigger_depth,
     }
     output: dict[str, Any] = {"trigger": trigger_type}
     if parent_run_id is not None:
@@ -73,9 +73,10 @@ def enroll(
     session: Session, *, workflow: Workflow, contact: Contact | None, trigger_type: str,
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
     parent_run_id: uuid.UUID | None = None, retry_of: uuid.UUID | None = None,
-    version_id: uuid.UUID | None = None,
+    version_id: uuid.UUID | None = None, trigger_depth: int = 0,
 ) -> Enrolled:
-    """Open a PENDING run on the workflow's current version (or `version_id`)."""
+    """Open a PENDING run on the workflow's current version (or `version_id`). The run
+    returned is the row as inserted, not loaded back."""
     if workflow.status != "ACTIVE" and retry_of is None:
         raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
     if idempotency_key is not None:
@@ -89,6 +90,7 @@ def enroll(
         workspace_id=workflow.workspace_id, workflow_id=workflow.id, version_id=pinned,
         contact_id=contact.id if contact else None, trigger_type=trigger_type, event=event,
         now=now, idempotency_key=idempotency_key, parent_run_id=parent_run_id, retry_of=retry_of,
+        trigger_depth=trigger_depth,
     )
     try:
         with session.begin_nested():
@@ -102,9 +104,7 @@ def enroll(
             raise
         run_repo.count_duplicate(session, existing.id)
         return Enrolled(existing, True)
-    created = run_repo.get(session, workflow.workspace_id, run["id"])
-    assert created is not None
-    return Enrolled(created, False)
+    return Enrolled(WorkflowRun(**run), False)
 
 
 def trigger_manual(
@@ -183,10 +183,10 @@ def retry(
                if original.contact_id else None)
     enrolled = enroll(session, workflow=workflow, contact=contact, trigger_type="retry",
                       event=dict(original.trigger_payload or {}), now=now,
-                      retry_of=original.id, version_id=original.version_id)
-    # A retry stands where the original stood in its chain of upstream triggers, so retrying
-    # a run at the depth cap cannot start the chain over.
-    enrolled.run.trigger_depth = original.trigger_depth
+                      retry_of=original.id, version_id=original.version_id,
+                      # A retry stands where the original stood in its chain of upstream
+                      # triggers, so retrying a run at the depth cap cannot start it over.
+                      trigger_depth=original.trigger_depth)
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                             action="run.retry", target_type="run", target_id=str(original.id),
                             now=now, detail={"retry_run_id": str(enrolled.run.id)})

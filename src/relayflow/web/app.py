@@ -18,6 +18,7 @@ from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
 from relayflow.web import api, callbacks, errors, hooks, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
+from relayflow.web.intake import Intake
 from relayflow.web.limits import BodyLimitMiddleware
 from relayflow.web.pages.templating import STATIC
 from relayflow.web.security import SecurityHeadersMiddleware
@@ -77,6 +78,9 @@ def create_app(
     app.state.runtime = runtime
     app.state.worker = embedded
     app.state.settings = settings
+    app.state.intake = Intake(runtime, per_minute=settings.rate_limit_webhook_per_minute,
+                              phone_region=settings.default_phone_region,
+                              committed=embedded.wake if embedded is not None else None)
     errors.install(app)
     # Last added is outermost. The concurrency bound sits inside the body reader: a slot is
     # taken only once the whole body is in, so clients that declare a body and never send

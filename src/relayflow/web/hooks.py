@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from relayflow.config import Settings
-from relayflow.services import webhook as webhook_service
-from relayflow.storage.db import session_scope
+from relayflow.services.webhook import SIGNATURE_HEADER, Inbound
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import RunEnqueued
-from relayflow.web.deps import RuntimeDep, SettingsDep
+from relayflow.web.intake import Intake
 
 router = APIRouter(tags=["webhooks"])
 
-
-async def _raw_body(request: Request) -> bytes:
-    # The signature covers the exact bytes sent, so the body is read raw, not parsed.
-    return await request.body()
-
-
-def _phone_region(request: Request) -> str | None:
-    settings: Settings = request.app.state.settings
-    return settings.default_phone_region
-
-
+# The handler reads its two headers itself (no dependency injection on the busiest route);
+# they are documented here.
 _EVENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "Any JSON object: it becomes the run's `event`.",
         "content": {"application/json": {"schema": {"type": "object"}}},
-    }
+    },
+    "parameters": [
+        {"name": SIGNATURE_HEADER.lower(), "in": "header", "required": False,
+         "description": "`t=<unix seconds>,v1=<hex>`; several v1 allowed.",
+         "schema": {"type": "string"}},
+        {"name": "idempotency-key", "in": "header", "required": False,
+         "description": "At most 200 characters; repeats return the first run.",
+         "schema": {"type": "string"}},
+    ],
 }
 
 
@@ -55,40 +52,16 @@ _EVENT_BODY: dict[str, Any] = {
     responses=errors(400, 401, 404, 409, 413, 422, 429),
     openapi_extra=_EVENT_BODY,
 )
-def receive_webhook(
-    request: Request,
-    response: Response,
-    token: str,
-    body: Annotated[bytes, Depends(_raw_body)],
-    runtime: RuntimeDep,
-    settings: SettingsDep,
-    phone_region: Annotated[str | None, Depends(_phone_region)],
-    relayflow_signature: Annotated[
-        str | None, Header(description="`t=<unix seconds>,v1=<hex>`; several v1 allowed.")
-    ] = None,
-    idempotency_key: Annotated[
-        str | None, Header(description="At most 200 characters; repeats return the first run.")
-    ] = None,
-) -> RunEnqueued:
-    # Counted in its own transaction first: the count must survive the 429 it may cause
-    # (the work's transaction rolls back on any error), and a refused request does no work.
-    with session_scope(runtime.sessions) as session:
-        admission = webhook_service.admit(session, token=token, now=runtime.clock(),
-                                          per_minute=settings.rate_limit_webhook_per_minute)
-    admission.check("This webhook")
-    response.headers.update(admission.headers())
-    # The transaction is committed inside this call, not by SessionDep after it: SessionDep
-    # keeps its connection until FastAPI has validated the response in another worker
-    # thread, and under a burst of webhooks every worker thread can end up waiting for a
-    # connection that only such a finished request would give back (a 30 s stall, then 500).
-    with session_scope(runtime.sessions) as session:
-        enrolled = webhook_service.receive(
-            session, token=token, body=body, signature=relayflow_signature,
-            idempotency_key=idempotency_key, cipher=runtime.cipher, now=runtime.clock(),
-            phone_region=phone_region,
-        )
-    worker = request.app.state.worker
-    if worker is not None and not enrolled.duplicate:
-        worker.wake()
-    return RunEnqueued(id=enrolled.run.id, status=enrolled.run.status,
-                       duplicate=enrolled.duplicate)
+async def receive_webhook(request: Request, token: str) -> Response:
+    # The signature covers the exact bytes sent, so the body is read raw, not parsed. The
+    # request joins the batch being gathered (web/intake.py): it is counted against the
+    # webhook's rate limit and, if admitted, opens its run; both committed before the answer.
+    intake: Intake = request.app.state.intake
+    accepted = await intake.receive(Inbound(
+        token=token, body=await request.body(),
+        signature=request.headers.get(SIGNATURE_HEADER),
+        idempotency_key=request.headers.get("Idempotency-Key")))
+    run = accepted.enrolled.run
+    answer = RunEnqueued(id=run.id, status=run.status, duplicate=accepted.enrolled.duplicate)
+    return Response(answer.model_dump_json(), status_code=status.HTTP_202_ACCEPTED,
+                    media_type="application/json", headers=accepted.admission.headers())

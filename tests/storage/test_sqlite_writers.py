@@ -1,0 +1,134 @@
+"""SQLite: writers of one process queue on a lock of their own (held from BEGIN IMMEDIATE to
+COMMIT or ROLLBACK), readers take no lock, and a write in a read scope is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from relayflow.storage import db
+from relayflow.storage.db import (
+    WriteInReadScope,
+    make_engine,
+    make_sessionmaker,
+    read_scope,
+    session_scope,
+)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "writers.db"
+
+
+@pytest.fixture
+def engine(path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "_WRITER_WAIT_SECONDS", 0.2)
+
+
+def _held(sessions: sessionmaker[Session], *, fail: bool = False) -> tuple[
+        threading.Event, threading.Event, threading.Thread]:
+    """A thread that writes, then holds its transaction open until released."""
+    began, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with session_scope(sessions) as session:
+                session.execute(text("INSERT INTO t VALUES (1)"))
+                began.set()
+                release.wait(10)
+                if fail:
+                    raise ValueError("rolled back")
+        except ValueError:
+            pass
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert began.wait(10)
+    return began, release, thread
+
+
+def _write(sessions: sessionmaker[Session], n: int) -> None:
+    with session_scope(sessions) as session:
+        session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+
+
+def _count(sessions: sessionmaker[Session]) -> int:
+    with read_scope(sessions) as session:
+        return int(session.scalar(text("SELECT count(*) FROM t")) or 0)
+
+
+@pytest.mark.usefixtures("short_wait")
+@pytest.mark.parametrize("fail", [False, True], ids=["commit", "rollback"])
+def test_a_writer_waits_for_the_one_in_progress_and_goes_once_it_ends(
+    sessions: sessionmaker[Session], path: Path, fail: bool,
+) -> None:
+    _, release, thread = _held(sessions, fail=fail)
+    assert db._writer_lock(str(path)).locked()
+    with pytest.raises(OperationalError, match="database is locked"):
+        _write(sessions, 2)  # queued behind the open transaction past the (shortened) wait
+    assert _count(sessions) == 0  # readers are not held up, and see only what is committed
+    release.set()
+    thread.join(10)
+    assert not db._writer_lock(str(path)).locked()
+    _write(sessions, 3)
+    assert _count(sessions) == (1 if fail else 2)
+
+
+def test_writers_of_many_threads_all_get_through(sessions: sessionmaker[Session]) -> None:
+    threads = [threading.Thread(target=lambda i=i: [_write(sessions, i) for _ in range(25)])
+               for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert _count(sessions) == 200
+
+
+@pytest.mark.usefixtures("short_wait")
+def test_the_lock_is_let_go_when_begin_fails(
+    path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process holding the file's write lock makes BEGIN IMMEDIATE give up after
+    SQLite's busy timeout; the process's own lock must not stay taken."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    sessions = make_sessionmaker(engine)
+    outsider = sqlite3.connect(path, isolation_level=None, timeout=0)
+    outsider.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"):
+        _write(sessions, 1)
+    outsider.execute("ROLLBACK")
+    outsider.close()
+    _write(sessions, 2)  # would wait out the shortened writer wait and fail if still held
+    assert _count(sessions) == 1
+    engine.dispose()
+
+
+def test_a_write_in_a_read_scope_is_refused(sessions: sessionmaker[Session]) -> None:
+    with pytest.raises(WriteInReadScope), read_scope(sessions) as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+    assert _count(sessions) == 0

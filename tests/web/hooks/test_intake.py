@@ -1,0 +1,172 @@
+"""Group commit: webhook requests that arrive together are written in one transaction, and
+each still gets the answer it alone would have got."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, select
+
+from relayflow.errors import Conflict, MalformedInput, NotFound, TooManyRequests
+from relayflow.services.runtime import Runtime
+from relayflow.services.webhook import Accepted, Inbound
+from relayflow.storage.db import session_scope
+from relayflow.storage.models import RateCounter
+from relayflow.web.intake import Intake
+from tests.conftest import WorkspaceHandle
+from tests.support.flows import set_secret
+from tests.web.hooks.conftest import (
+    SECRET_NAME,
+    SECRET_VALUE,
+    hook_definition,
+    install_hook,
+    run_count,
+    signature,
+)
+
+NOW = datetime(2030, 1, 1, 12, 0, 15, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock(runtime: Runtime) -> None:
+    runtime.clock = lambda: NOW
+
+
+@pytest.fixture
+def commits(runtime: Runtime) -> Iterator[list[int]]:
+    """One entry per transaction committed through the runtime's engine."""
+    seen: list[int] = []
+    engine: Engine = runtime.sessions.kw["bind"]
+
+    def count(_conn: Any) -> None:
+        seen.append(1)
+
+    event.listen(engine, "commit", count)
+    yield seen
+    event.remove(engine, "commit", count)
+
+
+def _together(intake: Intake, requests: list[Inbound]) -> list[Accepted | BaseException]:
+    """Hand every request to the intake at the same moment, as concurrent handlers would."""
+
+    async def all_of() -> list[Accepted | BaseException]:
+        return await asyncio.gather(*(intake.receive(r) for r in requests),
+                                    return_exceptions=True)
+
+    return asyncio.run(all_of())
+
+
+def _token(path: str) -> str:
+    return path.rsplit("/", 1)[1]
+
+
+def _order(i: int) -> bytes:
+    return json.dumps({"kind": "order", "n": i}).encode()
+
+
+def test_requests_arriving_together_share_one_commit_and_keep_their_own_answers(
+    runtime: Runtime, client: TestClient, commits: list[int],
+) -> None:
+    token = _token(install_hook(client, hook_definition()))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    requests = [Inbound(token=token, body=_order(i), idempotency_key=f"k{i}") for i in range(8)]
+    requests.insert(3, Inbound(token="no-such-token", body=_order(99)))
+    requests.insert(5, Inbound(token=token, body=b"{not json"))
+    requests.append(Inbound(token=token, body=_order(0), idempotency_key="k0"))  # a repeat
+    commits.clear()
+
+    answers = _together(intake, requests)
+
+    assert len(commits) == 1
+    assert isinstance(answers[3], NotFound)
+    assert isinstance(answers[5], MalformedInput)
+    accepted = [a for a in answers if isinstance(a, Accepted)]
+    assert len(accepted) == 9
+    assert [a.enrolled.duplicate for a in accepted] == [False] * 8 + [True]
+    assert accepted[-1].enrolled.run.id == accepted[0].enrolled.run.id
+    assert run_count(runtime) == 8
+
+
+def test_a_request_alone_is_written_at_once(
+    runtime: Runtime, client: TestClient, commits: list[int],
+) -> None:
+    token = _token(install_hook(client, hook_definition()))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    for i in range(3):
+        commits.clear()
+        answer = _together(intake, [Inbound(token=token, body=_order(i))])[0]
+        assert isinstance(answer, Accepted)
+        assert len(commits) == 1
+        assert run_count(runtime) == i + 1
+
+
+def test_refused_requests_in_a_batch_stay_counted_and_open_nothing(
+    runtime: Runtime, client: TestClient,
+) -> None:
+    token = _token(install_hook(client, hook_definition()))
+    intake = Intake(runtime, per_minute=5, phone_region=None)
+
+    answers = _together(intake, [Inbound(token=token, body=_order(i)) for i in range(8)])
+
+    assert [type(a).__name__ for a in answers] == ["Accepted"] * 5 + ["TooManyRequests"] * 3
+    assert all(isinstance(a, TooManyRequests) for a in answers[5:])
+    assert run_count(runtime) == 5
+    with session_scope(runtime.sessions) as session:
+        counted = session.scalar(select(RateCounter.count).where(
+            RateCounter.key.startswith("hook:")))
+    assert counted == 8
+
+
+def test_a_failing_request_undoes_only_its_own_writes(
+    runtime: Runtime, client: TestClient, workspace: WorkspaceHandle,
+) -> None:
+    """A signed request sent again under another key is refused (409) after its replay was
+    noted: that note is undone with it, and the batch's other requests are kept."""
+    set_secret(runtime, workspace.id, SECRET_NAME, SECRET_VALUE)
+    token = _token(install_hook(client, hook_definition(signing_secret=SECRET_NAME)))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    body = _order(1)
+    signed = signature(body, t=int(NOW.timestamp()))
+
+    answers = _together(intake, [
+        Inbound(token=token, body=body, signature=signed, idempotency_key="first"),
+        Inbound(token=token, body=body, signature=signed, idempotency_key="second"),
+        Inbound(token=token, body=_order(2), signature=signature(
+            _order(2), t=int(NOW.timestamp()))),
+    ])
+
+    assert isinstance(answers[0], Accepted)
+    assert isinstance(answers[2], Accepted)
+    assert isinstance(answers[1], Conflict)
+    assert run_count(runtime) == 2
+    with session_scope(runtime.sessions) as session:
+        replays = sorted(session.scalars(select(RateCounter.count).where(
+            RateCounter.key.startswith("sig:"))))
+    assert replays == [1, 1]  # the refused request's note was rolled back with it
+
+
+def test_a_failed_commit_is_every_requests_answer(
+    runtime: Runtime, client: TestClient,
+) -> None:
+    token = _token(install_hook(client, hook_definition()))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    engine: Engine = runtime.sessions.kw["bind"]
+
+    def refuse(_conn: Any) -> None:
+        raise RuntimeError("the disk is full")
+
+    event.listen(engine, "commit", refuse)
+    try:
+        answers = _together(intake, [Inbound(token=token, body=_order(i)) for i in range(3)])
+    finally:
+        event.remove(engine, "commit", refuse)
+
+    assert all(isinstance(a, RuntimeError) for a in answers)
+    assert run_count(runtime) == 0
+    assert isinstance(_together(intake, [Inbound(token=token, body=_order(9))])[0], Accepted)
