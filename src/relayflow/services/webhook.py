@@ -322,10 +322,18 @@ def _resolve_contact(
 # --- use cases ------------------------------------------------------------------------
 
 
+_FOUND = "relayflow.webhook_workflows"
+
+
 def _find(session: Session, token: str) -> Workflow:
     # Anything but a token's alphabet (a NUL would even break PostgreSQL's comparison) is
-    # answered without a query.
-    workflow = webhook_repo.get_by_token(session, token) if _TOKEN_RE.fullmatch(token) else None
+    # answered without a query. A batch of requests (receive_many) shares one transaction,
+    # and looks each token up once in it.
+    found: dict[str, Workflow | None] = session.info.setdefault(_FOUND, {})
+    if token not in found:
+        found[token] = (webhook_repo.get_by_token(session, token)
+                        if _TOKEN_RE.fullmatch(token) else None)
+    workflow = found[token]
     if workflow is None or workflow.trigger_type != "webhook":
         raise NotFound("No webhook at this address (the token is unknown or was rotated).")
     return workflow
