@@ -476,24 +476,21 @@ def main() -> int:
     workers = f", {r['workers']} worker process(es)" if r["workers"] else ", embedded worker"
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in r["cpu_ms_per_run_by_process"].items())
     rss = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in r["peak_rss_mib"].items())
+    answers = f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms"
     if args.intake_only:
-        print(f"{r['mode']}, no worker: {r['runs']} webhooks, {load}\n"  # noqa: T201
-              f"  {r['webhooks_per_s']:.0f} webhooks/s accepted\n"
-              f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms\n"
-              f"  CPU {r['cpu_ms_per_run']:.2f} ms/webhook; peak RSS {rss}\n"
-              f"  checks: {'; '.join(failed) if failed else 'all passed'}")
-        if args.json:
-            print(json.dumps({**r, "failed": failed}))  # noqa: T201
-        return 1 if failed else 0
-    print(f"{r['mode']}{workers}: {r['runs']} webhooks, {load}\n"  # noqa: T201
-          f"  {r['runs_per_s']:.1f} runs/s ({r['seconds']:.1f} s, first webhook sent to last "
-          f"run finished)\n"
-          f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms\n"
-          f"  created to COMPLETED p50 {r['completed_p50_s']:.2f} s, "
-          f"p95 {r['completed_p95_s']:.2f} s\n"
-          f"  CPU {r['cpu_ms_per_run']:.1f} ms/run ({cpu}); peak RSS {rss}\n"
-          f"  stored {r['bytes_per_run']} bytes/run\n"
-          f"  checks: {'; '.join(failed) if failed else 'all passed'}")
+        lines = [f"{r['mode']}, no worker: {r['runs']} webhooks, {load}",
+                 f"  {r['webhooks_per_s']:.0f} webhooks/s accepted", answers,
+                 f"  CPU {r['cpu_ms_per_run']:.2f} ms/webhook; peak RSS {rss}"]
+    else:
+        lines = [f"{r['mode']}{workers}: {r['runs']} webhooks, {load}",
+                 f"  {r['runs_per_s']:.1f} runs/s ({r['seconds']:.1f} s, first webhook sent to "
+                 "last run finished)", answers,
+                 f"  created to COMPLETED p50 {r['completed_p50_s']:.2f} s, "
+                 f"p95 {r['completed_p95_s']:.2f} s",
+                 f"  CPU {r['cpu_ms_per_run']:.1f} ms/run ({cpu}); peak RSS {rss}",
+                 f"  stored {r['bytes_per_run']} bytes/run"]
+    lines.append(f"  checks: {'; '.join(failed) if failed else 'all passed'}")
+    print(*lines, sep="\n")  # noqa: T201
     if args.json:
         print(json.dumps({**r, "failed": failed}))  # noqa: T201
     return 1 if failed else 0
