@@ -3,13 +3,15 @@
     python bench/e2e.py --mode sqlite                     # 5,000 webhooks, 32 at a time
     python bench/e2e.py --mode postgres --runs 1000 --concurrency 32 --json
     python bench/e2e.py --mode postgres-split --workers 2 --runs 1000
+    python bench/e2e.py --mode sqlite-split                # serve --no-worker + 1 worker
     python bench/e2e.py --mode postgres --rate 20 --runs 600   # open loop, 20 requests/s
     python bench/e2e.py --mode sqlite --intake-only            # webhooks/s, no worker
 
 A local JSON service (http.server) and SMTP server (aiosmtpd) stand in for the outside world.
 On a fresh database (SQLite file, or a PostgreSQL database created and dropped here) relayflow
 is migrated and given a workspace, then started (sqlite, postgres: `relayflow serve` with its
-embedded worker; postgres-split: `serve --no-worker` and N `relayflow worker` processes).
+embedded worker; sqlite-split, postgres-split: `serve --no-worker` and N `relayflow worker`
+processes).
 Through the API the bench allows loopback for the workspace, points the email provider at the
 SMTP server and activates webhook → CONDITION → INTEGRATION POST → SEND_MESSAGE → END. It
 sends N webhooks, each for another contact (closed loop at concurrency C, or open loop at
@@ -17,7 +19,8 @@ sends N webhooks, each for another contact (closed loop at concurrency C, or ope
 
 Prints runs/s (first webhook sent → last run's finished_at), webhook answer p50/p95 (client
 side; open loop: from the scheduled send), created → COMPLETED p50/p95 (both written by
-relayflow), CPU ms per run and peak RSS (VmHWM) of the relayflow processes (/proc), stored
+relayflow), CPU ms per run and peak RSS (VmHWM) of the relayflow processes (/proc) and the
+CPU of this bench's own client and sinks (they share the machine), stored
 bytes per run (growth of the SQLite file and -wal, or of pg_database_size) and the checks:
 every run COMPLETED, every e-mail and every JSON call received exactly once (exit 1 if not).
 With --intake-only, `serve --no-worker` only accepts: the figure is webhooks accepted a second
@@ -346,14 +349,14 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="relayflow-e2e-")))
         service_url, smtp_port = stack.enter_context(sinks.serving())
         url = stack.enter_context(empty_database(
-            args.database_url if args.mode != "sqlite" else "sqlite", tmp))
+            "sqlite" if args.mode.startswith("sqlite") else args.database_url, tmp))
         relayflow = Relayflow(url, tmp)
         relayflow.command("migrate")
         api_key = json.loads(relayflow.command("workspace", "create", "e2e", "--json"))["api_key"]
         stack.callback(relayflow.stop)
         if args.intake_only:
             relayflow.start("serve", "serve", "--no-worker")
-        elif args.mode == "postgres-split":
+        elif args.mode.endswith("-split"):
             relayflow.start("serve", "serve", "--no-worker")
             for n in range(args.workers):
                 relayflow.start(f"worker{n + 1}", "worker")
@@ -366,6 +369,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         pids = {name: p.pid for name, p in relayflow.processes.items()}
         size_before = stored_bytes(engine, url)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        own_before = time.process_time()  # the client and the two sinks share the machine
 
         first, acks, accepted = asyncio.run(fire(hook, args.runs, args.concurrency, args.rate))
         answered = time.time()
@@ -373,6 +377,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             wait_finished(engine, len(accepted), relayflow, args.timeout)
 
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        own = time.process_time() - own_before
         rss = {name: peak_rss_mib(p.pid) for name, p in relayflow.processes.items()}
         with engine.connect() as conn:
             rows = conn.execute(select(WorkflowRun.status, WorkflowRun.created_at,
@@ -389,7 +394,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     elapsed = (last.timestamp() - first) if last is not None else float("nan")
     per_run = 1 / max(1, len(rows))
     figures: dict[str, Any] = {
-        "mode": args.mode, "workers": args.workers if args.mode == "postgres-split" else 0,
+        "mode": args.mode, "workers": args.workers if args.mode.endswith("-split") else 0,
         "runs": args.runs, "concurrency": args.concurrency, "rate": args.rate,
         "accepted": len(accepted), "statuses": dict(statuses), "seconds": round(elapsed, 2),
         "runs_per_s": round(len(rows) / elapsed, 2) if rows else 0.0,
@@ -398,6 +403,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "completed_p50_s": round(pct(lags, 0.5), 3), "completed_p95_s": round(pct(lags, 0.95), 3),
         "cpu_ms_per_run": round(sum(cpu.values()) * 1000 * per_run, 1),
         "cpu_ms_per_run_by_process": {k: round(v * 1000 * per_run, 1) for k, v in cpu.items()},
+        "bench_cpu_ms_per_run": round(own * 1000 * per_run, 1),
         "peak_rss_mib": {name: round(mib, 1) for name, mib in rss.items()},
         "bytes_per_run": round(size * per_run),
         "log_lines": {name: len(lines) for name, lines in logged.items()},
@@ -447,10 +453,11 @@ def checks(sinks: Sinks, runs: int, accepted: list[int], statuses: Counter[str])
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["sqlite", "postgres", "postgres-split"],
+    parser.add_argument("--mode", choices=["sqlite", "postgres", "sqlite-split",
+                                           "postgres-split"],
                         default="sqlite")
     parser.add_argument("--workers", type=int, default=1,
-                        help="relayflow worker processes (postgres-split only)")
+                        help="relayflow worker processes (the -split modes only)")
     parser.add_argument("--runs", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=None,
@@ -464,9 +471,9 @@ def main() -> int:
                         help="serve --no-worker: measure accepting webhooks only")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     args = parser.parse_args()
-    if args.workers < 1 or (args.workers != 1 and args.mode != "postgres-split"):
-        parser.error("--workers N (N >= 1) applies to --mode postgres-split")
-    if args.intake_only and args.mode == "postgres-split":
+    if args.workers < 1 or (args.workers != 1 and not args.mode.endswith("-split")):
+        parser.error("--workers N (N >= 1) applies to the -split modes")
+    if args.intake_only and args.mode.endswith("-split"):
         parser.error("--intake-only starts no worker; use --mode sqlite or postgres")
     if args.runs < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
         parser.error("--runs, --concurrency and --rate must be positive")
@@ -488,6 +495,7 @@ def main() -> int:
                  f"  created to COMPLETED p50 {r['completed_p50_s']:.2f} s, "
                  f"p95 {r['completed_p95_s']:.2f} s",
                  f"  CPU {r['cpu_ms_per_run']:.1f} ms/run ({cpu}); peak RSS {rss}",
+                 f"  this bench's client and sinks: CPU {r['bench_cpu_ms_per_run']:.1f} ms/run",
                  f"  stored {r['bytes_per_run']} bytes/run"]
     lines.append(f"  checks: {'; '.join(failed) if failed else 'all passed'}")
     print(*lines, sep="\n")  # noqa: T201
