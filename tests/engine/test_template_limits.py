@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -274,6 +275,69 @@ class TestTimeCap:
         monkeypatch.setattr(limits, "clock", clock)
 
         assert templates.render("no braces", {}) == "no braces"
+
+
+class TestCpuClockReads:
+    """With the real CPU clock, the clock is read only when it can matter (engine.limits)."""
+
+    @pytest.fixture
+    def clocks(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+        """Scripted wall and thread CPU clocks, installed as the real ones; counts CPU reads."""
+        state = {"wall": 100.0, "cpu": 10.0, "cpu_reads": 0}
+
+        def cpu() -> float:
+            state["cpu_reads"] += 1
+            return state["cpu"]
+
+        monkeypatch.setattr(limits, "_CPU", cpu)
+        monkeypatch.setattr(limits, "clock", cpu)
+        monkeypatch.setattr(limits, "_wall", lambda: state["wall"])
+        monkeypatch.setattr(limits, "_last_reading", threading.local())
+        return state
+
+    def test_renders_within_5_ms_share_one_reading(self, clocks: dict[str, float]) -> None:
+        for _ in range(50):
+            assert templates.render("{% for i in range(20) %}{{ i }}{% endfor %}", {})
+            clocks["wall"] += 0.0001
+            clocks["cpu"] += 0.0001
+        assert clocks["cpu_reads"] == 1  # 50 renders, 20 loops each, in 5 ms
+
+        clocks["wall"] += 0.005
+        templates.render("{{ 1 }}", {})
+        assert clocks["cpu_reads"] == 2
+
+    def test_a_shared_reading_is_stricter_never_more_lenient(
+            self, clocks: dict[str, float]) -> None:
+        templates.render("{{ 1 }}", {})  # the reading, at CPU 10.0
+        clocks["wall"] += 0.004
+        clocks["cpu"] += 0.004
+
+        def burn() -> str:  # 97 ms of CPU, over 200 ms of wall time
+            clocks["wall"] += 0.2
+            clocks["cpu"] += 0.097
+            return ""
+
+        # Counted from the shared reading, 101 ms of CPU: over the budget by at most the
+        # reading's age, where a fresh reading would have counted 97 ms.
+        with pytest.raises(TemplateTooSlow):
+            templates.render("{{ burn() }}{{ 1 }}", {"burn": burn})
+
+    def test_the_cpu_clock_is_not_read_before_the_budget_in_wall_time(
+            self, clocks: dict[str, float]) -> None:
+        ticks = {"n": 0}
+
+        def tick() -> str:
+            ticks["n"] += 1
+            clocks["wall"] += 0.001
+            clocks["cpu"] += 0.001
+            return ""
+
+        with pytest.raises(TemplateTooSlow):
+            templates.render("{% for i in range(1000) %}{{ tick() }}{% endfor %}",
+                             {"tick": tick})
+        # 1 reading at the start, none for the first 100 ms of checks, then one per check
+        assert 100 <= ticks["n"] <= 102
+        assert clocks["cpu_reads"] <= 2 * (ticks["n"] - 99) + 1
 
 
 class TestErrorsNameTheField:
