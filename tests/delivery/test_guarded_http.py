@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relayflow.delivery import guarded_http
+from relayflow.delivery import egress, guarded_http
 from relayflow.delivery.egress import AllowList, IPAddress, Refused
 from relayflow.delivery.guarded_http import Guard
 
@@ -100,6 +100,52 @@ class TestPinning:
 
     def test_the_system_resolver_reads_localhost_as_loopback(self):
         assert LOOPBACK in guarded_http.system_resolve("localhost", 80)
+
+
+class TestKeepAlive:
+    def test_calls_to_one_target_share_a_connection(self, http_server):
+        guard, dns = _guard("127.0.0.1/32", crm_test=[["127.0.0.1"]])
+        url = f"http://crm.test:{_port(http_server)}/json"
+
+        for _ in range(3):
+            assert guarded_http.request("POST", url, guard=guard, timeout=5,
+                                        json={"n": 1}).status_code == 200
+
+        assert len(http_server.requests) == 3
+        assert len({r.peer for r in http_server.requests}) == 1
+        assert dns.lookups == ["crm.test"] * 3  # each call still resolves and checks
+
+    def test_an_open_connection_is_no_way_past_the_policy(self, http_server):
+        allowed, _ = _guard("127.0.0.1/32", crm_test=[["127.0.0.1"]])
+        url = f"http://crm.test:{_port(http_server)}/json"
+        guarded_http.request("GET", url, guard=allowed, timeout=5)
+        refused, _ = _guard("", crm_test=[["127.0.0.1"]])
+
+        with pytest.raises(Refused):
+            guarded_http.request("GET", url, guard=refused, timeout=5)
+
+        assert len(http_server.requests) == 1
+
+    def test_a_body_read_only_in_part_closes_its_connection(self, http_server):
+        guard, _ = _guard("127.0.0.1/32")
+        url = f"{http_server.url}/json"
+
+        first = guarded_http.request("GET", url, guard=guard, timeout=5, max_body=5)
+        guarded_http.request("GET", url, guard=guard, timeout=5)
+
+        assert first.truncated
+        assert len({r.peer for r in http_server.requests}) == 2
+
+    def test_https_connections_are_kept_per_name(self):
+        def target(url: str):
+            return egress.parse_target(url)
+
+        first = guarded_http.CLIENTS.for_target(target("https://a.test/"))
+        assert guarded_http.CLIENTS.for_target(target("https://a.test:8443/x")) is first
+        assert guarded_http.CLIENTS.for_target(target("https://b.test/")) is not first
+        plain = guarded_http.CLIENTS.for_target(target("http://a.test/"))
+        assert guarded_http.CLIENTS.for_target(target("http://b.test/")) is plain
+        assert plain is not first
 
 
 class TestRedirects:

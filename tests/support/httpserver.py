@@ -42,6 +42,7 @@ class Recorded:
     headers: dict[str, str]
     body: str
     at: float = field(default_factory=time.time)  # when it arrived (wall clock)
+    peer: int = 0  # the client's port: one per connection
 
 
 @dataclass
@@ -160,7 +161,8 @@ def start(host: str = "127.0.0.1") -> TestHttpServer:
             me = state["server"]
             headers = {k: v for k, v in self.headers.items()}
             with me.lock:
-                me.requests.append(Recorded(self.command, self.path, headers, body))
+                me.requests.append(Recorded(self.command, self.path, headers, body,
+                                            peer=self.client_address[1]))
             parts = self.path.strip("/").split("/")
             if parts[0] == "status":
                 self._answer(int(parts[1]), {"status": int(parts[1])})

@@ -14,6 +14,12 @@ and read draw on it (httpx's own timeouts bound each read, so a target that tric
 byte a second would hold a call for as long as it likes). The body is streamed and read
 up to `max_body` bytes (decoded); then the connection is closed, so an answer of any size
 costs at most that much memory.
+
+Connections are kept open between calls (HTTP keep-alive, idle for at most
+KEEPALIVE_SECONDS) and reused only for the same vetted address and port, so a reused
+connection goes where a new one would: every call still resolves and checks its target
+against the policy of the moment first. For https they are reused only for the same name
+(SNI and the certificate checked against it), never across names sharing an address.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import json as jsonlib
 import logging
 import socket
 import ssl
+import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -58,6 +67,14 @@ DEFAULT_MAX_BODY = 64 * 1024
 # thousandfold); asked for unless the caller sets its own Accept-Encoding.
 BOUNDED_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 47}  # zlib wbits: gzip or zlib
 WRITE_PIECE = 16 * 1024
+KEEPALIVE_SECONDS = 5.0
+# Idle connections kept per pool, and pools kept (one for plain http, one per https name).
+KEEPALIVE_CONNECTIONS = 64
+POOLS = 32
+
+# The deadline of the call being made in this thread: connections outlive calls, so each
+# operation on one reads the deadline of the call using it now.
+_deadline: ContextVar[float] = ContextVar("relayflow_http_deadline")
 
 
 def system_resolve(name: str, port: int) -> list[IPAddress]:
@@ -115,14 +132,13 @@ def _charset(content_type: str) -> str:
 
 
 class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every operation ends by the call's deadline."""
+    """A connection whose every operation ends by the deadline of the call using it."""
 
-    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
-        self._deadline = deadline
 
     def _left(self, timeout: float | None, error: type[Exception]) -> float:
-        left = self._deadline - time.monotonic()
+        left = _deadline.get() - time.monotonic()
         if left <= 0:
             raise error("the call's deadline passed")
         return left if timeout is None else min(timeout, left)
@@ -143,28 +159,27 @@ class _DeadlineStream(httpcore.NetworkStream):
                   timeout: float | None = None) -> httpcore.NetworkStream:
         inner = self._stream.start_tls(ssl_context, server_hostname,
                                        self._left(timeout, httpcore.ConnectTimeout))
-        return _DeadlineStream(inner, self._deadline)
+        return _DeadlineStream(inner)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's own sync backend, every stream it opens bound to one deadline."""
+    """httpcore's own sync backend, every stream it opens bound to the call's deadline."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self) -> None:
         self._inner = httpcore.SyncBackend()
-        self._deadline = deadline
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        left = self._deadline - time.monotonic()
+        left = _deadline.get() - time.monotonic()
         if left <= 0:
             raise httpcore.ConnectTimeout("the call's deadline passed")
         stream = self._inner.connect_tcp(host, port, min(left, timeout or left), local_address,
                                          socket_options)
-        return _DeadlineStream(stream, self._deadline)
+        return _DeadlineStream(stream)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[Any] | None = None
@@ -182,13 +197,45 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def _transport(deadline: float) -> httpx.HTTPTransport:
+def _new_client() -> httpx.Client:
     transport = httpx.HTTPTransport(verify=_ssl_context(), trust_env=False)
     # httpx has no way to hand httpcore a network backend, the one place every connect,
     # handshake, read and write passes through: the pool is built again with ours.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=_ssl_context(), network_backend=_DeadlineBackend(deadline))
-    return transport
+        ssl_context=_ssl_context(), network_backend=_DeadlineBackend(), max_connections=None,
+        max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS)
+    return httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
+
+
+class _Clients:
+    """The pools of kept-open connections: one for plain http (a connection there is bound
+    to an address and port only) and one per https name, the least recently used closed
+    past POOLS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str | None, httpx.Client] = OrderedDict()
+
+    def for_target(self, target: Target) -> httpx.Client:
+        key = target.name if target.scheme == "https" else None
+        with self._lock:
+            client = self._clients.pop(key, None) or _new_client()
+            self._clients[key] = client
+            evicted = (self._clients.popitem(last=False)[1]
+                       if len(self._clients) > POOLS else None)
+        if evicted is not None:
+            evicted.close()  # its connections in use are closed as their calls end
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
+
+
+CLIENTS = _Clients()
 
 
 def _read(response: httpx.Response, max_body: int) -> tuple[bytes, bool]:
@@ -249,13 +296,26 @@ def _send(target: Target, addresses: Sequence[IPAddress], *, method: str,
         sent["Accept-Encoding"] = "gzip, deflate"
     extensions = ({"sni_hostname": target.name}
                   if target.scheme == "https" and target.name else {})
+    client = CLIENTS.for_target(target)
+    token = _deadline.set(deadline)
+    try:
+        return _first_answer(client, target, addresses, method=method, headers=sent,
+                             extensions=extensions, body=body, deadline=deadline,
+                             max_body=max_body, follows=follows)
+    finally:
+        _deadline.reset(token)
+
+
+def _first_answer(client: httpx.Client, target: Target, addresses: Sequence[IPAddress], *,
+                  method: str, headers: dict[str, str], extensions: dict[str, Any],
+                  body: Mapping[str, Any], deadline: float, max_body: int,
+                  follows: bool) -> Response:
     for index, address in enumerate(addresses):
         try:
-            with (httpx.Client(transport=_transport(deadline), follow_redirects=False,
+            with client.stream(method, target.url_for(address), headers=headers,
+                               extensions=extensions,
                                timeout=max(0.001, deadline - time.monotonic()),
-                               trust_env=False) as client,
-                  client.stream(method, target.url_for(address), headers=sent,
-                                extensions=extensions, **body) as response):
+                               **body) as response:
                 redirect = (response.status_code in REDIRECT_STATUS
                             and bool(response.headers.get("location")))
                 content, truncated = ((b"", False) if redirect and follows
