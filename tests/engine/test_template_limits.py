@@ -306,19 +306,30 @@ class TestCpuClockReads:
         templates.render("{{ 1 }}", {})
         assert clocks["cpu_reads"] == 2
 
-    def test_a_shared_reading_is_stricter_never_more_lenient(
+    def test_a_shared_reading_never_shortens_the_budget(
             self, clocks: dict[str, float]) -> None:
         templates.render("{{ 1 }}", {})  # the reading, at CPU 10.0
         clocks["wall"] += 0.004
-        clocks["cpu"] += 0.004
+        clocks["cpu"] += 0.004  # busy since: the next render starts at CPU 10.004
 
-        def burn() -> str:  # 97 ms of CPU, over 200 ms of wall time
+        def burn(cpu: float) -> str:
             clocks["wall"] += 0.2
-            clocks["cpu"] += 0.097
+            clocks["cpu"] += cpu
             return ""
 
-        # Counted from the shared reading, 101 ms of CPU: over the budget by at most the
-        # reading's age, where a fresh reading would have counted 97 ms.
+        # 99.9 ms of its own CPU: within the budget, though 103.9 ms after the reading.
+        assert templates.render("{{ burn(0.0999) }}{{ 1 }}", {"burn": burn}) == "1"
+
+    def test_a_shared_reading_lengthens_it_by_at_most_its_age(
+            self, clocks: dict[str, float]) -> None:
+        templates.render("{{ 1 }}", {})  # the reading, at CPU 10.0
+        clocks["wall"] += 0.004  # idle since: the next render starts at CPU 10.0, taken as 10.004
+
+        def burn() -> str:
+            clocks["wall"] += 0.2
+            clocks["cpu"] += 0.1041  # over 100 ms + the reading's 4 ms
+            return ""
+
         with pytest.raises(TemplateTooSlow):
             templates.render("{{ burn() }}{{ 1 }}", {"burn": burn})
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from relayflow.config import Settings
 from relayflow.errors import Conflict, InvalidInput, MalformedInput, NotFound, Unauthorized
+from relayflow.services import signed
 from relayflow.services import webhook as webhook_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime, base_url_of
@@ -57,33 +58,33 @@ def _receive(runtime: Runtime, token: str, body: bytes = BODY, **over: Any) -> A
 
 class TestVerifySignature:
     def test_a_valid_signature_passes(self) -> None:
-        webhook_service.verify_signature(secret=SECRET, header=f"t={T},v1={_v1(BODY, T)}",
+        signed.verify_signature(secret=SECRET, header=f"t={T},v1={_v1(BODY, T)}",
                                          body=BODY, now=NOW)
 
     def test_upper_case_hex_and_spaces_pass(self) -> None:
         header = f" t={T} , v1={_v1(BODY, T).upper()} "
 
-        webhook_service.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
+        signed.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
 
     def test_any_matching_v1_entry_passes(self) -> None:
         header = f"t={T},v1={_v1(BODY, T, 'old')},v1={_v1(BODY, T)},v1={'0' * 64}"
 
-        webhook_service.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
+        signed.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
 
     def test_other_schemes_are_ignored(self) -> None:
         header = f"t={T},v0=whatever,v1={_v1(BODY, T)}"
 
-        webhook_service.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
+        signed.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
 
     def test_matches_what_signature_header_builds(self) -> None:
-        header = webhook_service.signature_header(SECRET, BODY, timestamp=T)
+        header = signed.signature_header(SECRET, BODY, timestamp=T)
 
         assert header == f"t={T},v1={_v1(BODY, T)}"
 
     @pytest.mark.parametrize("header", [None, "", "   "])
     def test_missing(self, header: str | None) -> None:
         with pytest.raises(Unauthorized, match="missing"):
-            webhook_service.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
+            signed.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
 
     @pytest.mark.parametrize("header", [
         "nonsense",
@@ -99,55 +100,55 @@ class TestVerifySignature:
     ])
     def test_malformed(self, header: str) -> None:
         with pytest.raises(Unauthorized, match="malformed"):
-            webhook_service.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
+            signed.verify_signature(secret=SECRET, header=header, body=BODY, now=NOW)
 
     @pytest.mark.parametrize("offset", [-301, 301, -86_400])
     def test_stale(self, offset: int) -> None:
         t = T + offset
         with pytest.raises(Unauthorized, match="outside the 5-minute window"):
-            webhook_service.verify_signature(secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}",
+            signed.verify_signature(secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}",
                                              body=BODY, now=NOW)
 
     @pytest.mark.parametrize("offset", [-300, 300])
     def test_at_the_edge_of_the_window(self, offset: int) -> None:
         t = T + offset
-        webhook_service.verify_signature(secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}",
+        signed.verify_signature(secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}",
                                          body=BODY, now=NOW)
 
     def test_wrong_secret(self) -> None:
         with pytest.raises(Unauthorized, match="does not match"):
-            webhook_service.verify_signature(
+            signed.verify_signature(
                 secret=SECRET, header=f"t={T},v1={_v1(BODY, T, 'other')}", body=BODY, now=NOW)
 
     def test_one_byte_of_the_body_changed(self) -> None:
         changed = BODY[:-2] + b"x" + BODY[-1:]
 
         with pytest.raises(Unauthorized, match="does not match"):
-            webhook_service.verify_signature(secret=SECRET, header=f"t={T},v1={_v1(BODY, T)}",
+            signed.verify_signature(secret=SECRET, header=f"t={T},v1={_v1(BODY, T)}",
                                              body=changed, now=NOW)
 
     def test_signature_of_another_timestamp(self) -> None:
         with pytest.raises(Unauthorized, match="does not match"):
-            webhook_service.verify_signature(
+            signed.verify_signature(
                 secret=SECRET, header=f"t={T},v1={_v1(BODY, T - 1)}", body=BODY, now=NOW)
 
     def test_returns_the_signed_timestamp(self) -> None:
         t = T - 42
 
-        signed_at = webhook_service.verify_signature(
+        signed_at = signed.verify_signature(
             secret=SECRET, header=f"t={t},v1={_v1(BODY, t)}", body=BODY, now=NOW)
 
         assert signed_at == t
 
     @pytest.mark.parametrize("signer", [SECRET, "the-previous-one"])
     def test_either_secret_of_a_rotation_passes(self, signer: str) -> None:
-        webhook_service.verify_signature(secret=SECRET, previous="the-previous-one",
+        signed.verify_signature(secret=SECRET, previous="the-previous-one",
                                          header=f"t={T},v1={_v1(BODY, T, signer)}", body=BODY,
                                          now=NOW)
 
     def test_a_third_secret_fails_during_a_rotation(self) -> None:
         with pytest.raises(Unauthorized, match="does not match"):
-            webhook_service.verify_signature(
+            signed.verify_signature(
                 secret=SECRET, previous="the-previous-one",
                 header=f"t={T},v1={_v1(BODY, T, 'a-third')}", body=BODY, now=NOW)
 
@@ -156,20 +157,20 @@ class TestVerifySignature:
         changed = good[:-1] + ("0" if good[-1] != "0" else "1")
 
         with pytest.raises(Unauthorized, match="does not match"):
-            webhook_service.verify_signature(secret=SECRET, header=f"t={T},v1={changed}",
+            signed.verify_signature(secret=SECRET, header=f"t={T},v1={changed}",
                                              body=BODY, now=NOW)
 
 
 class TestReplayKey:
     def test_is_what_the_signature_covers_and_fits_the_column(self) -> None:
-        key = webhook_service.replay_key(T, BODY)
+        key = signed.replay_key(T, BODY)
 
         assert key == "signed:" + hashlib.sha256(f"{T}.".encode() + BODY).hexdigest()
         assert len(key) <= 200
 
     def test_differs_by_timestamp_and_body(self) -> None:
-        keys = {webhook_service.replay_key(T, BODY), webhook_service.replay_key(T + 1, BODY),
-                webhook_service.replay_key(T, BODY + b" ")}
+        keys = {signed.replay_key(T, BODY), signed.replay_key(T + 1, BODY),
+                signed.replay_key(T, BODY + b" ")}
 
         assert len(keys) == 3
 
@@ -313,7 +314,7 @@ class TestReceive:
 
         assert (first.duplicate, again.duplicate) == (False, True)
         assert again.run.id == first.run.id
-        assert first.run.idempotency_key == webhook_service.replay_key(T, BODY)
+        assert first.run.idempotency_key == signed.replay_key(T, BODY)
         assert _count(runtime, WorkflowRun) == 1
 
     def test_a_replay_under_another_idempotency_key_is_a_conflict(

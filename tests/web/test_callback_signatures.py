@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from relayflow.services import secret as secret_service
 from relayflow.services.runtime import Runtime
-from relayflow.services.webhook import signature_header
+from relayflow.services.signed import signature_header
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt
 from tests.services.test_delivery import _email_flow

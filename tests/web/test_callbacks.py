@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from relayflow.services.webhook import signature_header
+from relayflow.services.signed import signature_header
 from tests.services.test_delivery import _email_flow
 from tests.support import smtpserver
 from tests.support.flows import attempts_of, install, set_provider, set_secret, start

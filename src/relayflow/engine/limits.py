@@ -33,10 +33,11 @@ more on a loaded machine), while a run renders dozens of templates and each chec
 deadline hundreds of times. Two facts avoid nearly every read. A thread cannot have used
 more CPU than wall time has passed, so while the wall clock is short of the budget (plus
 whatever was given back) the CPU clock need not be read at all (`_Budget.gate`). And a
-render may start from the thread's last reading if it is under 5 ms old (`_start`): its
-budget then counts from that earlier moment, which is at most 5 ms of CPU stricter and never
-more lenient. (A system call made while holding the GIL is also a point where the thread can
-be preempted with the GIL held, stopping every other thread of the process.)
+render may start from the thread's last reading if it is under 5 ms old (`_start`): the CPU
+time now is then taken as that reading plus all the wall time since, never less than the
+truth, so the budget is never shorter than its due and at most 5 ms longer. (A system call
+made while holding the GIL is also a point where the thread can be preempted with the GIL
+held, stopping every other thread of the process.)
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ _last_reading = threading.local()  # (wall clock, thread CPU clock) of the threa
 
 
 def _start() -> tuple[float, float]:
-    """(CPU time a render's budget counts from, wall time before which it cannot be used
-    up). A test's injected clock is read every time, and never gated."""
+    """(CPU time a render's budget counts from, wall time it starts at). A test's injected
+    clock is read every time, and never gated."""
     if clock is not _CPU:
         return clock(), 0.0
     now = _wall()
@@ -92,7 +93,8 @@ def _start() -> tuple[float, float]:
     if seen is None or now - seen[0] > _STALE_SECONDS:
         seen = (now, _CPU())
         _last_reading.seen = seen
-    return seen[1], seen[0]
+    # The CPU clock cannot have advanced more than the wall clock since the reading.
+    return seen[1] + (now - seen[0]), now
 
 
 class _Budget:
@@ -103,7 +105,7 @@ class _Budget:
         self.field = field
         self.deadline = cpu + MAX_RENDER_SECONDS
         # Before this wall-clock time the CPU deadline cannot have passed (the CPU clock
-        # cannot have advanced more than the wall clock since `wall`).
+        # cannot advance more than the wall clock from `wall`, when it was at most `cpu`).
         self.gate = wall + MAX_RENDER_SECONDS if wall else 0.0
         self.collecting_since: float | None = None
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from relayflow.errors import InvalidInput, NotFound, Unauthorized
+from relayflow.services import signed
 from relayflow.services import webhook as webhook_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.ids import parse_id
@@ -61,16 +62,16 @@ def receive(session: Session, runtime: Runtime, *, workspace_slug: str, channel:
     if workspace is None or config is None:
         raise NotFound("no such provider")
     secret_name = config.get("events_secret")
-    values = webhook_service.signing_values(
+    values = signed.signing_values(
         session, workspace_id=workspace.id, name=str(secret_name), cipher=runtime.cipher,
         used_by=f"the {channel} provider of workspace {workspace.slug!r}",
     ) if secret_name else None
     if values is None:
         raise Unauthorized("this provider has no events_secret: callbacks are refused")
-    signed_at = webhook_service.verify_signature(
+    signed_at = signed.verify_signature(
         secret=values[0], previous=values[1], header=signature, body=raw_body, now=now)
     events = _events(webhook_service.parse_event(raw_body))
-    if webhook_service.remember(session, scope=f"callback:{workspace.id}:{channel}",
+    if signed.remember(session, scope=f"callback:{workspace.id}:{channel}",
                                 timestamp=signed_at, body=raw_body):
         return Received([_unchanged(session, workspace.id, channel, e) for e in events], True)
     return Received([_apply(session, workspace.id, channel, e, now) for e in events], False)

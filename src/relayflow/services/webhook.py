@@ -2,21 +2,12 @@
 
 The order of checks matters: the token is looked up first (404), the request is counted
 against the webhook's rate limit (429), then the signature is verified (401) before anything
-else about the workflow or the payload is revealed.
-
-Signed requests (here and for provider callbacks, services/callback.py):
-- the signature covers `"<t>." + body` and `t` must be within 5 minutes of the server's clock;
-- a signing secret is rotated without a gap: while `<NAME>_PREVIOUS` exists, a signature
-  made with either value is accepted (and a sender may send one v1 entry per secret);
-- a verified request is remembered by a digest of what the signature covers, for longer
-  than it stays acceptable, so the same signed request sent again does nothing a second
-  time, whatever unsigned headers (Idempotency-Key) it carries.
+else about the workflow or the payload is revealed. Signatures, secret rotation and the
+memory of signed requests are services/signed.py's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import math
@@ -25,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String
@@ -36,23 +27,16 @@ from relayflow.errors import Conflict, InvalidInput, MalformedInput, NotFound, U
 from relayflow.services import contact as contact_service
 from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import run as run_service
+from relayflow.services import signed
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import SecretCipher
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Contact, Workflow, WorkflowRun
-from relayflow.storage.repositories import rate_counter as rate_counter_repo
 from relayflow.storage.repositories import run as run_repo
-from relayflow.storage.repositories import secret as secret_repo
 from relayflow.storage.repositories import webhook as webhook_repo
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "Relayflow-Signature"
-TOLERANCE_SECONDS = 300
-# While a secret named `<NAME>` + this exists, signatures made with it are accepted too.
-PREVIOUS_SUFFIX = "_PREVIOUS"
-
 
 def _length(column: ColumnElement[Any]) -> int:
     kind = column.type
@@ -68,8 +52,6 @@ _CONTACT_FIELD_LENGTH = {
     field: _length(Contact.__table__.c[field]) for field in ("email", "phone", "external_id")
 }
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_token() makes
-_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
-_HEX_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def new_token() -> str:
@@ -81,142 +63,22 @@ def url_of(workflow: Workflow, *, base_url: str) -> str | None:
     return f"{base_url.rstrip('/')}{path}" if path else None
 
 
-# --- signatures -----------------------------------------------------------------------
-
-
-def sign(secret: str, body: bytes, *, timestamp: int) -> str:
-    """The hex HMAC-SHA256 a sender puts in `v1=`: over `"<timestamp>." + body`."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str, body: bytes, *, timestamp: int) -> str:
-    return f"t={timestamp},v1={sign(secret, body, timestamp=timestamp)}"
-
-
-def _parse_signature(header: str) -> tuple[str, list[str]]:
-    """`t=…,v1=…[,v1=…]` -> (timestamp text, v1 signatures); other schemes are ignored."""
-    timestamps: list[str] = []
-    signatures: list[str] = []
-    for part in header.split(","):
-        name, sep, value = part.strip().partition("=")
-        if not sep:
-            raise ValueError(part)
-        if name == "t":
-            timestamps.append(value.strip())
-        elif name == "v1":
-            signatures.append(value.strip())
-    if len(timestamps) != 1 or not _TIMESTAMP_RE.fullmatch(timestamps[0]) or not signatures:
-        raise ValueError(header)
-    if not all(_HEX_SHA256_RE.fullmatch(s) for s in signatures):
-        raise ValueError(header)
-    return timestamps[0], signatures
-
-
-def verify_signature(
-    *, secret: str, header: str | None, body: bytes, now: datetime, previous: str | None = None,
-) -> int:
-    """Raise Unauthorized unless `header` carries a fresh v1 signature of `body`; return the
-    signed timestamp.
-
-    Several v1 entries may be present (a sender rotating its secret signs with both), and
-    during a rotation on our side a signature made with `previous` is accepted too; any one
-    match is enough. Comparisons are constant-time.
-    """
-    if header is None or not header.strip():
-        raise Unauthorized(f"The {SIGNATURE_HEADER} header is missing; this webhook only "
-                           "accepts signed requests.")
-    try:
-        timestamp, candidates = _parse_signature(header)
-    except ValueError:
-        raise Unauthorized(f"The {SIGNATURE_HEADER} header is malformed; expected "
-                           "t=<unix seconds>,v1=<hex HMAC-SHA256>.") from None
-    if abs(now.timestamp() - int(timestamp)) > TOLERANCE_SECONDS:
-        raise Unauthorized(f"The {SIGNATURE_HEADER} timestamp is outside the 5-minute window "
-                           "around the server's clock; sign each request when sending it.")
-    signed = f"{timestamp}.".encode() + body
-    # Check every pair, so the time taken does not tell which one matched.
-    matched = False
-    for value in (secret,) if previous is None else (secret, previous):
-        expected = hmac.new(value.encode(), signed, hashlib.sha256).hexdigest().encode()
-        for candidate in candidates:
-            matched |= hmac.compare_digest(expected, candidate.lower().encode())
-    if not matched:
-        raise Unauthorized(f"The {SIGNATURE_HEADER} does not match the request body.")
-    return int(timestamp)
-
-
-def signing_values(
-    session: Session, *, workspace_id: uuid.UUID, name: str, cipher: SecretCipher, used_by: str,
-) -> tuple[str, str | None] | None:
-    """The secret `name` and, during a rotation, `<name>_PREVIOUS`; None when `name` itself
-    is missing or unreadable (logged by name, never by value: every request is refused)."""
-    current = _decrypted(session, workspace_id=workspace_id, name=name, cipher=cipher,
-                         used_by=used_by, required=True)
-    if current is None:
-        return None
-    previous = _decrypted(session, workspace_id=workspace_id, name=name + PREVIOUS_SUFFIX,
-                          cipher=cipher, used_by=used_by, required=False)
-    return current, previous
-
-
-def _decrypted(
-    session: Session, *, workspace_id: uuid.UUID, name: str, cipher: SecretCipher,
-    used_by: str, required: bool,
-) -> str | None:
-    stored = secret_repo.get(session, workspace_id, name)
-    if stored is None:
-        if required:
-            log.warning("%s names signing secret %r, which does not exist; refusing its "
-                        "requests", used_by, name, extra={"secret": name})
-        return None
-    try:
-        return cipher.decrypt(stored.ciphertext)
-    except RuntimeError:
-        log.error("signing secret %r of %s cannot be decrypted; %s", name, used_by,
-                  "refusing its requests" if required else "ignoring it",
-                  extra={"secret": name})
-        return None
-
-
 def _check_signature(
     session: Session, *, workflow: Workflow, secret_name: str, header: str | None, body: bytes,
     cipher: SecretCipher, now: datetime,
 ) -> int:
-    values = signing_values(session, workspace_id=workflow.workspace_id, name=secret_name,
-                            cipher=cipher, used_by=f"webhook of workflow {workflow.key!r}")
+    values = signed.signing_values(session, workspace_id=workflow.workspace_id,
+                                   name=secret_name, cipher=cipher,
+                                   used_by=f"webhook of workflow {workflow.key!r}")
     if values is None:
         raise Unauthorized("This webhook's signing secret is not available, so no request can "
                            "be verified; ask the workflow's owner to set it.")
     current, previous = values
-    return verify_signature(secret=current, previous=previous, header=header, body=body,
-                            now=now)
+    return signed.verify_signature(secret=current, previous=previous, header=header,
+                                   body=body, now=now)
 
 
 # --- replays --------------------------------------------------------------------------
-
-
-def _signed_digest(timestamp: int, body: bytes, *, scope: bytes = b"") -> str:
-    return hashlib.sha256(scope + f"{timestamp}.".encode() + body).hexdigest()
-
-
-def replay_key(timestamp: int, body: bytes) -> str:
-    """The Idempotency-Key of a signed request sent without one: what its signature covers,
-    so the same signed request (under either secret of a rotation) finds the same run."""
-    return f"signed:{_signed_digest(timestamp, body)}"
-
-
-def remember(session: Session, *, scope: str, timestamp: int, body: bytes) -> bool:
-    """Note a verified signed request; True when the same one was already received.
-
-    The memory is a counter row (rate_counters, key `sig:<digest>`) in the caller's
-    transaction: a request that fails afterwards is forgotten with its rollback, and a
-    concurrent twin waits for the row and then counts 2 (PostgreSQL), or waits its turn
-    (SQLite, BEGIN IMMEDIATE). The row's window starts at the signed time and is pruned an
-    hour after (rate_limit.prune), well after the 5-minute acceptance window has passed.
-    """
-    digest = _signed_digest(timestamp, body, scope=scope.encode() + b"\n")
-    key = f"sig:{digest[:60]}"  # the column holds 64 characters
-    return rate_counter_repo.hit(session, key, datetime.fromtimestamp(timestamp, UTC)) > 1
 
 
 def _replayed(session: Session, *, workflow: Workflow, key: str) -> run_service.Enrolled:
@@ -374,8 +236,8 @@ def receive(
         raise InvalidInput(f"The Idempotency-Key header must be 1 to "
                            f"{_IDEMPOTENCY_KEY_LENGTH} characters, without NUL.")
     if signed_at is not None:
-        idempotency_key = idempotency_key or replay_key(signed_at, body)
-        if remember(session, scope=f"hook:{workflow.id}", timestamp=signed_at, body=body):
+        idempotency_key = idempotency_key or signed.replay_key(signed_at, body)
+        if signed.remember(session, scope=f"hook:{workflow.id}", timestamp=signed_at, body=body):
             return _replayed(session, workflow=workflow, key=idempotency_key)
     mapping = trigger.get("contact")
     contact = None

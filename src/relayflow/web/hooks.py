@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from relayflow.services.webhook import SIGNATURE_HEADER, Inbound
+from relayflow.services.signed import SIGNATURE_HEADER
+from relayflow.services.webhook import Inbound
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import RunEnqueued
 from relayflow.web.intake import Intake
