@@ -197,42 +197,42 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def _new_client() -> httpx.Client:
+def _new_client() -> tuple[httpx.Client, httpcore.ConnectionPool]:
     transport = httpx.HTTPTransport(verify=_ssl_context(), trust_env=False)
     # httpx has no way to hand httpcore a network backend, the one place every connect,
     # handshake, read and write passes through: the pool is built again with ours.
-    transport._pool = httpcore.ConnectionPool(
+    pool = httpcore.ConnectionPool(
         ssl_context=_ssl_context(), network_backend=_DeadlineBackend(), max_connections=None,
         max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_SECONDS)
-    return httpx.Client(transport=transport, follow_redirects=False, trust_env=False)
+    transport._pool = pool
+    return httpx.Client(transport=transport, follow_redirects=False, trust_env=False), pool
 
 
 class _Clients:
     """The pools of kept-open connections: one for plain http (a connection there is bound
-    to an address and port only) and one per https name, the least recently used closed
+    to an address and port only) and one per https name, the least recently used let go
     past POOLS."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: OrderedDict[str | None, httpx.Client] = OrderedDict()
+        self._clients: OrderedDict[str | None, tuple[httpx.Client, httpcore.ConnectionPool]] = (
+            OrderedDict())
 
     def for_target(self, target: Target) -> httpx.Client:
         key = target.name if target.scheme == "https" else None
         with self._lock:
-            client = self._clients.pop(key, None) or _new_client()
-            self._clients[key] = client
+            entry = self._clients.pop(key, None) or _new_client()
+            self._clients[key] = entry
             evicted = (self._clients.popitem(last=False)[1]
                        if len(self._clients) > POOLS else None)
         if evicted is not None:
-            evicted.close()  # its connections in use are closed as their calls end
-        return client
-
-    def close(self) -> None:
-        with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for client in clients:
-            client.close()
+            # Its idle connections are closed now. One still carrying a call (closing the
+            # whole pool would cut that call) finishes it, and goes with the pool once
+            # nothing holds the pool any more.
+            for connection in evicted[1].connections:
+                if connection.is_idle():
+                    connection.close()
+        return entry[0]
 
 
 CLIENTS = _Clients()

@@ -79,8 +79,8 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
     with read_scope(runtime.sessions) as session:
         queued = provider_repo.queued_resends(session, limit=limit)
     for attempt in queued:
-        context = _context(runtime, attempt)
-        invalid = _refusal(runtime, attempt, context)
+        context, headers = _context(runtime, attempt), _headers(runtime, attempt)
+        invalid = _refusal(attempt, context, headers)
         with session_scope(runtime.sessions) as session:
             claimed_at = provider_repo.start_sending(session, attempt.id)
             if claimed_at is None:
@@ -88,7 +88,7 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
             if invalid is not None:  # claimed and failed at once: never left half-started
                 provider_repo.record(session, attempt.id, {"status": "FAILED", "error": invalid})
         if invalid is None:
-            _send_one(runtime, attempt, context, claimed_at)
+            _send_one(runtime, attempt, context, headers, claimed_at)
         handled += 1
     return handled
 
@@ -101,10 +101,10 @@ def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
     handled = 0
     for attempt in interrupted:
         assert attempt.send_started_at is not None
-        context = _context(runtime, attempt)
+        context, headers = _context(runtime, attempt), _headers(runtime, attempt)
         # Nothing reached the provider for an invalid message; a resend that went over SMTP
         # (then or now) may have arrived, and SMTP cannot be asked: never sent twice.
-        failed = _refusal(runtime, attempt, context) or delivery_service.interrupted_outcome(
+        failed = _refusal(attempt, context, headers) or delivery_service.interrupted_outcome(
             attempt.provider) or delivery_service.interrupted_outcome(context.provider)
         with session_scope(runtime.sessions) as session:
             claimed_at = provider_repo.reclaim(session, attempt.id,
@@ -116,7 +116,7 @@ def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
         log.warning("recovered an interrupted resend", extra={"attempt_id": str(attempt.id)})
         if failed is None:
             # The same attempt id, so the same Idempotency-Key: the provider drops a repeat.
-            _send_one(runtime, attempt, context, claimed_at)
+            _send_one(runtime, attempt, context, headers, claimed_at)
         handled += 1
     return handled
 
@@ -134,15 +134,16 @@ def _headers(runtime: Runtime, attempt: DeliveryAttempt) -> dict[str, str]:
     return unsubscribe_service.list_headers(urls, attempt.channel)
 
 
-def _refusal(runtime: Runtime, attempt: DeliveryAttempt,
-             context: delivery_service.SendContext) -> str | None:
+def _refusal(attempt: DeliveryAttempt, context: delivery_service.SendContext,
+             headers: dict[str, str]) -> str | None:
     return delivery_service.refusal(channel=attempt.channel, to=attempt.recipient,
                                     subject=attempt.subject or "",
-                                    headers=_headers(runtime, attempt), context=context)
+                                    headers=headers, context=context)
 
 
 def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
-              context: delivery_service.SendContext, claimed_at: datetime) -> None:
+              context: delivery_service.SendContext, headers: dict[str, str],
+              claimed_at: datetime) -> None:
     values: dict[str, object]
     if context.suppressed_by and not attempt.suppression_override:
         values = {"status": "SUPPRESSED", "suppressed_by": context.suppressed_by,
@@ -158,8 +159,7 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
         outcome = delivery_service.send(
             attempt_id=attempt.id, attempt_number=1, channel=attempt.channel,
             to=attempt.recipient, subject=attempt.subject, body=attempt.body,
-            html=attempt.html, headers=_headers(runtime, attempt), context=context,
-            secrets=secrets,
+            html=attempt.html, headers=headers, context=context, secrets=secrets,
             max_attempts=1, retry_base=timedelta(seconds=1))
         crash_point("after_effect")
         if isinstance(outcome, delivery_service.Sent):
