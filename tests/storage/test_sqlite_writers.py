@@ -1,10 +1,15 @@
-"""SQLite: writers of one process queue on a lock of their own (held from BEGIN IMMEDIATE to
-COMMIT or ROLLBACK), readers take no lock, and a write in a read scope is refused."""
+"""SQLite: writers queue, the threads of a process on a lock of their own and the processes on
+a file lock beside the database (both held from BEGIN IMMEDIATE to COMMIT or ROLLBACK);
+readers take no lock, and a write in a read scope is refused."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +137,97 @@ def test_a_write_in_a_read_scope_is_refused(sessions: sessionmaker[Session]) -> 
     with pytest.raises(WriteInReadScope), read_scope(sessions) as session:
         session.execute(text("INSERT INTO t VALUES (1)"))
     assert _count(sessions) == 0
+
+
+_HOLDER = """
+import sys
+from sqlalchemy import text
+from relayflow.storage.db import make_engine, make_sessionmaker, session_scope
+sessions = make_sessionmaker(make_engine(sys.argv[1]))
+with session_scope(sessions) as session:
+    session.execute(text("INSERT INTO t VALUES (1)"))
+    print("began", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _holder(path: Path) -> subprocess.Popen[str]:
+    """Another process with a write transaction open until told (or killed)."""
+    process = subprocess.Popen([sys.executable, "-c", _HOLDER, f"sqlite:///{path}"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "began\n"
+    return process
+
+
+@pytest.mark.usefixtures("short_wait")
+def test_writers_of_other_processes_queue_on_the_file_lock_too(
+    sessions: sessionmaker[Session], path: Path,
+) -> None:
+    """The wait for another process ends as ours does (after the shortened 0.2 s, where
+    SQLite's busy timeout is a minute): processes queue on the lock beside the file, so a
+    writer learns within a millisecond that the file is free instead of sleeping up to
+    100 ms between looks at it. The holder committing or being killed frees it."""
+    holder = _holder(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"):
+            _write(sessions, 2)
+        assert time.monotonic() - started < 5
+        assert not db._writer_lock(str(path)).locked()  # given back with the failed wait
+        assert holder.stdin is not None
+        holder.stdin.write("commit\n")
+        holder.stdin.flush()
+        assert holder.wait(10) == 0
+        _write(sessions, 3)
+        assert _count(sessions) == 2
+
+        killed = _holder(path)
+        killed.kill()  # SIGKILL mid-transaction: the kernel lets go of the file lock
+        killed.wait(10)
+        _write(sessions, 4)
+        assert _count(sessions) == 3  # the killed one's insert was never committed
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_the_file_lock_sits_beside_the_database(sessions: sessionmaker[Session],
+                                                path: Path) -> None:
+    _write(sessions, 1)
+    lock_file = Path(f"{path}-writers")
+    assert lock_file.exists()
+    assert lock_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("short_wait")
+def test_a_forked_child_queues_behind_its_parent(sessions: sessionmaker[Session],
+                                                 path: Path) -> None:
+    """A child inherits its parent's open lock file, and flock() belongs to the open file:
+    sharing it, the child would take the lock while its parent holds it (and SQLite, whose
+    lock bookkeeping a child inherits too, would then let it write beside its parent). It
+    opens its own, and waits."""
+    _write(sessions, 1)  # the parent has its lock file open
+    go, told = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            os.read(go, 1)  # the parent now holds a write transaction
+            started = time.monotonic()
+            try:
+                _write(make_sessionmaker(make_engine(f"sqlite:///{path}")), 2)
+            except OperationalError:
+                code = 0 if time.monotonic() - started < 5 else 2
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    _, release, thread = _held(sessions)
+    os.write(told, b"x")
+    _, status = os.waitpid(child, 0)
+    release.set()
+    thread.join(10)
+    os.close(go)
+    os.close(told)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import itertools
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -92,20 +97,88 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(state, str) and state.startswith("40")
 
 
-# One SQLite file has one writer at a time. Left to SQLite, writers of one process that find
-# the file locked sleep in its busy handler (1, 2, 5 … 100 ms between tries) and are not
-# told when the lock is free, so under load most of a transaction's time is spent asleep.
-# Writers of one process queue on a lock of their own instead, and the next one starts the
-# moment the last one ends; SQLite's busy timeout still arbitrates between processes.
+# One SQLite file has one writer at a time. Left to SQLite, a writer that finds the file
+# locked sleeps in its busy handler (1, 2, 5 … 100 ms between tries) and is not told when the
+# lock is free, so under load most of a transaction's time is spent asleep, and a process
+# whose writes follow each other closely keeps the file from the others for as long as it
+# goes on. Writers queue instead, on two locks held from BEGIN IMMEDIATE to COMMIT or
+# ROLLBACK: the threads of a process on a lock of the process, which hands over the moment
+# the last writer ends; then the processes on an flock() of a file beside the database,
+# tried every millisecond at most (the kernel lets it go with the process, even a killed
+# one). SQLite's busy timeout still arbitrates with programs that take neither.
 _WRITER_WAIT_SECONDS = 60.0
-BUSY_TIMEOUT_MS = 60_000  # SQLite's own wait for another process's write lock
-_writer_locks: dict[str, threading.Lock] = {}
+_FILE_LOCK_POLL_SECONDS = (0.0001, 0.00025, 0.0005, 0.001)  # then 1 ms until it is free
+BUSY_TIMEOUT_MS = 60_000  # SQLite's own wait for another program's write lock
+
+
+class _WriterLock:
+    """The writer queue of one database file in this process."""
+
+    def __init__(self, path: str) -> None:
+        self._threads = threading.Lock()
+        try:
+            self._fd: int | None = os.open(f"{path}-writers",
+                                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # a directory this process may not write: SQLite's busy timeout alone
+            self._fd = None
+
+    def locked(self) -> bool:
+        return self._threads.locked()
+
+    def acquire(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        if self._fd is None:
+            return True
+        for pause in itertools.chain(_FILE_LOCK_POLL_SECONDS,
+                                     itertools.repeat(_FILE_LOCK_POLL_SECONDS[-1])):
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._threads.release()
+                    return False
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's file description stays the parent's."""
+        if self._fd is not None:
+            os.close(self._fd)  # the lock belongs to the description, which the parent keeps
+            self._fd = None
+
+
+_writer_locks: dict[str, _WriterLock] = {}
 _writer_locks_guard = threading.Lock()
 
 
-def _writer_lock(path: str) -> threading.Lock:
+def _writer_lock(path: str) -> _WriterLock:
+    key = os.path.realpath(path)
     with _writer_locks_guard:
-        return _writer_locks.setdefault(path, threading.Lock())
+        lock = _writer_locks.get(key)
+        if lock is None:
+            lock = _writer_locks[key] = _WriterLock(key)
+        return lock
+
+
+def _after_fork_in_child() -> None:
+    # A child shares its parent's open lock files, and with them the parent's flock():
+    # it opens its own when it first writes.
+    global _writer_locks_guard
+    _writer_locks_guard = threading.Lock()
+    for lock in _writer_locks.values():
+        lock.forget()
+    _writer_locks.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _QueuedWriterConnection(sqlite3.Connection):
@@ -114,15 +187,17 @@ class _QueuedWriterConnection(sqlite3.Connection):
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        memory = str(database) in ("", ":memory:") or str(database).startswith("file::memory")
+        name = str(database)
+        if name.startswith("file:"):  # an SQLite URI
+            name = unquote(urlsplit(name).path)
         # An in-memory database belongs to its connection: nothing to queue for.
-        self._lock = None if memory else _writer_lock(str(database))
+        self._lock = None if name in ("", ":memory:") else _writer_lock(name)
         self._holding = False
 
     def take_writer_lock(self) -> bool:
         """Wait for this file's writer lock (False after _WRITER_WAIT_SECONDS)."""
         if self._lock is not None and not self._holding:
-            if not self._lock.acquire(timeout=_WRITER_WAIT_SECONDS):
+            if not self._lock.acquire(_WRITER_WAIT_SECONDS):
                 return False
             self._holding = True
         return True
