@@ -107,9 +107,13 @@ def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, st
 
 def resolve(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime,
-    phone_region: str | None = None,
+    phone_region: str | None = None, savepoints: bool = True,
 ) -> Contact:
-    """Find a contact by id, email, phone or external_id; create it if an address is given."""
+    """Find a contact by id, email, phone or external_id; create it if an address is given.
+
+    A contact created at the same moment by another transaction is found after the unique
+    constraint stops ours, in a savepoint; `savepoints=False` lets that error end the
+    transaction instead (for callers that roll back and try again on any error)."""
     if "id" in spec:
         contact_id = parse_id(str(spec["id"]))
         contact = contact_repo.get(session, workspace_id, contact_id) if contact_id else None
@@ -127,12 +131,13 @@ def resolve(
     attributes = spec.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise InvalidInput("contact attributes must be an object")
+    contact = Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
+                      created_at=now, updated_at=now, **values)
+    if not savepoints:
+        return contact_repo.add(session, contact)
     try:
         with session.begin_nested():
-            return contact_repo.add(session, Contact(
-                workspace_id=workspace_id, attributes=attributes, suppressed={},
-                created_at=now, updated_at=now, **values,
-            ))
+            return contact_repo.add(session, contact)
     except IntegrityError:
         # A concurrent request created the same contact first (on PostgreSQL both may try;
         # the unique constraint stops the second). That row is committed now: use it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,10 +74,14 @@ def enroll(
     session: Session, *, workflow: Workflow, contact: Contact | None, trigger_type: str,
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
     parent_run_id: uuid.UUID | None = None, retry_of: uuid.UUID | None = None,
-    version_id: uuid.UUID | None = None, trigger_depth: int = 0,
+    version_id: uuid.UUID | None = None, trigger_depth: int = 0, savepoints: bool = True,
 ) -> Enrolled:
     """Open a PENDING run on the workflow's current version (or `version_id`). The run
-    returned is the row as inserted, not loaded back."""
+    returned is the row as inserted, not loaded back.
+
+    A run opened at the same moment with the same idempotency key is found after the unique
+    constraint stops ours, in a savepoint; `savepoints=False` lets that error end the
+    transaction instead (for callers that roll back and try again on any error)."""
     if workflow.status != "ACTIVE" and retry_of is None:
         raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
     if idempotency_key is not None:
@@ -93,12 +98,14 @@ def enroll(
         trigger_depth=trigger_depth,
     )
     try:
-        with session.begin_nested():
+        with session.begin_nested() if savepoints else nullcontext():
             run_repo.add_new(session, runs=[run], steps=[step])
             job_repo.add_many(session, [job])
         notify(session)
     except IntegrityError:
         # Another request with the same idempotency key won the race.
+        if not savepoints:
+            raise
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key or "")
         if existing is None:
             raise

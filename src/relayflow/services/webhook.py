@@ -15,6 +15,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -171,11 +172,11 @@ def contact_spec(mapping: Mapping[str, Any], event: dict[str, Any]) -> dict[str,
 
 def _resolve_contact(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, str], now: datetime,
-    phone_region: str | None,
+    phone_region: str | None, savepoints: bool,
 ) -> Contact:
     try:
         return contact_service.resolve(session, workspace_id=workspace_id, spec=spec, now=now,
-                                       phone_region=phone_region)
+                                       phone_region=phone_region, savepoints=savepoints)
     except InvalidInput as exc:
         raise InvalidInput(f"The trigger's contact mapping gave an invalid contact: "
                            f"{exc.detail}") from None
@@ -185,6 +186,7 @@ def _resolve_contact(
 
 
 _FOUND = "relayflow.webhook_workflows"
+_TRIGGERS = "relayflow.webhook_triggers"
 
 
 def _find(session: Session, token: str) -> Workflow:
@@ -199,6 +201,15 @@ def _find(session: Session, token: str) -> Workflow:
     if workflow is None or workflow.trigger_type != "webhook":
         raise NotFound("No webhook at this address (the token is unknown or was rotated).")
     return workflow
+
+
+def _trigger(session: Session, workflow: Workflow) -> dict[str, Any]:
+    """The trigger of the workflow's current version, read once per transaction."""
+    triggers: dict[uuid.UUID, dict[str, Any]] = session.info.setdefault(_TRIGGERS, {})
+    if workflow.id not in triggers:
+        triggers[workflow.id] = workflow_service.trigger_of(
+            workflow_service.current_version(session, workflow))
+    return triggers[workflow.id]
 
 
 def admit(
@@ -216,11 +227,15 @@ def admit(
 def receive(
     session: Session, *, token: str, body: bytes, signature: str | None,
     idempotency_key: str | None, cipher: SecretCipher, now: datetime,
-    phone_region: str | None = None,
+    phone_region: str | None = None, savepoints: bool = True,
 ) -> run_service.Enrolled:
-    """Open a run from an inbound webhook request (the raw body becomes `event`)."""
+    """Open a run from an inbound webhook request (the raw body becomes `event`).
+
+    `savepoints=False` when the caller rolls the whole transaction back on any error: a
+    race for a new contact or an idempotency key then fails the transaction instead of
+    being settled inside it."""
     workflow = _find(session, token)
-    trigger = workflow_service.trigger_of(workflow_service.current_version(session, workflow))
+    trigger = _trigger(session, workflow)
     secret_name = trigger.get("signing_secret")
     signed_at = None
     if secret_name:
@@ -244,10 +259,10 @@ def receive(
     if mapping:
         spec = contact_spec(mapping, event)
         contact = _resolve_contact(session, workspace_id=workflow.workspace_id, spec=spec,
-                                   now=now, phone_region=phone_region)
+                                   now=now, phone_region=phone_region, savepoints=savepoints)
     return run_service.enroll(session, workflow=workflow, contact=contact,
                               trigger_type="webhook", event=event, now=now,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, savepoints=savepoints)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,30 +288,58 @@ def receive_many(
     """Admit and receive webhook requests that arrived together, in one transaction (group
     commit: one write lock and one commit for all of them instead of two each).
 
-    Each request's answer is what it alone would have got: its count against the rate
-    limit and its run are written in savepoints of their own, so a request refused or
-    failing undoes only its own writes, and a refused request stays counted. The answers
-    are given once the transaction is committed; if the commit fails, every request gets
-    that error."""
-    answers: list[Accepted | Exception] = []
+    Each request's answer is what it alone would have got. The batch (even of one) is
+    first written all or nothing, without savepoints: when every request succeeds, as under
+    a steady flow, that is all. When one fails (refused, invalid, or lost a race), that
+    transaction is rolled back and the batch written again with each request's rate-limit
+    count and run in savepoints of their own, so a request refused or failing undoes only
+    its own writes and a refused request stays counted. The answers are given once the
+    transaction is committed; if the commit fails, every request gets that error."""
+    try:
+        with session_scope(sessions) as session:
+            answers = _receive_each(session, requests, cipher=cipher, clock=clock,
+                                    per_minute=per_minute, phone_region=phone_region,
+                                    savepoints=False)
+            if any(isinstance(answer, Exception) for answer in answers):
+                raise _OneFailed
+        return answers
+    except _OneFailed:
+        pass
     with session_scope(sessions) as session:
-        for request in requests:
-            try:
-                now = clock()
-                admission = rate_limit_service.UNLIMITED
-                if per_minute > 0:
-                    with session.begin_nested():
-                        admission = admit(session, token=request.token, now=now,
-                                          per_minute=per_minute)
-                    admission.check("This webhook")
-                with session.begin_nested():
-                    enrolled = receive(session, token=request.token, body=request.body,
-                                       signature=request.signature,
-                                       idempotency_key=request.idempotency_key,
-                                       cipher=cipher, now=now, phone_region=phone_region)
-                answers.append(Accepted(enrolled, admission))
-            except Exception as exc:  # the request's own answer (404, 401, 429, …)
-                answers.append(exc)
+        return _receive_each(session, requests, cipher=cipher, clock=clock,
+                             per_minute=per_minute, phone_region=phone_region,
+                             savepoints=True)
+
+
+class _OneFailed(Exception):
+    """A request of an all-or-nothing batch failed: roll it back, write it request by request."""
+
+
+def _receive_each(
+    session: Session, requests: Sequence[Inbound], *, cipher: SecretCipher,
+    clock: Callable[[], datetime], per_minute: int, phone_region: str | None,
+    savepoints: bool,
+) -> list[Accepted | Exception]:
+    answers: list[Accepted | Exception] = []
+    for request in requests:
+        try:
+            now = clock()
+            admission = rate_limit_service.UNLIMITED
+            if per_minute > 0:
+                with session.begin_nested() if savepoints else nullcontext():
+                    admission = admit(session, token=request.token, now=now,
+                                      per_minute=per_minute)
+                admission.check("This webhook")
+            with session.begin_nested() if savepoints else nullcontext():
+                enrolled = receive(session, token=request.token, body=request.body,
+                                   signature=request.signature,
+                                   idempotency_key=request.idempotency_key, cipher=cipher,
+                                   now=now, phone_region=phone_region, savepoints=savepoints)
+            answers.append(Accepted(enrolled, admission))
+        except Exception as exc:  # the request's own answer (404, 401, 429, …)
+            answers.append(exc)
+            if not savepoints:
+                break  # the batch is written again, request by request
     return answers
 
 

@@ -44,6 +44,8 @@ class Intake:
 
     async def _drain(self) -> None:
         try:
+            # Handlers that are ready to run join this batch before it leaves.
+            await asyncio.sleep(0)
             while self._waiting:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]

@@ -52,6 +52,21 @@ def commits(runtime: Runtime) -> Iterator[list[int]]:
     event.remove(engine, "commit", count)
 
 
+@pytest.fixture
+def savepoints(runtime: Runtime) -> Iterator[list[str]]:
+    """The SAVEPOINT statements sent through the runtime's engine."""
+    seen: list[str] = []
+    engine: Engine = runtime.sessions.kw["bind"]
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SAVEPOINT"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
 def _together(intake: Intake, requests: list[Inbound]) -> list[Accepted | BaseException]:
     """Hand every request to the intake at the same moment, as concurrent handlers would."""
 
@@ -91,6 +106,46 @@ def test_requests_arriving_together_share_one_commit_and_keep_their_own_answers(
     assert [a.enrolled.duplicate for a in accepted] == [False] * 8 + [True]
     assert accepted[-1].enrolled.run.id == accepted[0].enrolled.run.id
     assert run_count(runtime) == 8
+
+
+def test_a_batch_whose_requests_all_succeed_is_written_without_savepoints(
+    runtime: Runtime, client: TestClient, commits: list[int], savepoints: list[str],
+) -> None:
+    """The common case, a steady flow of good requests, costs no savepoint per request:
+    the batch is written all or nothing, once."""
+    token = _token(install_hook(client, hook_definition(
+        contact={"email": "{{ event.email }}"})))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    requests = [Inbound(token=token, idempotency_key=f"k{i}", body=json.dumps(
+        {"kind": "order", "email": f"c{i % 4}@example.com"}).encode()) for i in range(8)]
+    commits.clear()
+
+    answers = _together(intake, requests)
+
+    assert all(isinstance(a, Accepted) for a in answers)
+    assert len(commits) == 1
+    assert savepoints == []
+    assert run_count(runtime) == 8
+    contacts = {a.enrolled.run.contact_id for a in answers if isinstance(a, Accepted)}
+    assert len(contacts) == 4  # a contact new in the batch is found by its later requests
+
+
+def test_one_failing_request_has_the_batch_written_again_request_by_request(
+    runtime: Runtime, client: TestClient, commits: list[int], savepoints: list[str],
+) -> None:
+    token = _token(install_hook(client, hook_definition()))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    requests = [Inbound(token=token, body=_order(i)) for i in range(4)]
+    requests.insert(2, Inbound(token=token, body=b"[]"))
+    commits.clear()
+
+    answers = _together(intake, requests)
+
+    assert [type(a).__name__ for a in answers] == ["Accepted"] * 2 + ["InvalidInput"] + [
+        "Accepted"] * 2
+    assert len(commits) == 1  # the all-or-nothing attempt was rolled back, not committed
+    assert len(savepoints) >= 5  # then at least one per request
+    assert run_count(runtime) == 4  # each good request opened its run once
 
 
 def test_a_request_alone_is_written_at_once(
