@@ -29,13 +29,12 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine, Hashable, Sequence
-from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
 import aiosmtplib
 
-from relayflow.delivery import egress, envelope
+from relayflow.delivery import egress, envelope, mime
 from relayflow.delivery.base import DeliveryError, OutboundMessage, SendResult
 from relayflow.delivery.config import SmtpConfig
 from relayflow.delivery.egress import IPAddress, Refused, Target
@@ -53,19 +52,13 @@ def message_id(attempt_id: str, sender: str) -> str:
     return f"<{attempt_id}@{domain}>"
 
 
-def build_email(message: OutboundMessage, *, sender: str) -> EmailMessage:
-    email = EmailMessage()
-    email["From"] = sender
-    email["To"] = message.to
-    email["Subject"] = message.subject
-    email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = message_id(message.attempt_id, sender)
-    for name, value in message.headers.items():
-        email[name] = value
-    email.set_content(message.body)
-    if message.html:
-        email.add_alternative(message.html, subtype="html")
-    return email
+def build_email(message: OutboundMessage, *, sender: str) -> bytes:
+    """The message as it goes over the wire (see mime.py for why it is written directly)."""
+    fields = [("From", sender), ("To", message.to), ("Subject", message.subject),
+              ("Date", formatdate(localtime=False)),
+              ("Message-ID", message_id(message.attempt_id, sender)),
+              *message.headers.items()]
+    return mime.build(fields, text=message.body, html=message.html)
 
 
 class _Client(aiosmtplib.SMTP):
@@ -107,7 +100,7 @@ class SmtpEmailProvider:
         sender = envelope.email_address(cfg.from_, field="from")
         try:
             email = build_email(message, sender=cfg.from_)
-        except ValueError as exc:  # the checks above should make this unreachable
+        except ValueError as exc:  # a header with a word longer than a line may be
             raise envelope.InvalidMessage(f"the message cannot be built: {exc}") from exc
         addresses = vetted_addresses(cfg.host, cfg.port, self._guard)
         used: list[_Client] = []
@@ -121,7 +114,7 @@ class SmtpEmailProvider:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             started = bool(used) and used[-1].data_started
             raise self._failure(exc, data_started=started) from exc
-        return SendResult(provider_message_id=str(email["Message-ID"]),
+        return SendResult(provider_message_id=message_id(message.attempt_id, cfg.from_),
                           response={"reply": reply})
 
     def _client(self) -> _Client:
@@ -131,7 +124,7 @@ class SmtpEmailProvider:
                        use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
                        tls_context=self._tls_context(), timeout=cfg.timeout)
 
-    async def _deliver(self, addresses: Sequence[IPAddress], email: EmailMessage,
+    async def _deliver(self, addresses: Sequence[IPAddress], email: bytes,
                        sender: str, recipient: str, used: list[_Client]) -> str:
         key = self._key()
         async with asyncio.timeout(self._deadline):
@@ -150,8 +143,10 @@ class SmtpEmailProvider:
                 used.append(client)
             client.data_started = False
             try:
-                _, reply = await client.send_message(email, sender=sender,
-                                                     recipients=[recipient])
+                # Only a non-ASCII address needs the server's SMTPUTF8.
+                options = [] if email.isascii() else ["SMTPUTF8"]
+                _, reply = await client.sendmail(sender, [recipient], email,
+                                                 mail_options=options)
             except BaseException:
                 client.close()
                 raise
