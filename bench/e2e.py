@@ -296,9 +296,10 @@ async def fire(url: str, runs: int, concurrency: int,
                 try:
                     answer = await client.post(url, json=event,
                                                headers={"Idempotency-Key": f"order-{i}"})
-                    ok, why = answer.status_code == 202, str(answer.status_code)
+                    ok = answer.status_code == 202
+                    why = f"{answer.status_code} {answer.text[:200]}"
                 except httpx.HTTPError as exc:
-                    ok, why = False, type(exc).__name__
+                    ok, why = False, f"{type(exc).__name__}: {exc}"
                 acks.append((time.perf_counter() - begun) * 1000)
                 if ok:
                     accepted.append(i)
@@ -316,8 +317,8 @@ async def fire(url: str, runs: int, concurrency: int,
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 tasks.append(asyncio.create_task(send(i, due)))
             await asyncio.gather(*tasks)
-    if refused:
-        print(f"webhooks refused: {dict(refused)}")  # noqa: T201
+    if refused:  # to stderr, which the progress bar does not overwrite
+        print(f"webhooks refused: {dict(refused)}", file=sys.stderr)  # noqa: T201
     return first, acks, accepted
 
 
