@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -107,13 +108,9 @@ def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, st
 
 def resolve(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime,
-    phone_region: str | None = None, savepoints: bool = True,
+    phone_region: str | None = None,
 ) -> Contact:
-    """Find a contact by id, email, phone or external_id; create it if an address is given.
-
-    A contact created at the same moment by another transaction is found after the unique
-    constraint stops ours, in a savepoint; `savepoints=False` lets that error end the
-    transaction instead (for callers that roll back and try again on any error)."""
+    """Find a contact by id, email, phone or external_id; create it if an address is given."""
     if "id" in spec:
         contact_id = parse_id(str(spec["id"]))
         contact = contact_repo.get(session, workspace_id, contact_id) if contact_id else None
@@ -131,13 +128,12 @@ def resolve(
     attributes = spec.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise InvalidInput("contact attributes must be an object")
-    contact = Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
-                      created_at=now, updated_at=now, **values)
-    if not savepoints:
-        return contact_repo.add(session, contact)
     try:
         with session.begin_nested():
-            return contact_repo.add(session, contact)
+            return contact_repo.add(session, Contact(
+                workspace_id=workspace_id, attributes=attributes, suppressed={},
+                created_at=now, updated_at=now, **values,
+            ))
     except IntegrityError:
         # A concurrent request created the same contact first (on PostgreSQL both may try;
         # the unique constraint stops the second). That row is committed now: use it.
@@ -148,6 +144,35 @@ def resolve(
                 if found is not None:
                     return found
         raise
+
+
+def resolve_many(
+    session: Session, *, workspace_id: uuid.UUID, specs: Sequence[dict[str, Any]],
+    now: datetime, phone_region: str | None = None,
+) -> list[Contact]:
+    """`resolve` for many specs of one workspace at once, each by email, phone or
+    external_id: one query finds the known contacts, and the new ones are created together
+    (a spec given twice finds the contact its first use created). No savepoint: a contact
+    created meanwhile by another transaction fails the flush, for the caller to start again."""
+    wanted = [_identifiers(spec, phone_region) for spec in specs]
+    if not all(wanted):
+        raise InvalidInput("contact needs one of id, email, phone or external_id")
+    known = contact_repo.find_many(session, workspace_id, wanted)
+    contacts: list[Contact] = []
+    for spec, values in zip(specs, wanted, strict=True):
+        found = next((known[(field, values[field])] for field in IDENTIFIERS
+                      if (field, values.get(field)) in known), None)
+        if found is None:
+            attributes = spec.get("attributes") or {}
+            if not isinstance(attributes, dict):
+                raise InvalidInput("contact attributes must be an object")
+            found = Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
+                            created_at=now, updated_at=now, **values)
+            session.add(found)
+            known.update({(field, value): found for field, value in values.items()})
+        contacts.append(found)
+    session.flush()
+    return contacts
 
 
 def get(session: Session, *, workspace_id: uuid.UUID, contact_id: str | uuid.UUID) -> Contact:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,14 +74,10 @@ def enroll(
     session: Session, *, workflow: Workflow, contact: Contact | None, trigger_type: str,
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
     parent_run_id: uuid.UUID | None = None, retry_of: uuid.UUID | None = None,
-    version_id: uuid.UUID | None = None, trigger_depth: int = 0, savepoints: bool = True,
+    version_id: uuid.UUID | None = None, trigger_depth: int = 0,
 ) -> Enrolled:
     """Open a PENDING run on the workflow's current version (or `version_id`). The run
-    returned is the row as inserted, not loaded back.
-
-    A run opened at the same moment with the same idempotency key is found after the unique
-    constraint stops ours, in a savepoint; `savepoints=False` lets that error end the
-    transaction instead (for callers that roll back and try again on any error)."""
+    returned is the row as inserted, not loaded back."""
     if workflow.status != "ACTIVE" and retry_of is None:
         raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
     if idempotency_key is not None:
@@ -98,20 +94,73 @@ def enroll(
         trigger_depth=trigger_depth,
     )
     try:
-        with session.begin_nested() if savepoints else nullcontext():
+        with session.begin_nested():
             run_repo.add_new(session, runs=[run], steps=[step])
             job_repo.add_many(session, [job])
         notify(session)
     except IntegrityError:
         # Another request with the same idempotency key won the race.
-        if not savepoints:
-            raise
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key or "")
         if existing is None:
             raise
         run_repo.count_duplicate(session, existing.id)
         return Enrolled(existing, True)
     return Enrolled(WorkflowRun(**run), False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Opening:
+    """One run `enroll_many` is asked to open."""
+
+    workflow: Workflow
+    contact: Contact | None
+    event: dict[str, Any]
+    idempotency_key: str | None
+    now: datetime
+
+
+class KeyRepeated(Conflict):
+    """Two runs of one batch under the same idempotency key: open them one at a time."""
+
+
+def enroll_many(session: Session, openings: Sequence[Opening], *,
+                trigger_type: str) -> list[Enrolled]:
+    """`enroll` for many runs at once: their idempotency keys looked up in one query, the
+    new runs, first steps and jobs inserted in one statement each. No savepoint: a key
+    taken meanwhile by another transaction fails the insert, and a key given twice in the
+    batch raises KeyRepeated, for the caller to start again one run at a time."""
+    keys = [(o.workflow.id, o.idempotency_key) for o in openings if o.idempotency_key]
+    if len(set(keys)) != len(keys):
+        raise KeyRepeated("an idempotency key is given twice in the batch")
+    existing = run_repo.find_by_idempotency_keys(session, keys)
+    answers: list[Enrolled] = []
+    runs, steps, jobs = [], [], []
+    for opening in openings:
+        workflow = opening.workflow
+        if workflow.status != "ACTIVE":
+            raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to "
+                           "start runs")
+        found = existing.get((workflow.id, opening.idempotency_key or ""))
+        if found is not None:
+            run_repo.count_duplicate(session, found.id)
+            answers.append(Enrolled(found, True))
+            continue
+        assert workflow.current_version_id is not None
+        run, step, job = new_run_rows(
+            workspace_id=workflow.workspace_id, workflow_id=workflow.id,
+            version_id=workflow.current_version_id,
+            contact_id=opening.contact.id if opening.contact else None,
+            trigger_type=trigger_type, event=opening.event, now=opening.now,
+            idempotency_key=opening.idempotency_key)
+        runs.append(run)
+        steps.append(step)
+        jobs.append(job)
+        answers.append(Enrolled(WorkflowRun(**run), False))
+    if runs:
+        run_repo.add_new(session, runs=runs, steps=steps)
+        job_repo.add_many(session, jobs)
+        notify(session)
+    return answers
 
 
 def trigger_manual(

@@ -15,10 +15,9 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, String
 from sqlalchemy.orm import Session, sessionmaker
@@ -172,11 +171,11 @@ def contact_spec(mapping: Mapping[str, Any], event: dict[str, Any]) -> dict[str,
 
 def _resolve_contact(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, str], now: datetime,
-    phone_region: str | None, savepoints: bool,
+    phone_region: str | None,
 ) -> Contact:
     try:
         return contact_service.resolve(session, workspace_id=workspace_id, spec=spec, now=now,
-                                       phone_region=phone_region, savepoints=savepoints)
+                                       phone_region=phone_region)
     except InvalidInput as exc:
         raise InvalidInput(f"The trigger's contact mapping gave an invalid contact: "
                            f"{exc.detail}") from None
@@ -224,16 +223,22 @@ def admit(
                                     now=now)
 
 
-def receive(
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A request that passed every check: what opening its run needs."""
+
+    workflow: Workflow
+    event: dict[str, Any]
+    idempotency_key: str | None
+    contact: dict[str, str] | None  # the rendered contact mapping, if the trigger has one
+
+
+def _check(
     session: Session, *, token: str, body: bytes, signature: str | None,
     idempotency_key: str | None, cipher: SecretCipher, now: datetime,
-    phone_region: str | None = None, savepoints: bool = True,
-) -> run_service.Enrolled:
-    """Open a run from an inbound webhook request (the raw body becomes `event`).
-
-    `savepoints=False` when the caller rolls the whole transaction back on any error: a
-    race for a new contact or an idempotency key then fails the transaction instead of
-    being settled inside it."""
+) -> _Checked | run_service.Enrolled:
+    """Everything a request must pass before its run is opened; a signed request received
+    before is answered here (the run it opened, as a duplicate)."""
     workflow = _find(session, token)
     trigger = _trigger(session, workflow)
     secret_name = trigger.get("signing_secret")
@@ -255,14 +260,27 @@ def receive(
         if signed.remember(session, scope=f"hook:{workflow.id}", timestamp=signed_at, body=body):
             return _replayed(session, workflow=workflow, key=idempotency_key)
     mapping = trigger.get("contact")
+    return _Checked(workflow, event, idempotency_key,
+                    contact_spec(mapping, event) if mapping else None)
+
+
+def receive(
+    session: Session, *, token: str, body: bytes, signature: str | None,
+    idempotency_key: str | None, cipher: SecretCipher, now: datetime,
+    phone_region: str | None = None,
+) -> run_service.Enrolled:
+    """Open a run from an inbound webhook request (the raw body becomes `event`)."""
+    checked = _check(session, token=token, body=body, signature=signature,
+                     idempotency_key=idempotency_key, cipher=cipher, now=now)
+    if isinstance(checked, run_service.Enrolled):
+        return checked
     contact = None
-    if mapping:
-        spec = contact_spec(mapping, event)
-        contact = _resolve_contact(session, workspace_id=workflow.workspace_id, spec=spec,
-                                   now=now, phone_region=phone_region, savepoints=savepoints)
-    return run_service.enroll(session, workflow=workflow, contact=contact,
-                              trigger_type="webhook", event=event, now=now,
-                              idempotency_key=idempotency_key, savepoints=savepoints)
+    if checked.contact is not None:
+        contact = _resolve_contact(session, workspace_id=checked.workflow.workspace_id,
+                                   spec=checked.contact, now=now, phone_region=phone_region)
+    return run_service.enroll(session, workflow=checked.workflow, contact=contact,
+                              trigger_type="webhook", event=checked.event, now=now,
+                              idempotency_key=checked.idempotency_key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,58 +307,81 @@ def receive_many(
     commit: one write lock and one commit for all of them instead of two each).
 
     Each request's answer is what it alone would have got. The batch (even of one) is
-    first written all or nothing, without savepoints: when every request succeeds, as under
-    a steady flow, that is all. When one fails (refused, invalid, or lost a race), that
-    transaction is rolled back and the batch written again with each request's rate-limit
-    count and run in savepoints of their own, so a request refused or failing undoes only
-    its own writes and a refused request stays counted. The answers are given once the
-    transaction is committed; if the commit fails, every request gets that error."""
+    first written all or nothing (`_receive_together`): when every request succeeds, as
+    under a steady flow, that is all. When one fails (refused, invalid, or beaten to a new
+    contact or an idempotency key), that transaction is rolled back and the batch written
+    again request by request, each request's rate-limit count and run in savepoints of their
+    own, so a request refused or failing undoes only its own writes and a refused request
+    stays counted. The answers are given once the transaction is committed; if the commit
+    fails, every request gets that error."""
     try:
         with session_scope(sessions) as session:
-            answers = _receive_each(session, requests, cipher=cipher, clock=clock,
-                                    per_minute=per_minute, phone_region=phone_region,
-                                    savepoints=False)
-            if any(isinstance(answer, Exception) for answer in answers):
-                raise _OneFailed
-        return answers
-    except _OneFailed:
+            together: list[Accepted | Exception] = list(_receive_together(
+                session, requests, cipher=cipher, clock=clock, per_minute=per_minute,
+                phone_region=phone_region))
+        return together
+    except Exception:  # each request gets its own answer from the next pass
         pass
+    answers: list[Accepted | Exception] = []
     with session_scope(sessions) as session:
-        return _receive_each(session, requests, cipher=cipher, clock=clock,
-                             per_minute=per_minute, phone_region=phone_region,
-                             savepoints=True)
+        for request in requests:
+            try:
+                now = clock()
+                admission = rate_limit_service.UNLIMITED
+                if per_minute > 0:
+                    with session.begin_nested():
+                        admission = admit(session, token=request.token, now=now,
+                                          per_minute=per_minute)
+                    admission.check("This webhook")
+                with session.begin_nested():
+                    enrolled = receive(session, token=request.token, body=request.body,
+                                       signature=request.signature,
+                                       idempotency_key=request.idempotency_key,
+                                       cipher=cipher, now=now, phone_region=phone_region)
+                answers.append(Accepted(enrolled, admission))
+            except Exception as exc:  # the request's own answer (404, 401, 429, …)
+                answers.append(exc)
+    return answers
 
 
-class _OneFailed(Exception):
-    """A request of an all-or-nothing batch failed: roll it back, write it request by request."""
-
-
-def _receive_each(
+def _receive_together(
     session: Session, requests: Sequence[Inbound], *, cipher: SecretCipher,
     clock: Callable[[], datetime], per_minute: int, phone_region: str | None,
-    savepoints: bool,
-) -> list[Accepted | Exception]:
-    answers: list[Accepted | Exception] = []
+) -> list[Accepted]:
+    """Every request checked, then the batch's contacts found or created in one go and its
+    runs opened in one go; the first error of any request ends it (raised)."""
+    checked: list[tuple[_Checked | run_service.Enrolled, rate_limit_service.Admission,
+                        datetime]] = []
     for request in requests:
-        try:
-            now = clock()
-            admission = rate_limit_service.UNLIMITED
-            if per_minute > 0:
-                with session.begin_nested() if savepoints else nullcontext():
-                    admission = admit(session, token=request.token, now=now,
-                                      per_minute=per_minute)
-                admission.check("This webhook")
-            with session.begin_nested() if savepoints else nullcontext():
-                enrolled = receive(session, token=request.token, body=request.body,
-                                   signature=request.signature,
-                                   idempotency_key=request.idempotency_key, cipher=cipher,
-                                   now=now, phone_region=phone_region, savepoints=savepoints)
-            answers.append(Accepted(enrolled, admission))
-        except Exception as exc:  # the request's own answer (404, 401, 429, …)
-            answers.append(exc)
-            if not savepoints:
-                break  # the batch is written again, request by request
-    return answers
+        now = clock()
+        admission = rate_limit_service.UNLIMITED
+        if per_minute > 0:
+            admission = admit(session, token=request.token, now=now, per_minute=per_minute)
+            admission.check("This webhook")
+        checked.append((_check(session, token=request.token, body=request.body,
+                               signature=request.signature,
+                               idempotency_key=request.idempotency_key, cipher=cipher,
+                               now=now), admission, now))
+    contacts: dict[int, Contact] = {}
+    by_workspace: dict[uuid.UUID, list[int]] = {}
+    for i, (item, _, _) in enumerate(checked):
+        if isinstance(item, _Checked) and item.contact is not None:
+            by_workspace.setdefault(item.workflow.workspace_id, []).append(i)
+    for workspace_id, indexes in by_workspace.items():
+        found = contact_service.resolve_many(
+            session, workspace_id=workspace_id,
+            specs=[cast(_Checked, checked[i][0]).contact or {} for i in indexes],
+            now=checked[indexes[0]][2], phone_region=phone_region)
+        contacts.update(zip(indexes, found, strict=True))
+    opening = [(i, item) for i, (item, _, _) in enumerate(checked)
+               if isinstance(item, _Checked)]
+    opened = dict(zip((i for i, _ in opening), run_service.enroll_many(session, [
+        run_service.Opening(workflow=item.workflow, contact=contacts.get(i),
+                            event=item.event, idempotency_key=item.idempotency_key,
+                            now=checked[i][2])
+        for i, item in opening], trigger_type="webhook"), strict=True))
+    return [Accepted(opened[i] if isinstance(item, _Checked) else item, admission)
+            for i, (item, admission, _) in enumerate(checked)]
 
 
 def rotate_token(

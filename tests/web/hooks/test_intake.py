@@ -130,6 +130,41 @@ def test_a_batch_whose_requests_all_succeed_is_written_without_savepoints(
     assert len(contacts) == 4  # a contact new in the batch is found by its later requests
 
 
+@pytest.fixture
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Every statement sent through the runtime's engine (an executemany counts once)."""
+    seen: list[str] = []
+    engine: Engine = runtime.sessions.kw["bind"]
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(
+    runtime: Runtime, client: TestClient, statements: list[str],
+) -> None:
+    """Contacts are looked up and created, idempotency keys looked up, and runs, steps and
+    jobs inserted for the whole batch at once: 12 new contacts cost what 3 do."""
+    token = _token(install_hook(client, hook_definition(
+        contact={"email": "{{ event.email }}"})))
+    intake = Intake(runtime, per_minute=0, phone_region=None)
+    counts = []
+    for size, first in ((3, 0), (12, 100)):
+        requests = [Inbound(token=token, idempotency_key=f"k{i}", body=json.dumps(
+            {"kind": "order", "email": f"c{i}@example.com"}).encode())
+            for i in range(first, first + size)]
+        statements.clear()
+        answers = _together(intake, requests)
+        assert all(isinstance(a, Accepted) for a in answers)
+        counts.append(len(statements))
+    assert counts[0] == counts[1]
+    assert run_count(runtime) == 15
+
+
 def test_one_failing_request_has_the_batch_written_again_request_by_request(
     runtime: Runtime, client: TestClient, commits: list[int], savepoints: list[str],
 ) -> None:

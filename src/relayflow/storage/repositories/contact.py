@@ -23,6 +23,29 @@ def find(session: Session, workspace_id: uuid.UUID, *, field: str, value: str) -
     )
 
 
+def find_many(session: Session, workspace_id: uuid.UUID,
+              wanted: Iterable[dict[str, str]]) -> dict[tuple[str, str], Contact]:
+    """The contacts any of the identifiers match, by `(field, value)`, in one query."""
+    column = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
+    values: dict[str, set[str]] = {}
+    for identifiers in wanted:
+        for field, value in identifiers.items():
+            values.setdefault(field, set()).add(value)
+    if not values:
+        return {}
+    query = select(Contact).where(
+        Contact.workspace_id == workspace_id,
+        or_(*(column[field].in_(sorted(found)) for field, found in values.items())),
+    )
+    found_by: dict[tuple[str, str], Contact] = {}
+    for contact in session.scalars(query):
+        for field in values:
+            value = getattr(contact, field)
+            if value is not None:
+                found_by[(field, value)] = contact
+    return found_by
+
+
 def find_any(session: Session, workspace_id: uuid.UUID, values: dict[str, str]) -> dict[
     str, Contact
 ]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typing
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,6 +80,21 @@ def find_by_idempotency_key(
         select(WorkflowRun).where(WorkflowRun.workflow_id == workflow_id,
                                   WorkflowRun.idempotency_key == key)
     )
+
+
+def find_by_idempotency_keys(
+    session: Session, keys: Iterable[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], WorkflowRun]:
+    """The runs opened under any of the (workflow id, idempotency key) pairs, in one query."""
+    by_workflow: dict[uuid.UUID, set[str]] = {}
+    for workflow_id, key in keys:
+        by_workflow.setdefault(workflow_id, set()).add(key)
+    if not by_workflow:
+        return {}
+    query = select(WorkflowRun).where(or_(*(
+        (WorkflowRun.workflow_id == workflow_id) & WorkflowRun.idempotency_key.in_(sorted(found))
+        for workflow_id, found in by_workflow.items())))
+    return {(run.workflow_id, run.idempotency_key or ""): run for run in session.scalars(query)}
 
 
 def count_duplicate(session: Session, run_id: uuid.UUID) -> None:
