@@ -12,19 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relayflow.delivery import mime
-from relayflow.delivery.base import OutboundMessage
 from tests.support import smtpserver
 
 UNSUBSCRIBE = ("<https://relay.example.com/unsubscribe/eyJhbGciOiJIUzI1NiJ9.eyJjIjoiMDFhMjRh"
                "ZDYtYzNhZS03ODJmLWFmOWEtNTVkOGZhMzdiZWFkIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg>")
-
-
-def _message(**over: object) -> OutboundMessage:
-    values = {"attempt_id": "01a2-attempt", "channel": "email", "to": "ada@example.com",
-              "subject": "Welcome", "body": "Plain text body",
-              "idempotency_key": "relayflow-attempt-01a2"}
-    values.update(over)
-    return OutboundMessage(**values)  # type: ignore[arg-type]
 
 
 def _head(raw: bytes) -> bytes:
@@ -39,7 +30,7 @@ class TestOnTheWire:
     def test_a_long_unsubscribe_url_goes_out_as_it_is(self, sink):
         """Mail clients read List-Unsubscribe as bytes: an RFC 2047 encoded word
         (`=?utf-8?q?=3Chttps=3A//…`) hides the URL one-click unsubscribe needs."""
-        smtpserver.provider(sink.port).send(_message(headers={
+        smtpserver.provider(sink.port).send(smtpserver.message(headers={
             "List-Unsubscribe": UNSUBSCRIBE,
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}))
         head = _head(sink.raw[0])
@@ -50,7 +41,7 @@ class TestOnTheWire:
     def test_text_that_is_not_ascii_is_encoded_and_reads_back(self, sink):
         subject = "Café crème — votre commande n°12 est partie " * 2
         body = "Bonjour Zoë,\n\nça part aujourd'hui.\n" + "é" * 120
-        smtpserver.provider(sink.port).send(_message(
+        smtpserver.provider(sink.port).send(smtpserver.message(
             to="Zoë Ünter <zoe@example.com>", subject=subject, body=body,
             html="<p>Bonjour Zoë</p>"))
         raw = sink.raw[0]
@@ -64,7 +55,7 @@ class TestOnTheWire:
         assert sink.envelopes == [("ops@relay.test", ["zoe@example.com"])]
 
     def test_ascii_text_goes_out_in_seven_bit(self, sink):
-        smtpserver.provider(sink.port).send(_message(body="line one\nline two"))
+        smtpserver.provider(sink.port).send(smtpserver.message(body="line one\nline two"))
         raw = sink.raw[0]
         assert b"\r\nContent-Transfer-Encoding: 7bit\r\n" in raw
         assert raw.endswith(b"\r\n\r\nline one\r\nline two\r\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from relayflow.delivery import envelope
-from relayflow.delivery.base import DeliveryError, OutboundMessage
+from relayflow.delivery.base import DeliveryError
 from relayflow.delivery.config import ConfigError, parse
 from tests.support import smtpserver
 
@@ -23,14 +23,6 @@ INJECTED_SUBJECTS = [
 ]
 
 
-def _message(**over: object) -> OutboundMessage:
-    values = {"attempt_id": "01a2-attempt", "channel": "email", "to": "ada@example.com",
-              "subject": "Welcome", "body": "Plain text body",
-              "idempotency_key": "relayflow-attempt-01a2"}
-    values.update(over)
-    return OutboundMessage(**values)  # type: ignore[arg-type]
-
-
 def _header_lines(raw: bytes) -> list[bytes]:
     head, _, _ = raw.partition(b"\r\n\r\n")
     return head.split(b"\r\n")
@@ -40,14 +32,15 @@ class TestRefusedBeforeSending:
     @pytest.mark.parametrize("subject", INJECTED_SUBJECTS)
     def test_a_control_character_in_the_subject(self, sink, subject):
         with pytest.raises(DeliveryError) as caught:
-            smtpserver.provider(sink.port).send(_message(subject=subject))
+            smtpserver.provider(sink.port).send(smtpserver.message(subject=subject))
         assert not caught.value.retryable
         assert "Subject header contains the control character" in str(caught.value)
         assert sink.raw == []
 
     def test_a_list_of_recipients(self, sink):
         with pytest.raises(DeliveryError) as caught:
-            smtpserver.provider(sink.port).send(_message(to="ada@example.com, eve@evil.test"))
+            smtpserver.provider(sink.port).send(
+                smtpserver.message(to="ada@example.com, eve@evil.test"))
         assert not caught.value.retryable
         assert "to must be exactly one email address" in str(caught.value)
         assert sink.envelopes == []
@@ -60,17 +53,17 @@ class TestRefusedBeforeSending:
     ])
     def test_a_recipient_that_is_not_one_address(self, sink, to):
         with pytest.raises(DeliveryError) as caught:
-            smtpserver.provider(sink.port).send(_message(to=to))
+            smtpserver.provider(sink.port).send(smtpserver.message(to=to))
         assert not caught.value.retryable
         assert "to" in str(caught.value)
         assert sink.envelopes == []
 
     def test_a_control_character_in_any_header(self, sink):
         with pytest.raises(DeliveryError, match="List-Unsubscribe header"):
-            smtpserver.provider(sink.port).send(_message(headers={
+            smtpserver.provider(sink.port).send(smtpserver.message(headers={
                 "List-Unsubscribe": "<https://relay.test/u>\r\nBcc: eve@evil.test"}))
         with pytest.raises(DeliveryError, match="Reply-To"):
-            smtpserver.provider(sink.port).send(_message(headers={
+            smtpserver.provider(sink.port).send(smtpserver.message(headers={
                 "Reply-To": "a@relay.test, eve@evil.test"}))
         assert sink.raw == []
 
@@ -82,7 +75,7 @@ class TestRefusedBeforeSending:
 
 class TestWhatArrives:
     def test_exactly_one_rcpt_to_and_only_our_headers(self, sink):
-        smtpserver.provider(sink.port).send(_message(to="Ada Lovelace <ada@example.com>",
+        smtpserver.provider(sink.port).send(smtpserver.message(to="Ada Lovelace <ada@example.com>",
                                            subject="Hi Ada: Bcc: eve@evil.test",
                                            headers={"Reply-To": "help@relay.test"}))
         [(mail_from, rcpt_tos)] = sink.envelopes
@@ -96,7 +89,7 @@ class TestWhatArrives:
 
     def test_the_envelope_ignores_recipient_headers(self, sink):
         # A Cc or Bcc among the extra headers never widens the envelope.
-        smtpserver.provider(sink.port).send(_message(headers={"Cc": "eve@evil.test"}))
+        smtpserver.provider(sink.port).send(smtpserver.message(headers={"Cc": "eve@evil.test"}))
         assert sink.envelopes == [("ops@relay.test", ["ada@example.com"])]
 
 
@@ -119,9 +112,9 @@ class TestEncodedWords:
     def test_an_encoded_line_break_is_refused_too(self, sink, subject):
         # The email library decodes encoded words and would write the CR LF out raw.
         with pytest.raises(DeliveryError, match="Subject header contains"):
-            smtpserver.provider(sink.port).send(_message(subject=subject))
+            smtpserver.provider(sink.port).send(smtpserver.message(subject=subject))
         assert sink.raw == []
 
     def test_an_encoded_word_without_one_is_sent(self, sink):
-        smtpserver.provider(sink.port).send(_message(subject="=?utf-8?q?Caf=C3=A9?="))
+        smtpserver.provider(sink.port).send(smtpserver.message(subject="=?utf-8?q?Caf=C3=A9?="))
         assert sink.messages[0]["Subject"] == "Café"

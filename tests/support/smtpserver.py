@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from relayflow.delivery.base import OutboundMessage
 from relayflow.delivery.config import parse
 from relayflow.delivery.egress import AllowList
 from relayflow.delivery.guarded_http import Guard
@@ -131,6 +132,14 @@ def start(tmp_dir: Path | None = None, *, login: tuple[str, str] | None = None) 
 # Tests of the provider itself reach the sink on loopback, which the outbound guard
 # refuses unless allowed.
 LOCAL = Guard(allow=AllowList.parse("127.0.0.0/8,::1"))
+
+
+def message(**over: object) -> OutboundMessage:
+    """A plain email for ada@example.com; `over` replaces any field."""
+    values = {"attempt_id": "01a2-attempt", "channel": "email", "to": "ada@example.com",
+              "subject": "Welcome", "body": "Plain text body",
+              "idempotency_key": "relayflow-attempt-01a2", **over}
+    return OutboundMessage(**values)  # type: ignore[arg-type]
 
 
 def provider(port: int, **over: object) -> SmtpEmailProvider:
