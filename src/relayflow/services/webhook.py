@@ -316,11 +316,16 @@ def receive_many(
     fails, every request gets that error."""
     try:
         with session_scope(sessions) as session:
-            together: list[Accepted | Exception] = list(_receive_together(
-                session, requests, cipher=cipher, clock=clock, per_minute=per_minute,
-                phone_region=phone_region))
+            try:
+                together: list[Accepted | Exception] = list(_receive_together(
+                    session, requests, cipher=cipher, clock=clock, per_minute=per_minute,
+                    phone_region=phone_region))
+            except Exception as exc:  # each request gets its own answer from the next pass
+                raise _OneFailed from exc
+        # A failed commit is not tried again: it may have happened (a connection lost
+        # during COMMIT), and writing the batch again could open its runs twice.
         return together
-    except Exception:  # each request gets its own answer from the next pass
+    except _OneFailed:
         pass
     answers: list[Accepted | Exception] = []
     with session_scope(sessions) as session:
@@ -342,6 +347,10 @@ def receive_many(
             except Exception as exc:  # the request's own answer (404, 401, 429, …)
                 answers.append(exc)
     return answers
+
+
+class _OneFailed(Exception):
+    """A request of an all-or-nothing batch failed before the commit."""
 
 
 def _receive_together(
