@@ -40,18 +40,18 @@ def header(name: str, value: str) -> str:
     if len(line) <= _LINE:
         return line + "\r\n"
     lines: list[str] = []
-    current, gap = f"{name}:", 1
+    current, gap, first = f"{name}:", 1, True
     for word in value.split(" "):
         if not word:  # one more space between two words
             gap += 1
             continue
         piece = " " * gap + word
-        if current != f"{name}:" and len(current) + len(piece) > _LINE:
+        if not first and len(current) + len(piece) > _LINE:
             lines.append(current)  # fold: the spaces before `word` begin the next line
             current = piece
         else:
             current += piece
-        gap = 1
+        gap, first = 1, False
     lines.append(current + " " * (gap - 1))
     if any(len(part) > _MAX_LINE for part in lines):
         raise Unwritable(f"the {name} header has a part longer than {_MAX_LINE} characters")

@@ -106,6 +106,16 @@ def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, st
     return values
 
 
+def _new(workspace_id: uuid.UUID, spec: dict[str, Any], values: dict[str, str],
+         now: datetime) -> Contact:
+    """A contact not yet stored, with the spec's identifiers and attributes."""
+    attributes = spec.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise InvalidInput("contact attributes must be an object")
+    return Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
+                   created_at=now, updated_at=now, **values)
+
+
 def resolve(
     session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any], now: datetime,
     phone_region: str | None = None,
@@ -125,15 +135,10 @@ def resolve(
             found = contact_repo.find(session, workspace_id, field=field, value=values[field])
             if found is not None:
                 return found
-    attributes = spec.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise InvalidInput("contact attributes must be an object")
+    contact = _new(workspace_id, spec, values, now)
     try:
         with session.begin_nested():
-            return contact_repo.add(session, Contact(
-                workspace_id=workspace_id, attributes=attributes, suppressed={},
-                created_at=now, updated_at=now, **values,
-            ))
+            return contact_repo.add(session, contact)
     except IntegrityError:
         # A concurrent request created the same contact first (on PostgreSQL both may try;
         # the unique constraint stops the second). That row is committed now: use it.
@@ -163,11 +168,7 @@ def resolve_many(
         found = next((known[(field, values[field])] for field in IDENTIFIERS
                       if (field, values.get(field)) in known), None)
         if found is None:
-            attributes = spec.get("attributes") or {}
-            if not isinstance(attributes, dict):
-                raise InvalidInput("contact attributes must be an object")
-            found = Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
-                            created_at=now, updated_at=now, **values)
+            found = _new(workspace_id, spec, values, now)
             session.add(found)
             known.update({(field, value): found for field, value in values.items()})
         contacts.append(found)

@@ -70,6 +70,11 @@ def new_run_rows(
     return run, step, job
 
 
+def _require_active(workflow: Workflow) -> None:
+    if workflow.status != "ACTIVE":
+        raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
+
+
 def enroll(
     session: Session, *, workflow: Workflow, contact: Contact | None, trigger_type: str,
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
@@ -78,8 +83,8 @@ def enroll(
 ) -> Enrolled:
     """Open a PENDING run on the workflow's current version (or `version_id`). The run
     returned is the row as inserted, not loaded back."""
-    if workflow.status != "ACTIVE" and retry_of is None:
-        raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
+    if retry_of is None:
+        _require_active(workflow)
     if idempotency_key is not None:
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key)
         if existing is not None:
@@ -137,9 +142,7 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
     runs, steps, jobs = [], [], []
     for opening in openings:
         workflow = opening.workflow
-        if workflow.status != "ACTIVE":
-            raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to "
-                           "start runs")
+        _require_active(workflow)
         found = existing.get((workflow.id, opening.idempotency_key or ""))
         if found is not None:
             run_repo.count_duplicate(session, found.id)

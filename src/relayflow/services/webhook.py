@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import ColumnElement, String
 from sqlalchemy.orm import Session, sessionmaker
@@ -371,24 +371,23 @@ def _receive_together(
                                signature=request.signature,
                                idempotency_key=request.idempotency_key, cipher=cipher,
                                now=now), admission, now))
-    contacts: dict[int, Contact] = {}
-    by_workspace: dict[uuid.UUID, list[int]] = {}
-    for i, (item, _, _) in enumerate(checked):
-        if isinstance(item, _Checked) and item.contact is not None:
-            by_workspace.setdefault(item.workflow.workspace_id, []).append(i)
-    for workspace_id, indexes in by_workspace.items():
-        found = contact_service.resolve_many(
-            session, workspace_id=workspace_id,
-            specs=[cast(_Checked, checked[i][0]).contact or {} for i in indexes],
-            now=checked[indexes[0]][2], phone_region=phone_region)
-        contacts.update(zip(indexes, found, strict=True))
-    opening = [(i, item) for i, (item, _, _) in enumerate(checked)
+    pending = [(i, item, now) for i, (item, _, now) in enumerate(checked)
                if isinstance(item, _Checked)]
-    opened = dict(zip((i for i, _ in opening), run_service.enroll_many(session, [
-        run_service.Opening(workflow=item.workflow, contact=contacts.get(i),
-                            event=item.event, idempotency_key=item.idempotency_key,
-                            now=checked[i][2])
-        for i, item in opening], trigger_type="webhook"), strict=True))
+    contacts: dict[int, Contact] = {}
+    by_workspace: dict[uuid.UUID, list[tuple[int, dict[str, str], datetime]]] = {}
+    for i, item, now in pending:
+        if item.contact is not None:
+            by_workspace.setdefault(item.workflow.workspace_id, []).append((i, item.contact, now))
+    for workspace_id, wanted in by_workspace.items():
+        found = contact_service.resolve_many(
+            session, workspace_id=workspace_id, specs=[spec for _, spec, _ in wanted],
+            now=wanted[0][2], phone_region=phone_region)
+        contacts.update(zip((i for i, _, _ in wanted), found, strict=True))
+    enrolled = run_service.enroll_many(session, [
+        run_service.Opening(workflow=item.workflow, contact=contacts.get(i), event=item.event,
+                            idempotency_key=item.idempotency_key, now=now)
+        for i, item, now in pending], trigger_type="webhook")
+    opened = dict(zip((i for i, _, _ in pending), enrolled, strict=True))
     return [Accepted(opened[i] if isinstance(item, _Checked) else item, admission)
             for i, (item, admission, _) in enumerate(checked)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import itertools
 import os
 import sqlite3
 import threading
@@ -131,8 +130,8 @@ class _WriterLock:
             return False
         if self._fd is None:
             return True
-        for pause in itertools.chain(_FILE_LOCK_POLL_SECONDS,
-                                     itertools.repeat(_FILE_LOCK_POLL_SECONDS[-1])):
+        pauses = iter(_FILE_LOCK_POLL_SECONDS)
+        while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
@@ -140,8 +139,7 @@ class _WriterLock:
                 if time.monotonic() >= deadline:
                     self._threads.release()
                     return False
-                time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+                time.sleep(next(pauses, _FILE_LOCK_POLL_SECONDS[-1]))
 
     def release(self) -> None:
         if self._fd is not None:
@@ -189,7 +187,8 @@ class _QueuedWriterConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
         name = str(database)
         if name.startswith("file:"):  # an SQLite URI
-            name = unquote(urlsplit(name).path)
+            uri = urlsplit(name)
+            name = ":memory:" if "mode=memory" in uri.query else unquote(uri.path)
         # An in-memory database belongs to its connection: nothing to queue for.
         self._lock = None if name in ("", ":memory:") else _writer_lock(name)
         self._holding = False

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact
 
+_BY_FIELD = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
+
 
 def get(session: Session, workspace_id: uuid.UUID, contact_id: uuid.UUID) -> Contact | None:
     return session.scalar(
@@ -17,16 +19,14 @@ def get(session: Session, workspace_id: uuid.UUID, contact_id: uuid.UUID) -> Con
 
 
 def find(session: Session, workspace_id: uuid.UUID, *, field: str, value: str) -> Contact | None:
-    column = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
     return session.scalar(
-        select(Contact).where(Contact.workspace_id == workspace_id, column[field] == value)
+        select(Contact).where(Contact.workspace_id == workspace_id, _BY_FIELD[field] == value)
     )
 
 
 def find_many(session: Session, workspace_id: uuid.UUID,
               wanted: Iterable[dict[str, str]]) -> dict[tuple[str, str], Contact]:
     """The contacts any of the identifiers match, by `(field, value)`, in one query."""
-    column = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
     values: dict[str, set[str]] = {}
     for identifiers in wanted:
         for field, value in identifiers.items():
@@ -35,7 +35,7 @@ def find_many(session: Session, workspace_id: uuid.UUID,
         return {}
     query = select(Contact).where(
         Contact.workspace_id == workspace_id,
-        or_(*(column[field].in_(sorted(found)) for field, found in values.items())),
+        or_(*(_BY_FIELD[field].in_(sorted(found)) for field, found in values.items())),
     )
     found_by: dict[tuple[str, str], Contact] = {}
     for contact in session.scalars(query):
@@ -50,12 +50,11 @@ def find_any(session: Session, workspace_id: uuid.UUID, values: dict[str, str]) 
     str, Contact
 ]:
     """The contact each identifier matches (`{"email": c1, "phone": c2}`), in one query."""
-    column = {"email": Contact.email, "phone": Contact.phone, "external_id": Contact.external_id}
     if not values:
         return {}
     query = select(Contact).where(
         Contact.workspace_id == workspace_id,
-        or_(*(column[field] == value for field, value in values.items())),
+        or_(*(_BY_FIELD[field] == value for field, value in values.items())),
     )
     found: dict[str, Contact] = {}
     for contact in session.scalars(query):
