@@ -1,14 +1,14 @@
-"""The HTTP server behind `relayflow serve`: uvicorn with the h11 parser, and a protocol
-that bounds what a client may send before the application sees a request.
+"""The HTTP server behind `relayflow serve`: uvicorn with the httptools parser, and a
+protocol that bounds what a client may send before the application sees a request.
 
-Why h11 and not uvicorn's default (httptools): httptools has no limit on the size of the
-request line and headers, so one request with a header of tens of MiB is parsed in full on
-the event loop, stalling every other client for seconds. h11 refuses a head larger than
-`max_incomplete_event_size` as soon as that many bytes are buffered; h11 parses more slowly
-than httptools, which matters little next to a database round trip per request.
+httptools (llhttp) has no limit of its own on the request line and headers: it would
+buffer a header of tens of MiB and parse it in full on the event loop, stalling every other
+client. The protocol counts the head's bytes as they arrive and feeds the parser no more
+than Settings.max_header_bytes of an unfinished head. Why not h11, which has such a limit
+built in: h11 parses in Python, and took a fifth of the server's CPU per webhook.
 
-What the protocol adds to uvicorn's h11 protocol:
-- a head larger than Settings.max_header_bytes is answered 431 (uvicorn says 400);
+What the protocol adds to uvicorn's httptools protocol:
+- a head larger than Settings.max_header_bytes is answered 431 (uvicorn would buffer it);
 - the request line and headers must arrive within Settings.body_read_timeout_seconds of the
   connection opening or of the previous response (then 408, or a silent close when nothing
   was sent): uvicorn times nothing out before a request is parsed, so a client trickling
@@ -24,9 +24,8 @@ import json
 import logging
 from typing import Any, ClassVar
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from relayflow.config import Settings
 from relayflow.errors import HeadersTooLarge, RelayflowError, RequestTimeout
@@ -41,30 +40,20 @@ log = logging.getLogger(__name__)
 LINGER_SECONDS = 2.0
 
 
-class _Connection(h11.Connection):
-    """Remembers the status h11 suggests for a request it refuses (431: head too large)."""
-
-    refused_with: int = 400
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.refused_with = exc.error_status_hint
-            raise
-
-
-class IntakeProtocol(H11Protocol):
+class IntakeProtocol(HttpToolsProtocol):
     head_timeout: ClassVar[float] = 10.0
+    max_head_bytes: ClassVar[int] = 16 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_head_bytes = self.config.h11_max_incomplete_event_size or 16 * 1024
-        self._connection = _Connection(h11.SERVER,
-                                       max_incomplete_event_size=self.max_head_bytes)
-        self.conn = self._connection
         self._head_timer: asyncio.TimerHandle | None = None
         self._lingering = False
+        # Between two requests, and while one's head arrives: the bytes of that head so far.
+        # (Bytes of a pipelined request that came in the same read as the one before it are
+        # not counted: a head can pass the limit by one read, 256 KiB at most.)
+        self._in_head = True
+        self._head_bytes = 0
+        self._heads = 0  # complete heads so far on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -77,20 +66,40 @@ class IntakeProtocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # a request head is complete (or refused)
-            self._disarm_head_deadline()
+        if not self._in_head:
+            super().data_received(data)
+            return
+        room = self.max_head_bytes - self._head_bytes
+        self._head_bytes += len(data)
+        if len(data) <= room:
+            super().data_received(data)
+            return
+        heads = self._heads
+        super().data_received(data[:room])  # the head may end within the limit
+        if self._lingering or self.transport.is_closing():
+            return
+        if self._heads == heads:
+            self._too_large()
+        else:
+            super().data_received(data[room:])
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._disarm_head_deadline()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        # Waiting for the next request on this connection (a pipelined one may be parsed).
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        # Waiting for the next request on this connection (unless a pipelined one is in).
+        if not self.transport.is_closing() and self.cycle.response_complete:
             self._arm_head_deadline()
 
-    def send_400_response(self, msg: str) -> None:
-        if self._connection.refused_with != 431:
-            super().send_400_response(msg)
-            return
+    def _too_large(self) -> None:
         log.info("request head over %d bytes from %s; answered 431", self.max_head_bytes,
                  _client(self.client))
         kib = self.max_head_bytes // 1024
@@ -107,9 +116,10 @@ class IntakeProtocol(H11Protocol):
 
     def _head_deadline_passed(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self.transport.is_closing() or not self._in_head or answering:
             return
-        if not self.conn.trailing_data[0]:  # nothing sent at all: an idle connection
+        if not self._head_bytes:  # nothing sent at all: an idle connection
             self.transport.close()
             return
         log.info("request head not complete after %gs from %s; answered 408",
@@ -118,8 +128,8 @@ class IntakeProtocol(H11Protocol):
             f"The request line and headers did not arrive within {self.head_timeout:g} s."))
 
     def _refuse(self, exc: RelayflowError) -> None:
-        """Answers outside h11 (which cannot answer a request it has not parsed), then
-        lingers before closing."""
+        """Answers outside the parser (which cannot answer a request it has not parsed),
+        then lingers before closing."""
         body = json.dumps(error_body(type(exc).__name__, exc.detail)).encode()
         phrase = http.HTTPStatus(exc.status_code).phrase
         head = (f"HTTP/1.1 {exc.status_code} {phrase}\r\ncontent-type: application/json\r\n"
@@ -137,7 +147,8 @@ def _client(client: tuple[str, int] | None) -> str:
 
 def protocol_for(settings: Settings) -> type[IntakeProtocol]:
     return type("IntakeProtocol", (IntakeProtocol,),
-                {"head_timeout": settings.body_read_timeout_seconds})
+                {"head_timeout": settings.body_read_timeout_seconds,
+                 "max_head_bytes": settings.max_header_bytes})
 
 
 def run(application: Any, settings: Settings) -> None:
@@ -146,7 +157,6 @@ def run(application: Any, settings: Settings) -> None:
     uvicorn.run(
         application, host=settings.host, port=settings.port, log_level="info",
         http=protocol_for(settings),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
         # An idle keep-alive connection is closed after this; uvicorn's default, made explicit.
         timeout_keep_alive=5,
     )
