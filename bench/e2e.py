@@ -318,6 +318,9 @@ async def fire(url: str, runs: int, concurrency: int,
         client.close()
     if refused:  # to stderr, which the progress bar does not overwrite
         print(f"webhooks refused: {dict(refused)}", file=sys.stderr)  # noqa: T201
+    if client.resent:
+        print(f"webhooks sent again after a kept-alive connection closed: "  # noqa: T201
+              f"{client.resent}", file=sys.stderr)
     return first, acks, accepted
 
 

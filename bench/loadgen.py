@@ -21,6 +21,10 @@ class Refused(Exception):
 
     begun = 0.0  # as in Client.post
 
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered  # the server closed without a byte of an answer
+
 
 class Connection:
     def __init__(self, host: str, port: int) -> None:
@@ -29,7 +33,10 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
-        """Status and body of one request; reconnects first when the last answer closed."""
+        """Status and body of one request; reconnects first when the last answer or the
+        server (an idle connection past its keep-alive) closed the connection."""
+        if self.reader is not None and self.reader.at_eof():
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -38,7 +45,11 @@ class Connection:
             answer = await self.reader.readuntil(b"\r\n\r\n")
             status, headers = _parse_head(answer)
             content = await self.reader.readexactly(int(headers.get(b"content-length", 0)))
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        except asyncio.IncompleteReadError as exc:
+            self.close()
+            raise Refused(f"closed after {len(exc.partial)} bytes of an answer",
+                          unanswered=not exc.partial) from exc
+        except (OSError, asyncio.LimitOverrunError) as exc:
             self.close()
             raise Refused(f"{type(exc).__name__}: {exc}") from exc
         if headers.get(b"connection", b"").lower() == b"close":
@@ -71,6 +82,7 @@ class Client:
         self.path = parts.path or "/"
         self.idle: list[Connection] = []
         self.gate = asyncio.Semaphore(size)
+        self.resent = 0  # requests sent again (see post)
 
     async def post(self, payload: Any, headers: dict[str, str]) -> tuple[int, bytes, float]:
         """Status, body and the perf_counter() at which the request got its connection (a
@@ -82,9 +94,19 @@ class Client:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         async with self.gate:
             connection = self.idle.pop() if self.idle else Connection(self.host, self.port)
+            reused = connection.writer is not None
             begun = time.perf_counter()
             try:
-                status, content = await connection.post(head, body)
+                try:
+                    status, content = await connection.post(head, body)
+                except Refused as exc:
+                    # A kept-alive connection the server closed as this request left: the
+                    # race every HTTP/1.1 client meets. Sent again once on a new connection,
+                    # as webhook senders do (the request carries its Idempotency-Key).
+                    if not (reused and exc.unanswered):
+                        raise
+                    self.resent += 1
+                    status, content = await connection.post(head, body)
                 return status, content, begun
             except Refused as exc:
                 exc.begun = begun
