@@ -3,12 +3,13 @@ databases allow: one INSERT per table, one UPDATE per table and set of columns."
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, Update, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
@@ -47,10 +48,9 @@ class BatchWrites:
 def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
     if writes.new_steps:
         session.execute(insert(_STEPS), writes.new_steps)
-    for rows, model in ((writes.step_updates, RunStep),
-                        (writes.attempt_updates, DeliveryAttempt)):
+    for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS)):
         for group in _by_keys(rows):
-            session.execute(update(model), group)
+            session.execute(_update_by_id(table), _keyed(group))
     if writes.new_attempts:
         session.execute(insert(_ATTEMPTS),
                         [{**ATTEMPT_DEFAULTS, **row} for row in writes.new_attempts])
@@ -60,7 +60,7 @@ def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
         job_repo.add_many(session, writes.children_jobs)
         notify(session)
     for group in _by_keys(writes.run_updates):
-        session.execute(update(WorkflowRun), group)
+        session.execute(_update_by_id(_RUNS), _keyed(group))
     for run_id in writes.canceled:
         run_repo.cancel_open_steps(session, run_id, now)
     if writes.contact_sets:
@@ -75,8 +75,24 @@ def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
 
 
 def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Bulk UPDATE by primary key needs every row of one statement to set the same columns."""
+    """An UPDATE of many rows by id sets the same columns in every row: the rows grouped by
+    the columns they set."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     return list(groups.values())
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    """UPDATE table SET <the columns each row names> WHERE id = :row_id, run once per row
+    (executemany). Core, not the ORM's bulk UPDATE by primary key, which took twice the
+    CPU for the same SQL."""
+    return update(table).where(table.c.id == bindparam("row_id"))
+
+
+def _keyed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the statement's parameters: the id under the name WHERE binds (every
+    other key is a column to SET)."""
+    return [{"row_id" if key == "id" else key: value for key, value in row.items()}
+            for row in rows]
