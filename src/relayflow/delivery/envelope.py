@@ -63,6 +63,11 @@ def check_header(name: str, value: str) -> None:
 
 MAX_LOCAL_PART = 64
 MAX_ADDRESS = 254
+# The common case, an ASCII dot-atom at a host name (RFC 5322 3.2.3, RFC 1035 labels),
+# which the email library would return unchanged.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*\Z")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,6 +76,13 @@ def email_address(value: str, *, field: str = "to") -> str:
     the envelope uses it; InvalidMessage for anything else (several addresses, a group,
     an address that does not parse). Remembered: a message's addresses are checked
     several times on their way out, and the email library's parser is slow."""
+    if _PLAIN_ADDRESS.match(value) and len(value) <= MAX_ADDRESS and (
+            len(value.partition("@")[0]) <= MAX_LOCAL_PART):
+        return value  # what _parsed_address makes of it, at a hundredth of the cost
+    return _parsed_address(value, field)
+
+
+def _parsed_address(value: str, field: str) -> str:
     check_header(field, value)
     try:
         header = _REGISTRY(field, value)
