@@ -1,5 +1,12 @@
 """poll → claim due runs → advance → sleep, with lease heartbeats and a graceful stop.
 
+A worker walks LANES batches at once, each in its own thread: a batch spends most of its
+life waiting on its effects (INTEGRATION calls, messages), and a run that falls due
+meanwhile is claimed by an idle lane at once instead of waiting for that batch to end.
+Together the lanes keep at most `worker_concurrency` runs in flight. Every lane answers a
+wake (a run enqueued in this process, or a NOTIFY on PostgreSQL, which a listener thread
+turns into a wake); the first lane also fires schedules and background cancels.
+
 The same loop fires schedule ticks, at most every `schedule_poll_seconds`. Every worker
 does; the runs' idempotency keys keep several of them from doubling a tick.
 
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 # a request waiting for SQLite's write lock retries every 100 ms at most (its busy
 # handler's longest sleep), so it gets in between two batches instead of waiting out all.
 CANCEL_PAUSE_SECONDS = 0.1
+# Batches a worker walks at once (see above).
+LANES = 2
 
 
 class Outage:
@@ -76,7 +85,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
         self.stop_event = threading.Event()
         self.wake_event = threading.Event()
-        self._held: list[Lease] = []
+        self._held: dict[int, list[Lease]] = {}  # by lane
         self._held_lock = threading.Lock()
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
@@ -87,28 +96,30 @@ class Worker:
         self.pool = (ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix="relayflow-effect")
                      if concurrency > 1 else None)
-        self.claim_limit = (max(1, min(settings.batch_size, concurrency)) if self.pool
-                            else max(1, settings.batch_size))
+        # Without a pool, one lane: one run at a time is the point of a concurrency of 1.
+        self.lanes = LANES if self.pool is not None and concurrency >= LANES else 1
+        self.claim_limit = (max(1, min(settings.batch_size, concurrency // self.lanes))
+                            if self.pool else max(1, settings.batch_size))
 
     def wake(self) -> None:
         """Ask for an immediate poll (a run was just enqueued in this process)."""
         self.wake_event.set()
 
-    def _on_claim(self, walkers: list[walk.RunWalker]) -> None:
-        crash_point("after_claim")
-        with self._held_lock:
-            self._held = [Lease(w.run_id, w.token) for w in walkers]
+    def run_once(self, lane: int = 0) -> int:
+        def on_claim(walkers: list[walk.RunWalker]) -> None:
+            crash_point("after_claim")
+            with self._held_lock:
+                self._held[lane] = [Lease(w.run_id, w.token) for w in walkers]
 
-    def run_once(self) -> int:
         try:
             return walk.advance(
                 self.runtime, worker=self.name,
                 limit=self.claim_limit,
-                lease_seconds=self.settings.lease_seconds, on_claim=self._on_claim,
+                lease_seconds=self.settings.lease_seconds, on_claim=on_claim,
                 pool=self.pool)
         finally:
             with self._held_lock:
-                self._held = []
+                self._held.pop(lane, None)
 
     def cancel_once(self) -> int:
         """Cancel one batch of a deactivated workflow's runs, in its own short transaction
@@ -152,7 +163,7 @@ class Worker:
     def _beat(self) -> None:
         """Tell the database this worker is alive and extend the leases it holds."""
         with self._held_lock:
-            held = list(self._held)
+            held = [lease for leases in self._held.values() for lease in leases]
         try:
             workers_service.beat(self.runtime, name=self.name, leases=held,
                                  lease_seconds=self.settings.lease_seconds)
@@ -169,6 +180,13 @@ class Worker:
         bind = self.runtime.sessions.kw.get("bind")
         listener = None if bind is None else Listener.for_engine(
             bind, retry_max_seconds=self.settings.database_retry_max_seconds)
+        helpers = [threading.Thread(target=self._lane, args=(n,), name=f"relayflow-lane-{n}",
+                                    daemon=True) for n in range(1, self.lanes)]
+        if listener is not None:
+            helpers.append(threading.Thread(target=self._listen, args=(listener,),
+                                            name="relayflow-listen", daemon=True))
+        for helper in helpers:
+            helper.start()
         failures = 0
         while not self.stop_event.is_set():
             self.schedule_once()
@@ -183,12 +201,9 @@ class Worker:
             failures = 0
             self.outage.end()
             if claimed == 0:
-                idle = self._idle_seconds()
-                if listener is not None and not self.wake_event.is_set():
-                    self._listen(listener, idle)
-                else:
-                    self.wake_event.wait(idle)
-                self.wake_event.clear()
+                self._idle(self._idle_seconds())
+        for helper in helpers:
+            helper.join()
         if listener is not None:
             listener.close()
         try:
@@ -219,13 +234,31 @@ class Worker:
         else:
             log.exception("%s failed", what)
 
-    def _listen(self, listener: Listener, idle: float) -> None:
-        # Short slices so a stop request is noticed within half a second.
-        deadline = time.monotonic() + idle
-        while not self.stop_event.is_set() and not self.wake_event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or listener.wait(min(0.5, remaining)):
-                return
+    def _lane(self, lane: int) -> None:
+        """A lane after the first: claims and walks batches, idle until woken or polling."""
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                claimed = self.run_once(lane)
+            except Exception as exc:  # as in run_forever
+                failures += 1
+                self.stop_event.wait(self._pause_after(exc, failures))
+                continue
+            failures = 0
+            if claimed == 0:
+                self._idle(self.settings.poll_seconds)
+
+    def _idle(self, seconds: float) -> None:
+        """Until a wake or `seconds`; the wake is taken (every idle lane sees it)."""
+        self.wake_event.wait(seconds)
+        self.wake_event.clear()
+
+    def _listen(self, listener: Listener) -> None:
+        """NOTIFYs (runs enqueued by other processes) as wakes. Short slices, so a stop
+        request is noticed within half a second."""
+        while not self.stop_event.is_set():
+            if listener.wait(0.5):
+                self.wake_event.set()
 
     def stop(self) -> None:
         self.stop_event.set()
