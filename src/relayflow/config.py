@@ -22,8 +22,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     poll_seconds: float = 0.5
     batch_size: int = 64
-    # Runs a worker keeps in flight at once: it claims up to this many (and at most
-    # batch_size) and performs their INTEGRATION calls and messages side by side.
+    # Runs a worker keeps in flight at once: two batches of up to half this many (and at
+    # most batch_size each), their INTEGRATION calls and messages performed side by side.
     worker_concurrency: int = 64
     # While the database is unreachable workers retry with a doubling pause, up to this.
     # (Connect and keepalive timeouts: storage/db.py; the database URL may override them.)
