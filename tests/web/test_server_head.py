@@ -64,6 +64,22 @@ class TestSize:
             status, head, _ = read_response(sock)
         assert status == 431, head
 
+    def test_a_refused_head_is_answered_once_though_its_client_stays(
+        self, server: Served
+    ) -> None:
+        # The connection lingers after the 431; its head deadline must not answer again.
+        before = len(server.stderr())
+        with server.connect() as sock:
+            sock.sendall(_get(LIMIT + 1))
+            assert read_response(sock)[0] == 431
+            time.sleep(DEADLINE + 0.5)
+            assert _read_all(sock) == b""  # closed after the linger, nothing more said
+        log = server.stderr()[before:]
+        assert "Traceback" not in log, log
+        assert "ERROR" not in log, log
+        assert log.count("answered 431") == 1, log
+        assert "answered 408" not in log, log
+
     def test_a_large_body_in_the_same_write_as_a_small_head_is_not_counted(
         self, server: Served
     ) -> None:

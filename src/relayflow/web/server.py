@@ -117,7 +117,7 @@ class IntakeProtocol(HttpToolsProtocol):
     def _head_deadline_passed(self) -> None:
         self._head_timer = None
         answering = self.cycle is not None and not self.cycle.response_complete
-        if self.transport.is_closing() or not self._in_head or answering:
+        if self.transport.is_closing() or self._lingering or not self._in_head or answering:
             return
         if not self._head_bytes:  # nothing sent at all: an idle connection
             self.transport.close()
@@ -130,6 +130,7 @@ class IntakeProtocol(HttpToolsProtocol):
     def _refuse(self, exc: RelayflowError) -> None:
         """Answers outside the parser (which cannot answer a request it has not parsed),
         then lingers before closing."""
+        self._disarm_head_deadline()
         body = json.dumps(error_body(type(exc).__name__, exc.detail)).encode()
         phrase = http.HTTPStatus(exc.status_code).phrase
         head = (f"HTTP/1.1 {exc.status_code} {phrase}\r\ncontent-type: application/json\r\n"
