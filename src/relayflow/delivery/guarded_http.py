@@ -225,8 +225,10 @@ class _Clients:
 
     def for_target(self, target: Target) -> httpx.Client:
         key = target.name if target.scheme == "https" else None
-        clients: OrderedDict[str | None, tuple[httpx.Client, httpcore.ConnectionPool]] = (
-            self._local.__dict__.setdefault("clients", OrderedDict()))
+        clients: OrderedDict[str | None, tuple[httpx.Client, httpcore.ConnectionPool]] | None
+        clients = getattr(self._local, "clients", None)
+        if clients is None:  # this thread's first call
+            clients = self._local.clients = OrderedDict()
         entry = clients.pop(key, None) or _new_client()
         clients[key] = entry
         if len(clients) > POOLS:
