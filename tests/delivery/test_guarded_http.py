@@ -147,6 +147,24 @@ class TestKeepAlive:
         assert guarded_http.CLIENTS.for_target(target("http://b.test/")) is plain
         assert plain is not first
 
+    def test_threads_making_their_first_calls_at_once_share_one_tls_context(self):
+        guarded_http._built_ssl_context.cache_clear()
+        start = threading.Barrier(16)
+        contexts: list[ssl.SSLContext] = []
+
+        def first_call() -> None:
+            start.wait()
+            contexts.append(guarded_http._ssl_context())
+
+        threads = [threading.Thread(target=first_call) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert len(contexts) == 16
+        assert len({id(context) for context in contexts}) == 1
+
 
 class TestRedirects:
     def test_a_redirect_to_a_refused_target_is_not_followed(self, http_server):

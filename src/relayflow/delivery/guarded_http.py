@@ -191,10 +191,20 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-@functools.cache
+_SSL_CONTEXT_LOCK = threading.Lock()
+
+
 def _ssl_context() -> ssl.SSLContext:
     """One TLS context for every call of the process: building one loads the CA bundle
-    (tens of milliseconds), and a context is safe to share between threads."""
+    (tens of milliseconds), and a context is safe to share between threads. Built under a
+    lock: the worker's effect threads make their first calls at the same moment, and each
+    of them building its own stalled a fresh worker for seconds."""
+    with _SSL_CONTEXT_LOCK:
+        return _built_ssl_context()
+
+
+@functools.cache
+def _built_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
