@@ -4,7 +4,7 @@
     python bench/deactivate.py --runs 5000 --database sqlite
 
 The runs are parked at a three-day WAIT (written in bulk, as the worker would have left
-them). `relayflow serve` (embedded worker) is started on a free loopback port; while
+them). `relayflow serve` (with its worker processes) is started on a free loopback port; while
 other workflows' webhooks are called 20 times a second, POST /api/v1/workflows/drip/deactivate
 is sent. Prints the time to the answer, the time until the last run is CANCELED, and the
 webhook calls' answer times (p50, p95, max) and their runs' time to COMPLETED meanwhile.

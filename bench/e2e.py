@@ -9,9 +9,9 @@
 
 A local JSON service (http.server) and SMTP server (aiosmtpd) stand in for the outside world.
 On a fresh database (SQLite file, or a PostgreSQL database created and dropped here) relayflow
-is migrated and given a workspace, then started (sqlite, postgres: `relayflow serve` with its
-embedded worker; sqlite-split, postgres-split: `serve --no-worker` and N `relayflow worker`
-processes).
+is migrated and given a workspace, then started (sqlite, postgres: `relayflow serve` with the
+worker processes it runs beside itself, `--workers N` of them if given; sqlite-split,
+postgres-split: `serve --no-worker` and N `relayflow worker` processes started here).
 Through the API the bench allows loopback for the workspace, points the email provider at the
 SMTP server and activates webhook → CONDITION → INTEGRATION POST → SEND_MESSAGE → END. It
 sends N webhooks, each for another contact (closed loop at concurrency C, or open loop at
@@ -177,8 +177,8 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(root: int) -> float:
-    """utime + stime of a process and its live descendants, reaped children included."""
+def _tree(root: int) -> tuple[set[int], dict[int, list[str]]]:
+    """A process and its live descendants, with every process's /proc/PID/stat fields."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -190,15 +190,26 @@ def cpu_seconds(root: int) -> float:
         children = {pid for pid, fields in stats.items() if fields[1] == parent} - found
         found |= children
         frontier += children
+    return found, stats
+
+
+def cpu_seconds(root: int) -> float:
+    """utime + stime of a process and its live descendants, reaped children included."""
+    found, stats = _tree(root)
     ticks = sum(int(f) for pid in found if pid in stats for f in stats[pid][11:15])
     return ticks / CLOCK_TICKS
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def peak_rss_mib(root: int) -> dict[str, float]:
+    """Peak resident memory of a process and of each of its live descendants (serve's
+    worker runs in a child process), by pid."""
+    peaks: dict[str, float] = {}
+    for pid in sorted(_tree(root)[0]):
+        with suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[str(pid)] = int(line.split()[1]) / 1024
+    return peaks
 
 
 class Relayflow:
@@ -364,6 +375,8 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             for n in range(args.workers):
                 relayflow.start(f"worker{n + 1}", "worker")
         else:
+            if args.workers is not None:
+                relayflow.env["RELAYFLOW_SERVE_WORKER_PROCESSES"] = str(args.workers)
             relayflow.start("serve", "serve")
         relayflow.wait_healthy()
         hook = configure(relayflow.base, api_key, service_url, smtp_port)
@@ -381,7 +394,8 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         own = time.process_time() - own_before
-        rss = {name: peak_rss_mib(p.pid) for name, p in relayflow.processes.items()}
+        rss = {name: list(peak_rss_mib(p.pid).values())
+               for name, p in relayflow.processes.items()}
         with engine.connect() as conn:
             rows = conn.execute(select(WorkflowRun.status, WorkflowRun.created_at,
                                        WorkflowRun.finished_at, WorkflowRun.error)).all()
@@ -397,7 +411,10 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     elapsed = (last.timestamp() - first) if last is not None else float("nan")
     per_run = 1 / max(1, len(rows))
     figures: dict[str, Any] = {
-        "mode": args.mode, "workers": args.workers if args.mode.endswith("-split") else 0,
+        "mode": args.mode,
+        # worker processes: the -split modes' own, or those serve runs beside itself
+        "workers": (args.workers if args.mode.endswith("-split")
+                    else 0 if args.intake_only else len(rss["serve"]) - 1),
         "runs": args.runs, "concurrency": args.concurrency, "rate": args.rate,
         "accepted": len(accepted), "statuses": dict(statuses), "seconds": round(elapsed, 2),
         "runs_per_s": round(len(rows) / elapsed, 2) if rows else 0.0,
@@ -407,7 +424,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "cpu_ms_per_run": round(sum(cpu.values()) * 1000 * per_run, 1),
         "cpu_ms_per_run_by_process": {k: round(v * 1000 * per_run, 1) for k, v in cpu.items()},
         "bench_cpu_ms_per_run": round(own * 1000 * per_run, 1),
-        "peak_rss_mib": {name: round(mib, 1) for name, mib in rss.items()},
+        "peak_rss_mib": {name: [round(mib, 1) for mib in tree] for name, tree in rss.items()},
         "bytes_per_run": round(size * per_run),
         "log_lines": {name: len(lines) for name, lines in logged.items()},
     }
@@ -459,8 +476,9 @@ def main() -> int:
     parser.add_argument("--mode", choices=["sqlite", "postgres", "sqlite-split",
                                            "postgres-split"],
                         default="sqlite")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="relayflow worker processes (the -split modes only)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="relayflow worker processes: started by the bench in the -split "
+                             "modes (default 1), by serve in the others (default: serve's)")
     parser.add_argument("--runs", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=None,
@@ -474,8 +492,10 @@ def main() -> int:
                         help="serve --no-worker: measure accepting webhooks only")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     args = parser.parse_args()
-    if args.workers < 1 or (args.workers != 1 and not args.mode.endswith("-split")):
-        parser.error("--workers N (N >= 1) applies to the -split modes")
+    if args.workers is not None and (args.workers < 1 or args.intake_only):
+        parser.error("--workers N needs N >= 1, and a worker (not --intake-only)")
+    if args.workers is None and args.mode.endswith("-split"):
+        args.workers = 1
     if args.intake_only and args.mode.endswith("-split"):
         parser.error("--intake-only starts no worker; use --mode sqlite or postgres")
     if args.runs < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
@@ -483,9 +503,11 @@ def main() -> int:
     r, failed = bench(args)
     load = (f"open loop {args.rate:g}/s" if args.rate is not None
             else f"concurrency {args.concurrency}")
-    workers = f", {r['workers']} worker process(es)" if r["workers"] else ", embedded worker"
+    beside = "" if args.mode.endswith("-split") else " beside serve"
+    workers = f", {r['workers']} worker process(es){beside}"
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in r["cpu_ms_per_run_by_process"].items())
-    rss = ", ".join(f"{name} {mib:.0f} MiB" for name, mib in r["peak_rss_mib"].items())
+    rss = ", ".join(f"{name} {' + '.join(f'{mib:.0f}' for mib in tree)} MiB"
+                    for name, tree in r["peak_rss_mib"].items())
     answers = f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms"
     if args.intake_only:
         lines = [f"{r['mode']}, no worker: {r['runs']} webhooks, {load}",

@@ -23,7 +23,7 @@ from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import in_memory, session_scope
 from relayflow.storage.migrate import upgrade
 from relayflow.storage.repositories.run import RunFilter
 
@@ -72,24 +72,38 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Web only, no worker.")] = False,
 ) -> None:
-    """Serve the web UI and API, with an embedded worker unless --no-worker."""
+    """Serve the web UI and API, with workers beside it unless --no-worker."""
     from relayflow.web import server
     from relayflow.web.app import create_app
     from relayflow.worker.loop import Worker
+    from relayflow.worker.process import WorkerProcesses, process_count
 
     _logging()
     settings = get_settings()
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": port or settings.port})
-    application = create_app(
-        settings, worker=None if no_worker else lambda runtime: Worker(runtime, settings))
-    server.run(application, settings)
+
+    def in_this_process(runtime: Runtime) -> Worker:
+        return Worker(runtime, settings)
+
+    def beside(_runtime: Runtime) -> WorkerProcesses:
+        return WorkerProcesses(process_count(settings.serve_worker_processes))
+
+    # Workers run in processes of their own, so web and workers share every core
+    # (worker/process.py), unless the database lives in this process's memory.
+    worker = in_this_process if in_memory(settings.database_url) else beside
+    server.run(create_app(settings, worker=None if no_worker else worker), settings)
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    wake_fd: Annotated[int | None, typer.Option(
+        "--wake-fd", hidden=True,
+        help="A pipe from relayflow serve: a byte is a wake, its closing a stop.")] = None,
+) -> None:
     """Run a standalone worker until SIGINT or SIGTERM."""
     from relayflow.worker.loop import Worker
+    from relayflow.worker.process import follow_parent
 
     _logging()
     settings = get_settings()
@@ -100,6 +114,8 @@ def worker() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if wake_fd is not None:
+        follow_parent(wake_fd, instance)
     instance.run_forever()
 
 

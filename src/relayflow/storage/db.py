@@ -39,8 +39,17 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def in_memory(url: str) -> bool:
+    """An SQLite database that lives in one process's memory (no other process sees it)."""
+    parsed = make_url(normalize_url(url))
+    if not parsed.drivername.startswith("sqlite"):
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or parsed.query.get("mode") == "memory"
+
+
 # Both pools hold more connections than the web app admits requests at once
-# (Settings.max_concurrent_requests, 16), leaving room for the embedded worker.
+# (Settings.max_concurrent_requests, 16), leaving room for a worker in the same process.
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):

@@ -1,7 +1,7 @@
 """Wake idle workers as soon as work is enqueued: LISTEN/NOTIFY on PostgreSQL.
 
-SQLite has no such channel; there workers poll (and `serve` wakes its embedded worker
-in-process), so both functions are no-ops there.
+SQLite has no such channel; there workers poll (and `serve` wakes its worker processes
+through a pipe, see worker/process.py), so both functions are no-ops there.
 """
 
 from __future__ import annotations

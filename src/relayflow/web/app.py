@@ -1,7 +1,8 @@
-"""The ASGI application: JSON API, health check, error rendering and the embedded worker.
+"""The ASGI application: JSON API, health check, error rendering and the worker beside it.
 
 The worker is given, not imported (web and worker are sibling layers): `relayflow serve`
-passes a factory that builds one on the app's runtime."""
+passes a factory, which builds its worker processes (worker/process.py), or on an in-memory
+database a worker on the app's runtime."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedWorker(Protocol):
-    """What the app needs of a worker it runs beside itself (worker.loop.Worker)."""
+    """What the app needs of a worker it runs beside itself (worker.loop.Worker, or
+    worker.process.WorkerProcesses)."""
 
     def run_forever(self) -> None: ...
 
@@ -40,8 +42,8 @@ def create_app(
     settings: Settings, *, runtime: Runtime | None = None,
     worker: Callable[[Runtime], EmbeddedWorker] | None = None,
 ) -> FastAPI:
-    """The app; with `worker`, a worker built by it on the app's runtime runs in a thread
-    for the app's lifetime."""
+    """The app; with `worker`, what it builds on the app's runtime runs (its run_forever in
+    a thread) for the app's lifetime."""
     owns_runtime = runtime is None
     runtime = runtime or Runtime.from_settings(settings)
     embedded = worker(runtime) if worker is not None else None
@@ -62,7 +64,7 @@ def create_app(
                 # A step in flight finishes first; past the lease another worker resumes it.
                 thread.join(timeout=settings.lease_seconds)
                 if thread.is_alive():
-                    log.warning("embedded worker did not stop within the lease")
+                    log.warning("the worker did not stop within the lease")
             if owns_runtime:
                 runtime.dispose()
 

@@ -55,7 +55,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def wake_worker_after_commit(session: Session) -> None:
-    """Ask the embedded worker (if any) to poll as soon as this request's work is committed."""
+    """Ask serve's worker (if any) to poll as soon as this request's work is committed."""
     session.info[_WAKE_WORKER] = True
 
 
