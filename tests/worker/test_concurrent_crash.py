@@ -25,7 +25,8 @@ from tests.support.processes import start_worker, stop, wait_until
 
 pytestmark = pytest.mark.slow
 RUNS = 32
-CONCURRENCY = 8  # start_worker claims at most 8 runs a batch
+CONCURRENCY = 8  # two lanes (worker/loop.py), each claiming a batch of 4
+LANE_BATCH = CONCURRENCY // 2
 
 
 def _flow(url: str) -> dict:
@@ -84,13 +85,18 @@ def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_ser
     doomed = start_worker(settings, fault="after_effect", lease_seconds=1.0,
                           concurrency=CONCURRENCY, ready=True)
     assert doomed.wait(60) == -signal.SIGKILL
-    interrupted = len(http_server.requests)
-    assert interrupted == CONCURRENCY  # one round: every call of the batch at once
+    # The lane that died had every call of its batch answered (the round waits for them);
+    # the other lane's batch was in flight, wholly or in part, or not yet sent.
+    assert len(http_server.requests) >= LANE_BATCH
     _finish(settings, runtime)
     keys = _check(runtime, sink, http_server)
-    print(f"concurrent crash: {interrupted} calls in flight when killed, "  # noqa: T201
-          f"{sum(n - 1 for n in keys.values())} repeated with their key")
-    assert sorted(keys.values(), reverse=True)[:CONCURRENCY] == [2] * CONCURRENCY
+    repeated = sum(n == 2 for n in keys.values())
+    print(f"concurrent crash: {repeated} calls in flight when killed, "  # noqa: T201
+          "each repeated once with its key")
+    # Each call whose result was not committed is repeated once: at least the dead lane's
+    # batch, at most both lanes' batches; every other call is made once.
+    assert LANE_BATCH <= repeated <= CONCURRENCY
+    assert set(keys.values()) == {1, 2}
 
 
 def test_killed_at_a_random_moment(settings, runtime, runs, sink, http_server):
