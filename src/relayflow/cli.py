@@ -24,7 +24,6 @@ from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import in_memory, session_scope
-from relayflow.storage.migrate import upgrade
 from relayflow.storage.repositories.run import RunFilter
 
 app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_is_help=True)
@@ -62,6 +61,8 @@ def _logging() -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
+    from relayflow.storage.migrate import upgrade  # Alembic: not loaded by serve or worker
+
     upgrade(get_settings().database_url)
     console.print("database is up to date")
 
