@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -67,11 +69,18 @@ def ping(runtime, workspace):
     return workspace
 
 
+@contextmanager
+def _serving(db_url: str, tmp_path: Path, processes: int) -> Iterator[tuple[Served, list[int]]]:
+    """serve with `processes` workers, once they are all started; and their pids."""
+    with serve(db_url, tmp_path, serve_worker_processes=str(processes),
+               poll_seconds=POLL_SECONDS, schedule_poll_seconds=POLL_SECONDS) as served:
+        wait_until(lambda: len(_children(served.process.pid)) == processes, timeout=15,
+                   what=f"{processes} worker processes")
+        yield served, list(_children(served.process.pid))
+
+
 def test_serve_walks_runs_in_worker_processes_of_lower_priority(db_url, ping, tmp_path):
-    with serve(db_url, tmp_path, serve_worker_processes="2", poll_seconds=POLL_SECONDS,
-               schedule_poll_seconds=POLL_SECONDS) as served:
-        wait_until(lambda: len(_children(served.process.pid)) == 2, timeout=15,
-                   what="two worker processes")
+    with _serving(db_url, tmp_path, 2) as (served, _):
         assert set(_children(served.process.pid).values()) == {10}
 
         _fire(served, ping.headers)  # woken through the pipe, or it would wait a minute
@@ -79,12 +88,7 @@ def test_serve_walks_runs_in_worker_processes_of_lower_priority(db_url, ping, tm
 
 
 def test_a_killed_serve_leaves_no_worker_behind(db_url, ping, tmp_path):
-    with serve(db_url, tmp_path, serve_worker_processes="2", poll_seconds=POLL_SECONDS,
-               schedule_poll_seconds=POLL_SECONDS) as served:
-        wait_until(lambda: len(_children(served.process.pid)) == 2, timeout=15,
-                   what="two worker processes")
-        workers = list(_children(served.process.pid))
-
+    with _serving(db_url, tmp_path, 2) as (served, workers):
         served.process.send_signal(signal.SIGKILL)
         served.process.wait()
 
@@ -93,12 +97,7 @@ def test_a_killed_serve_leaves_no_worker_behind(db_url, ping, tmp_path):
 
 
 def test_a_worker_that_dies_is_replaced(db_url, ping, tmp_path):
-    with serve(db_url, tmp_path, serve_worker_processes="1", poll_seconds=POLL_SECONDS,
-               schedule_poll_seconds=POLL_SECONDS) as served:
-        wait_until(lambda: len(_children(served.process.pid)) == 1, timeout=15,
-                   what="a worker process")
-        (victim,) = _children(served.process.pid)
-
+    with _serving(db_url, tmp_path, 1) as (served, (victim,)):
         os.kill(victim, signal.SIGKILL)
 
         wait_until(lambda: set(_children(served.process.pid)) - {victim}, timeout=15,
@@ -109,11 +108,7 @@ def test_a_worker_that_dies_is_replaced(db_url, ping, tmp_path):
 
 
 def test_a_stopped_serve_stops_its_workers_and_exits_cleanly(db_url, ping, tmp_path):
-    with serve(db_url, tmp_path, serve_worker_processes="2", poll_seconds=POLL_SECONDS,
-               schedule_poll_seconds=POLL_SECONDS) as served:
-        wait_until(lambda: len(_children(served.process.pid)) == 2, timeout=15,
-                   what="two worker processes")
-        workers = list(_children(served.process.pid))
+    with _serving(db_url, tmp_path, 2) as (served, workers):
         _fire(served, ping.headers)
 
         served.process.send_signal(signal.SIGTERM)
