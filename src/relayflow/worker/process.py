@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 WORKER_NICE = 10
 # Worker processes when Settings.serve_worker_processes is 0: one per core, up to this many.
 AUTO_MAX_PROCESSES = 4
-# A child that lived this long before it exited is restarted at once; one that died sooner
-# waits RESTART_PAUSE_SECONDS, doubled each time it dies young again, up to the maximum.
+# A child that exits is started again after RESTART_PAUSE_SECONDS; the pause doubles each
+# time one dies within HEALTHY_AFTER_SECONDS of its start, up to the maximum.
 HEALTHY_AFTER_SECONDS = 30.0
 RESTART_PAUSE_SECONDS = 1.0
 RESTART_PAUSE_MAX_SECONDS = 30.0
@@ -108,6 +108,8 @@ class WorkerProcesses:
             child = subprocess.Popen([*self.command, "--wake-fd", str(self._read_fd)],
                                      pass_fds=(self._read_fd,))
             self._children[slot] = child
+        # On Linux this is the priority of the child's main thread; the child is still
+        # importing and has started no other, so every thread it starts inherits it.
         with suppress(OSError):  # already gone: _supervise sees it exit
             os.setpriority(os.PRIO_PROCESS, child.pid, WORKER_NICE)
         return child
