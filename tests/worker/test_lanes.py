@@ -60,3 +60,22 @@ def test_a_run_due_while_a_batch_waits_on_a_slow_call_is_walked_at_once(
         worker.stop()
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_every_lane_that_falls_idle_after_a_stop_returns_at_once(settings, runtime):
+    worker = Worker(runtime, settings.model_copy(update={"poll_seconds": 60}))
+    worker.stop()
+    idled: list[float] = []
+
+    def two_lanes_fall_idle() -> None:
+        for _ in range(2):  # the first takes the stop's wake, the second comes after
+            began = time.monotonic()
+            worker._idle(60)
+            idled.append(time.monotonic() - began)
+
+    thread = threading.Thread(target=two_lanes_fall_idle, daemon=True)
+    thread.start()
+    thread.join(10)
+
+    assert len(idled) == 2, "a lane waited out its poll after the worker was stopped"
+    assert max(idled) < 1

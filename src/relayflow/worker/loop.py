@@ -249,9 +249,13 @@ class Worker:
                 self._idle(self.settings.poll_seconds)
 
     def _idle(self, seconds: float) -> None:
-        """Until a wake or `seconds`; the wake is taken (every idle lane sees it)."""
+        """Until a wake or `seconds`; the wake is taken (every idle lane sees it). A stop is
+        never taken: a lane that falls idle after another took the stop's wake would
+        otherwise wait out its whole poll before it stopped."""
         self.wake_event.wait(seconds)
         self.wake_event.clear()
+        if self.stop_event.is_set():
+            self.wake_event.set()
 
     def _listen(self, listener: Listener) -> None:
         """NOTIFYs (runs enqueued by other processes) as wakes. Short slices, so a stop
