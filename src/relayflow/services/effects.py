@@ -10,8 +10,10 @@ A round goes:
    before its effect;
 3. the effects run concurrently on the worker's thread pool (no transaction open; each
    reaches its target through the egress guard under its own deadline);
-4. `finish` records each result, the run walks on to its next effect or its end, and
-   one fenced commit writes every run's rows.
+4. `finish` records each result and the run walks on to its next effect or its end.
+With a pool (services/walk.py) the next round's `begin` comes before the commit of step 4,
+so one fenced commit carries a round's results and the next round's marks; one run at a
+time, each result is committed on its own.
 
 So each run keeps the order of the single-run path: intent committed, "performing now"
 committed, the effect, the result committed. A crash in step 3 or 4 interrupts up to a

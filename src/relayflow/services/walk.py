@@ -4,9 +4,10 @@ A batch of runs is claimed under a lease and walked in memory (services/walker.p
 writes go back in one fenced transaction. Nodes without outside effects change only the
 database, so a whole stretch of them commits atomically: a crash before the commit leaves
 nothing behind to repeat. Effects (INTEGRATION, SEND_MESSAGE) then go in rounds
-(services/effects.py): the batch's "performing now" marks in one fenced commit, every
-effect at once on the worker's pool, every result in one fenced commit. Every commit
-checks the lease token first (fencing): a worker whose lease expired writes nothing.
+(services/effects.py): every effect of a round at once on the worker's pool, between
+fenced commits that each carry the results of one round and the "performing now" marks of
+the next. Every commit checks the lease token first (fencing): a worker whose lease
+expired writes nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from datetime import datetime
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from relayflow.engine.outcome import StartResult, StartRun
+from relayflow.engine.outcome import SendMessage, StartResult, StartRun
 from relayflow.engine.status import TERMINAL
 from relayflow.faults import crash_point, refuse_write
+from relayflow.services import delivery as delivery_service
 from relayflow.services import effects
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
@@ -202,8 +204,8 @@ def _gather(walkers: Sequence[RunWalker]) -> walk_writes.BatchWrites:
 def advance(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float,
             on_claim: Callable[[list[RunWalker]], None] | None = None,
             pool: Executor | None = None) -> int:
-    """One worker iteration: claim, walk, commit, then the batch's effects in rounds, side
-    by side on `pool` (one after another without one).
+    """One worker iteration: claim, walk, then the batch's effects in rounds, side by side
+    on `pool` (one after another without one).
 
     Returns how many runs were claimed (0 means there was nothing due)."""
     walkers = claim(runtime, worker=worker, limit=limit, lease_seconds=lease_seconds)
@@ -214,25 +216,34 @@ def advance(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float,
     start_child = make_child_starter(runtime)
     for walker in walkers:
         _isolated(walker, lambda w=walker: w.walk(start_child))
-    _commit_batch(runtime, walkers)
-    crash_point("after_intent")
-    while flying := [w for w in walkers
-                     if w.in_flight is not None and not w.dropped and not w.finished]:
-        if pool is None:  # one run at a time, each fenced just before its own effect
+    if pool is None:  # one run at a time, each fenced just before its own effect
+        _commit_batch(runtime, walkers)
+        crash_point("after_intent")
+        while flying := _flying(walkers):
             for walker in flying:
                 if walker.in_flight is not None and not walker.dropped:
-                    _round(runtime, [walker], start_child, None)
-        else:  # the claim is no larger than the pool: every effect starts at once
-            _round(runtime, flying, start_child, pool)
+                    _round(runtime, [walker], start_child)
+        return len(walkers)
+    _rounds(runtime, walkers, start_child, pool)
     return len(walkers)
 
 
-def _round(runtime: Runtime, walkers: Sequence[RunWalker],
+def _flying(walkers: Sequence[RunWalker]) -> list[RunWalker]:
+    return [w for w in walkers if w.in_flight is not None and not w.dropped and not w.finished]
+
+
+def _begin(runtime: Runtime, walkers: Sequence[RunWalker],
            start_child: Callable[[RunWalker, StartRun], StartResult],
-           pool: Executor | None) -> None:
-    """One round of effects (services/effects.py): begin each, commit the marks, perform
-    them all, record every result and walk on, commit."""
+           may_begin: Callable[[RunWalker, delivery_service.Reads], bool] | None = None,
+           ) -> list[tuple[RunWalker, effects.Effect]]:
+    """Begin each run's effect (services/effects.py) that `may_begin` allows: its mark
+    among the run's pending writes, or settled without one and walked on. The effects
+    ready to perform."""
+    if not walkers:
+        return []
     reads = effects.read(runtime, walkers)
+    if may_begin is not None:
+        walkers = [w for w in walkers if may_begin(w, reads)]
     ready: list[tuple[RunWalker, effects.Effect]] = []
 
     def begin(walker: RunWalker) -> None:
@@ -245,7 +256,14 @@ def _round(runtime: Runtime, walkers: Sequence[RunWalker],
 
     for walker in walkers:
         _isolated(walker, lambda w=walker: begin(w))
-    _commit_batch(runtime, walkers)
+    return ready
+
+
+def _perform(runtime: Runtime, ready: Sequence[tuple[RunWalker, effects.Effect]],
+             start_child: Callable[[RunWalker, StartRun], StartResult],
+             pool: Executor | None) -> None:
+    """The committed effects of a round, then each result recorded and its run walked on
+    (pending, for the next commit)."""
     going = [(w, effect) for w, effect in ready if not w.dropped and not w.finished]
     answers = effects.perform([effect for _, effect in going], pool)
     crash_point("after_effect")
@@ -258,6 +276,50 @@ def _round(runtime: Runtime, walkers: Sequence[RunWalker],
 
     for (walker, _), answer in zip(going, answers, strict=True):
         _isolated(walker, lambda w=walker, a=answer: finish(w, a))
+
+
+def _rounds(runtime: Runtime, walkers: Sequence[RunWalker],
+            start_child: Callable[[RunWalker, StartRun], StartResult], pool: Executor) -> None:
+    """The batch's effects, every one of a round at once. Each commit also carries the
+    "performing now" marks of the effects that follow it: the first commit holds the
+    intents and the first round's marks, each later one a round's results, the intents
+    they led to and the next round's marks. A run's order is that of the single-run path
+    (intent and mark committed, the effect, its result committed), with one transaction
+    fewer per effect.
+
+    Except for a message on a capped channel: taking its place under the cap is a write of
+    its own, keyed by its step, so that a message recovered after a crash counts once. That
+    key must be committed first, so such a message is begun only once its intent is."""
+    committed: set[uuid.UUID] = set()  # the in-flight steps as of the last commit
+
+    def may_begin(walker: RunWalker, reads: delivery_service.Reads) -> bool:
+        flight = walker.in_flight
+        assert flight is not None
+        effect = flight.effect
+        return (flight.step_id in committed or not isinstance(effect, SendMessage)
+                or effect.channel not in reads.caps.get(walker.run.workspace_id, {}))
+
+    first = True
+    while True:
+        ready = _begin(runtime, _flying(walkers), start_child, may_begin)
+        _commit_batch(runtime, walkers)
+        committed = {w.in_flight.step_id for w in _flying(walkers) if w.in_flight}
+        crash_point("after_intent" if first else "after_commit")
+        first = False
+        if not any(not w.dropped and not w.finished for w, _ in ready):
+            if not _flying(walkers):
+                return
+            continue  # effects settled without being performed led to new ones
+        _perform(runtime, ready, start_child, pool)
+
+
+def _round(runtime: Runtime, walkers: Sequence[RunWalker],
+           start_child: Callable[[RunWalker, StartRun], StartResult]) -> None:
+    """One run's effect, fenced just before it starts: begin, commit the mark, perform,
+    record the result and walk on, commit."""
+    ready = _begin(runtime, walkers, start_child)
+    _commit_batch(runtime, walkers)
+    _perform(runtime, ready, start_child, None)
     _commit_batch(runtime, walkers)
     crash_point("after_commit")
 

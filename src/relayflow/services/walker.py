@@ -105,7 +105,7 @@ class Writes:
 
 @dataclass(slots=True)
 class InFlight:
-    """An effect whose intent is committed and which must now be performed."""
+    """An effect to perform once its intent and its "performing now" mark are committed."""
 
     node_id: str
     step_id: uuid.UUID

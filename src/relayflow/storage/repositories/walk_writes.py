@@ -46,14 +46,17 @@ class BatchWrites:
 
 
 def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
+    # Rows first, then their updates: a message's attempt and its "sending now" mark can
+    # be written by the same transaction (services/walk.py), and an UPDATE of a row not yet
+    # inserted would change nothing.
     if writes.new_steps:
         session.execute(insert(_STEPS), writes.new_steps)
-    for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS)):
-        for group in _by_keys(rows):
-            session.execute(_update_by_id(table), _keyed(group))
     if writes.new_attempts:
         session.execute(insert(_ATTEMPTS),
                         [{**ATTEMPT_DEFAULTS, **row} for row in writes.new_attempts])
+    for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS)):
+        for group in _by_keys(rows):
+            session.execute(_update_by_id(table), _keyed(group))
     if writes.children_runs:
         session.execute(insert(_RUNS), writes.children_runs)
         session.execute(insert(_STEPS), writes.children_steps)
