@@ -9,40 +9,19 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from sqlalchemy import select
 
 from relayflow.services import frequency as frequency_service
 from relayflow.services import walk
 from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.models import DeliveryAttempt, RunStep
-from tests.support import smtpserver
-from tests.support.flows import install, set_provider, start, statuses
+from tests.support.flows import call_then_mail, install, start, statuses
 
 RUNS = 6
 
 
-def _flow(url: str) -> dict:
-    return {"key": "pair", "trigger": {"type": "manual"}, "start": "call", "nodes": {
-        "call": {"type": "INTEGRATION", "request": {"method": "POST", "url": url},
-                 "next": "mail"},
-        "mail": {"type": "SEND_MESSAGE", "channel": "email", "subject": "Hello",
-                 "body": "Once", "next": "done"},
-        "done": {"type": "END"}}}
-
-
-@pytest.fixture
-def sink():
-    server = smtpserver.start()
-    yield server
-    server.close()
-
-
-def _start(runtime, workspace, sink, http_server) -> None:
-    set_provider(runtime, workspace.id, "email", {
-        "type": "smtp", "host": "127.0.0.1", "port": sink.port, "tls": "none",
-        "from": "ops@relay.test"})
-    install(runtime, workspace.id, _flow(f"{http_server.url}/json"))
+def _start(runtime, workspace, http_server) -> None:
+    install(runtime, workspace.id, call_then_mail(f"{http_server.url}/json"))
     for n in range(RUNS):
         start(runtime, workspace.id, "pair", email=f"c{n}@example.com")
 
@@ -52,15 +31,15 @@ def _advance(runtime) -> int:
         return walk.advance(runtime, worker="test", limit=RUNS, lease_seconds=30, pool=pool)
 
 
-def test_a_pooled_batch_marks_every_message_before_sending_it(runtime, workspace, sink,
+def test_a_pooled_batch_marks_every_message_before_sending_it(runtime, workspace, smtp_sink,
                                                               http_server):
-    _start(runtime, workspace, sink, http_server)
+    _start(runtime, workspace, http_server)
 
     claimed = _advance(runtime)
 
     assert claimed == RUNS
     assert statuses(runtime) == {"COMPLETED": RUNS}  # one iteration: both rounds
-    assert len(sink.messages) == RUNS
+    assert len(smtp_sink.messages) == RUNS
     with session_scope(runtime.sessions) as session:
         attempts = list(session.scalars(select(DeliveryAttempt)))
     assert [a.status for a in attempts] == ["SENT"] * RUNS
@@ -68,14 +47,14 @@ def test_a_pooled_batch_marks_every_message_before_sending_it(runtime, workspace
 
 
 def test_a_capped_message_takes_its_place_only_once_its_step_is_committed(
-    runtime, workspace, sink, http_server, monkeypatch
+    runtime, workspace, smtp_sink, http_server, monkeypatch
 ):
     """The place is keyed by the step: taken before the step is committed, a crash would
     leave it behind, and the recovered run would take a second one under a new step."""
     with session_scope(runtime.sessions) as session:
         frequency_service.put(session, workspace_id=workspace.id, caps={"email": 5},
                               now=runtime.clock())
-    _start(runtime, workspace, sink, http_server)
+    _start(runtime, workspace, http_server)
     reserve = frequency_service.reserve
     keys_committed: list[bool] = []
 
@@ -90,4 +69,4 @@ def test_a_capped_message_takes_its_place_only_once_its_step_is_committed(
 
     assert keys_committed == [True] * RUNS
     assert statuses(runtime) == {"COMPLETED": RUNS}
-    assert len(sink.messages) == RUNS
+    assert len(smtp_sink.messages) == RUNS

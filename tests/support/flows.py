@@ -31,6 +31,16 @@ def install(runtime: Runtime, workspace_id: uuid.UUID, definition: dict[str, Any
                                       key=definition["key"], actor="test", now=runtime.clock())
 
 
+def call_then_mail(url: str) -> dict[str, Any]:
+    """A manual workflow `pair`: an INTEGRATION POST to `url`, then an e-mail, then END."""
+    return {"key": "pair", "trigger": {"type": "manual"}, "start": "call", "nodes": {
+        "call": {"type": "INTEGRATION", "request": {"method": "POST", "url": url},
+                 "next": "mail"},
+        "mail": {"type": "SEND_MESSAGE", "channel": "email", "subject": "Hello",
+                 "body": "Once only", "next": "done"},
+        "done": {"type": "END"}}}
+
+
 def set_secret(runtime: Runtime, workspace_id: uuid.UUID, name: str, value: str) -> None:
     with session_scope(runtime.sessions) as session:
         secret_service.put(session, workspace_id=workspace_id, name=name, value=value,

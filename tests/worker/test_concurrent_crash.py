@@ -20,22 +20,13 @@ from sqlalchemy import select
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt, RunStep
 from tests.support import smtpserver
-from tests.support.flows import install, set_provider, start, statuses
+from tests.support.flows import call_then_mail, install, set_provider, start, statuses
 from tests.support.processes import start_worker, stop, wait_until
 
 pytestmark = pytest.mark.slow
 RUNS = 32
 CONCURRENCY = 8  # two lanes (worker/loop.py), each claiming a batch of 4
 LANE_BATCH = CONCURRENCY // 2
-
-
-def _flow(url: str) -> dict:
-    return {"key": "pair", "trigger": {"type": "manual"}, "start": "call", "nodes": {
-        "call": {"type": "INTEGRATION", "request": {"method": "POST", "url": url},
-                 "next": "mail"},
-        "mail": {"type": "SEND_MESSAGE", "channel": "email", "subject": "Hello",
-                 "body": "Once only", "next": "done"},
-        "done": {"type": "END"}}}
 
 
 @pytest.fixture
@@ -50,7 +41,7 @@ def runs(runtime, workspace, sink, http_server) -> list:
     set_provider(runtime, workspace.id, "email", {
         "type": "smtp", "host": "127.0.0.1", "port": sink.port, "tls": "none",
         "from": "ops@relay.test"})
-    install(runtime, workspace.id, _flow(f"{http_server.url}/slow/0.2"))
+    install(runtime, workspace.id, call_then_mail(f"{http_server.url}/slow/0.2"))
     return [start(runtime, workspace.id, "pair", email=f"c{n}@example.com")[0]
             for n in range(RUNS)]
 
