@@ -200,15 +200,15 @@ def cpu_seconds(root: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def peak_rss_mib(root: int) -> dict[str, float]:
+def peak_rss_mib(root: int) -> list[float]:
     """Peak resident memory of a process and of each of its live descendants (serve's
-    worker runs in a child process), by pid."""
-    peaks: dict[str, float] = {}
+    workers run in child processes), in pid order."""
+    peaks: list[float] = []
     for pid in sorted(_tree(root)[0]):
         with suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    peaks[str(pid)] = int(line.split()[1]) / 1024
+                    peaks.append(int(line.split()[1]) / 1024)
     return peaks
 
 
@@ -394,8 +394,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
 
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         own = time.process_time() - own_before
-        rss = {name: list(peak_rss_mib(p.pid).values())
-               for name, p in relayflow.processes.items()}
+        rss = {name: peak_rss_mib(p.pid) for name, p in relayflow.processes.items()}
         with engine.connect() as conn:
             rows = conn.execute(select(WorkflowRun.status, WorkflowRun.created_at,
                                        WorkflowRun.finished_at, WorkflowRun.error)).all()

@@ -19,8 +19,7 @@ from sqlalchemy import select
 
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import DeliveryAttempt, RunStep
-from tests.support import smtpserver
-from tests.support.flows import call_then_mail, install, set_provider, start, statuses
+from tests.support.flows import call_then_mail, install, start, statuses
 from tests.support.processes import start_worker, stop, wait_until
 
 pytestmark = pytest.mark.slow
@@ -30,17 +29,7 @@ LANE_BATCH = CONCURRENCY // 2
 
 
 @pytest.fixture
-def sink():
-    server = smtpserver.start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def runs(runtime, workspace, sink, http_server) -> list:
-    set_provider(runtime, workspace.id, "email", {
-        "type": "smtp", "host": "127.0.0.1", "port": sink.port, "tls": "none",
-        "from": "ops@relay.test"})
+def runs(runtime, workspace, smtp_sink, http_server) -> list:
     install(runtime, workspace.id, call_then_mail(f"{http_server.url}/slow/0.2"))
     return [start(runtime, workspace.id, "pair", email=f"c{n}@example.com")[0]
             for n in range(RUNS)]
@@ -72,7 +61,7 @@ def _check(runtime, sink, http_server) -> Counter[str]:
     return keys
 
 
-def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_server):
+def test_killed_after_a_round_of_effects(settings, runtime, runs, smtp_sink, http_server):
     doomed = start_worker(settings, fault="after_effect", lease_seconds=1.0,
                           concurrency=CONCURRENCY, ready=True)
     assert doomed.wait(60) == -signal.SIGKILL
@@ -80,7 +69,7 @@ def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_ser
     # the other lane's batch was in flight, wholly or in part, or not yet sent.
     assert len(http_server.requests) >= LANE_BATCH
     _finish(settings, runtime)
-    keys = _check(runtime, sink, http_server)
+    keys = _check(runtime, smtp_sink, http_server)
     repeated = sum(n == 2 for n in keys.values())
     print(f"concurrent crash: {repeated} calls in flight when killed, "  # noqa: T201
           "each repeated once with its key")
@@ -90,12 +79,12 @@ def test_killed_after_a_round_of_effects(settings, runtime, runs, sink, http_ser
     assert set(keys.values()) == {1, 2}
 
 
-def test_killed_at_a_random_moment(settings, runtime, runs, sink, http_server):
+def test_killed_at_a_random_moment(settings, runtime, runs, smtp_sink, http_server):
     doomed = start_worker(settings, lease_seconds=1.0, concurrency=CONCURRENCY, ready=True)
     wait_until(lambda: len(http_server.requests) >= 10, timeout=30, what="calls to start")
     time.sleep(0.1)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(10)
     _finish(settings, runtime)
-    keys = _check(runtime, sink, http_server)
+    keys = _check(runtime, smtp_sink, http_server)
     assert max(keys.values()) <= 2

@@ -88,6 +88,10 @@ class Reads:
                  if (config or {}).get("type") in ("http", "smtp") else AllowList())
         return SendContext(config, str(reason) if reason else None, allow, self.deadline)
 
+    def capped(self, workspace_id: uuid.UUID, channel: str) -> bool:
+        """Whether a message on `channel` takes a place under the workspace's caps."""
+        return channel in self.caps.get(workspace_id, {})
+
 
 def read_many(runtime: Runtime, *, messages: Iterable[tuple[uuid.UUID, uuid.UUID | None, str]],
               workspaces: Iterable[uuid.UUID] = ()) -> Reads:

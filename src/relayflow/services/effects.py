@@ -128,7 +128,7 @@ def _settle(runtime: Runtime, walker: RunWalker, flight: InFlight,
         headers=walker.list_headers(effect.channel), context=context)
     if invalid is not None:
         return {"status": "FAILED", "error": invalid}
-    capped = effect.channel in reads.caps.get(run.workspace_id, {})
+    capped = reads.capped(run.workspace_id, effect.channel)
     refused = None if flight.interrupted or not capped else frequency_service.reserve(
         runtime, workspace_id=run.workspace_id, contact_id=run.contact_id,
         channel=effect.channel, key=flight.step_id)

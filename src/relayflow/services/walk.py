@@ -297,7 +297,7 @@ def _rounds(runtime: Runtime, walkers: Sequence[RunWalker],
         assert flight is not None
         effect = flight.effect
         return (flight.step_id in committed or not isinstance(effect, SendMessage)
-                or effect.channel not in reads.caps.get(walker.run.workspace_id, {}))
+                or not reads.capped(walker.run.workspace_id, effect.channel))
 
     first = True
     while True:

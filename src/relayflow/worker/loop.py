@@ -102,7 +102,8 @@ class Worker:
                             if self.pool else max(1, settings.batch_size))
 
     def wake(self) -> None:
-        """Ask for an immediate poll (a run was just enqueued in this process)."""
+        """Ask for an immediate poll (a run was just enqueued: in this process, or by serve
+        through its pipe, worker/process.py)."""
         self.wake_event.set()
 
     def run_once(self, lane: int = 0) -> int:
