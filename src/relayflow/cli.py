@@ -23,7 +23,7 @@ from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import in_memory, session_scope
+from relayflow.storage.db import give_way, in_memory, session_scope
 from relayflow.storage.repositories.run import RunFilter
 
 app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_is_help=True)
@@ -107,6 +107,7 @@ def worker(
     from relayflow.worker.process import follow_parent
 
     _logging()
+    give_way()  # on SQLite, a waiting request's write goes before the worker's next one
     settings = get_settings()
     instance = Worker(_runtime(), settings)
 

@@ -4,6 +4,7 @@ readers take no lock, and a write in a read scope is refused."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,99 @@ def test_a_forked_child_queues_behind_its_parent(sessions: sessionmaker[Session]
     os.close(go)
     os.close(told)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+_POLITE = """
+import sys
+from sqlalchemy import text
+from relayflow.storage import db
+db.give_way()
+db._GIVE_WAY_SECONDS = float(sys.argv[2])
+sessions = db.make_sessionmaker(db.make_engine(sys.argv[1]))
+print("writing", flush=True)
+with db.session_scope(sessions) as session:
+    session.execute(text("INSERT INTO t VALUES (7)"))
+print("wrote", flush=True)
+"""
+
+
+def _polite_writer(path: Path, give_way_seconds: float) -> subprocess.Popen[str]:
+    """Another process that gives way (as the worker does), writing one row."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _POLITE, f"sqlite:///{path}", str(give_way_seconds)],
+        stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "writing\n"
+    return process
+
+
+def _someone_waits(path: Path) -> bool:
+    """Whether a writer that does not give way is waiting (holds the waiting file)."""
+    fd = os.open(f"{path}-waiting", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it any lock this description took
+    return False
+
+
+@contextmanager
+def _waiting_writer(path: Path) -> Iterator[None]:
+    """Stands for a writer of another process that is waiting: the shared hold it keeps."""
+    fd = os.open(f"{path}-waiting", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_a_process_that_gives_way_writes_after_a_waiting_writer(
+        sessions: sessionmaker[Session], path: Path) -> None:
+    """The file is free, but while another writer waits, the polite process does not take
+    it; once none waits, it writes at once."""
+    _write(sessions, 1)
+    with _waiting_writer(path):
+        polite = _polite_writer(path, give_way_seconds=30)
+        time.sleep(0.5)
+        assert polite.poll() is None
+        assert _count(sessions) == 1  # the free file was left to the waiting writer
+    assert polite.wait(10) == 0
+    assert _count(sessions) == 2
+
+
+def test_giving_way_lasts_a_moment_only(sessions: sessionmaker[Session], path: Path) -> None:
+    """A writer that waits for ever (or a stream of them) holds a polite process back for
+    its give-way time, then it takes its turn like any other."""
+    _write(sessions, 1)
+    with _waiting_writer(path):
+        started = time.monotonic()
+        polite = _polite_writer(path, give_way_seconds=0.2)
+        assert polite.wait(10) == 0
+        assert time.monotonic() - started >= 0.2
+        assert _count(sessions) == 2
+
+
+def test_a_waiting_writer_says_it_waits_until_it_has_the_file(
+        sessions: sessionmaker[Session], path: Path) -> None:
+    holder = _holder(path)
+    writer = threading.Thread(target=_write, args=(sessions, 2))
+    try:
+        assert not _someone_waits(path)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not _someone_waits(path):
+            assert time.monotonic() < deadline, "the waiting writer never said so"
+            time.sleep(0.01)
+        assert holder.stdin is not None
+        holder.stdin.write("commit\n")
+        holder.stdin.flush()
+        assert holder.wait(10) == 0
+        writer.join(10)
+        assert _count(sessions) == 2
+        assert not _someone_waits(path)  # let go once it had the file
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -31,7 +31,7 @@ from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
 from relayflow.services.walker import MAX_STEPS_PER_CLAIM, RunWalker, Writes
-from relayflow.storage.db import is_conflict, is_unavailable, session_scope
+from relayflow.storage.db import is_conflict, is_unavailable, read_scope, session_scope
 from relayflow.storage.models import WorkflowRun
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
@@ -46,19 +46,27 @@ log = logging.getLogger(__name__)
 
 
 def claim(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float) -> list[RunWalker]:
+    """Lease due runs, then load them. The lease is the only write, so on SQLite the file's
+    write lock is held for the UPDATE alone, not for the loading."""
     now = runtime.clock()
     with session_scope(runtime.sessions) as session:
         # Due by this clock; the lease is timed by the database's (see job_repo.claim).
         leases = job_repo.claim(session, worker=worker, now=now, lease_seconds=lease_seconds,
                                 limit=limit)
-        if not leases:
-            return []
-        return _load(session, runtime, leases, now)
+    if not leases:
+        return []
+    with read_scope(runtime.sessions) as session:
+        walkers, ended = _load(session, runtime, leases, now)
+    if ended:  # a terminal run never changes again: only its stray job goes
+        with session_scope(runtime.sessions) as session:
+            job_repo.remove(session, ended)
+    return walkers
 
 
 def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
-          now: datetime) -> list[RunWalker]:
-    """The claimed runs with all they need to walk, in a fixed number of queries."""
+          now: datetime) -> tuple[list[RunWalker], list[uuid.UUID]]:
+    """The claimed runs with all they need to walk, in a fixed number of queries, and the
+    ids of those already terminal."""
     tokens = {lease.run_id: lease.token for lease in leases}
     runs = run_repo.get_many(session, list(tokens))
     # A PENDING run has only its trigger step, so the hot path skips loading steps.
@@ -73,10 +81,10 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
     providers = provider_repo.types_of(session, [r.workspace_id for r in runs])
     cancels = {lease.run_id: lease.cancel_requested for lease in leases}
     secrets_by_ws: dict[uuid.UUID, WorkspaceSecrets] = {}
-    walkers = []
+    walkers, ended = [], []
     for run in runs:
-        if run.status in TERMINAL:  # a terminal run never changes again
-            job_repo.remove(session, [run.id])
+        if run.status in TERMINAL:
+            ended.append(run.id)
             continue
         version, workflow = versions[run.version_id], workflows[run.workflow_id]
         contact = contacts.get(run.contact_id) if run.contact_id else None
@@ -92,7 +100,7 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
     for walker in walkers:
         if walker.cancel_requested:
             walker.cancel(now)
-    return walkers
+    return walkers, ended
 
 
 def _over_caps(runtime: Runtime, session: Session, walker: RunWalker) -> str | None:
@@ -146,10 +154,13 @@ def make_child_starter(runtime: Runtime) -> Callable[[RunWalker, StartRun], Star
 
 
 def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
-    """Write every walker's pending changes in one transaction, fenced by lease token."""
+    """Write every walker's pending changes in one transaction, fenced by lease token. The
+    rows are made ready before it begins (on SQLite the file's write lock is held from the
+    first statement to COMMIT); a run canceled at the fence has its own made again."""
     live = [w for w in walkers if not w.dropped]
     if not live:
         return
+    ready = {w.run_id: w.writes.storable() for w in live}
     now = runtime.clock()
     with session_scope(runtime.sessions) as session:
         states = job_repo.lock(session, [w.run_id for w in live])
@@ -165,20 +176,21 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
             deactivated = _deactivated(walker.run, marks.get(walker.run.workflow_id))
             if (state.cancel_requested or deactivated) and not walker.canceled:
                 walker.cancel(now)
+                ready[walker.run_id] = walker.writes.storable()
             accepted.append(walker)
-        walk_writes.apply(session, _gather(accepted), now)
+        walk_writes.apply(session, _gather(accepted, ready), now)
     for walker in accepted:
         walker.writes = Writes()
 
 
-
-def _gather(walkers: Sequence[RunWalker]) -> walk_writes.BatchWrites:
-    """The accepted runs' pending writes as one batch of rows."""
+def _gather(walkers: Sequence[RunWalker],
+            ready: dict[uuid.UUID, Writes]) -> walk_writes.BatchWrites:
+    """The accepted runs' pending writes as one batch of rows. What a run made as it walked
+    (templates, answers, errors) may hold characters no column can store; written as they
+    are, they would fail the whole batch's write: `ready` holds them made storable."""
     batch = walk_writes.BatchWrites()
     for walker in walkers:
-        # What a run made as it walked (templates, answers, errors) may hold characters no
-        # column can store; written as they are, they would fail the whole batch's write.
-        w = walker.writes.storable()
+        w = ready[walker.run_id]
         refuse_write(step["node_id"] for step in w.new_steps)
         batch.new_steps += w.new_steps
         batch.step_updates += w.step_updates

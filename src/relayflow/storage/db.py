@@ -114,9 +114,32 @@ def is_conflict(exc: BaseException) -> bool:
 # the last writer ends; then the processes on an flock() of a file beside the database,
 # tried every millisecond at most (the kernel lets it go with the process, even a killed
 # one). SQLite's busy timeout still arbitrates with programs that take neither.
+#
+# A process can also give way (`give_way`, the worker's): while a writer of another process
+# waits, it lets that writer go first, for up to _GIVE_WAY_SECONDS per transaction. A webhook
+# is then answered after at most the transaction in progress, not after every worker commit
+# that happened to poll first. Waiting writers that do not give way hold a shared lock on a
+# second file, `<database>-waiting`, for as long as they wait; one that gives way takes that
+# lock exclusively for an instant before each try, and finding it held, waits.
 _WRITER_WAIT_SECONDS = 60.0
 _FILE_LOCK_POLL_SECONDS = (0.0001, 0.00025, 0.0005, 0.001)  # then 1 ms until it is free
+_GIVE_WAY_SECONDS = 0.1
 BUSY_TIMEOUT_MS = 60_000  # SQLite's own wait for another program's write lock
+_giving_way = False
+
+
+def give_way() -> None:
+    """From now on, this process's SQLite writers let writers of other processes that are
+    waiting go first (see above)."""
+    global _giving_way
+    _giving_way = True
+
+
+def _open_beside(path: str, suffix: str) -> int | None:
+    try:
+        return os.open(f"{path}{suffix}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # a directory this process may not write: SQLite's busy timeout alone
+        return None
 
 
 class _WriterLock:
@@ -124,11 +147,8 @@ class _WriterLock:
 
     def __init__(self, path: str) -> None:
         self._threads = threading.Lock()
-        try:
-            self._fd: int | None = os.open(f"{path}-writers",
-                                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:  # a directory this process may not write: SQLite's busy timeout alone
-            self._fd = None
+        self._fd = _open_beside(path, "-writers")
+        self._waiting = _open_beside(path, "-waiting") if self._fd is not None else None
 
     def locked(self) -> bool:
         return self._threads.locked()
@@ -139,16 +159,43 @@ class _WriterLock:
             return False
         if self._fd is None:
             return True
+        # Said while waiting; an exclusive hold of it lasts an instant (_others_waiting).
+        says = None if _giving_way else self._waiting
+        if says is not None:
+            fcntl.flock(says, fcntl.LOCK_SH)
+        try:
+            if self._wait_for_file(deadline):
+                return True
+        finally:
+            if says is not None:
+                fcntl.flock(says, fcntl.LOCK_UN)
+        self._threads.release()
+        return False
+
+    def _wait_for_file(self, deadline: float) -> bool:
+        assert self._fd is not None
+        polite_until = time.monotonic() + _GIVE_WAY_SECONDS if _giving_way else 0.0
         pauses = iter(_FILE_LOCK_POLL_SECONDS)
         while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._threads.release()
-                    return False
-                time.sleep(next(pauses, _FILE_LOCK_POLL_SECONDS[-1]))
+            if time.monotonic() >= polite_until or not self._others_waiting():
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(next(pauses, _FILE_LOCK_POLL_SECONDS[-1]))
+
+    def _others_waiting(self) -> bool:
+        if self._waiting is None:
+            return False
+        try:
+            fcntl.flock(self._waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._waiting, fcntl.LOCK_UN)
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
@@ -157,9 +204,10 @@ class _WriterLock:
 
     def forget(self) -> None:
         """In a forked child: the parent's file description stays the parent's."""
-        if self._fd is not None:
-            os.close(self._fd)  # the lock belongs to the description, which the parent keeps
-            self._fd = None
+        for fd in (self._fd, self._waiting):
+            if fd is not None:
+                os.close(fd)  # the lock belongs to the description, which the parent keeps
+        self._fd = self._waiting = None
 
 
 _writer_locks: dict[str, _WriterLock] = {}
