@@ -87,7 +87,8 @@ def create_app(
     # Last added is outermost. The concurrency bound sits inside the body reader: a slot is
     # taken only once the whole body is in, so clients that declare a body and never send
     # it wait in the reader (each until its deadline), not in the queue for a slot.
-    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests,
+                       unbounded=(hooks.PREFIX,))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        timeout=settings.body_read_timeout_seconds)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -13,6 +13,7 @@ from relayflow.web.api.schemas import RunEnqueued
 from relayflow.web.intake import Intake
 
 router = APIRouter(tags=["webhooks"])
+PREFIX = "/hooks/"
 
 # The handler reads its two headers itself (no dependency injection on the busiest route);
 # they are documented here.
@@ -34,7 +35,7 @@ _EVENT_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/hooks/{token}",
+    PREFIX + "{token}",
     name="hooks:receive",
     summary="Start a run from an inbound webhook",
     description=(
