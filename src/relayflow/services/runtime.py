@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from relayflow.config import Settings
@@ -112,6 +114,11 @@ class Runtime:
             cancel_batch_size=settings.cancel_batch_size,
             provider_timeout_seconds=settings.provider_timeout_seconds,
         )
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database's SQLAlchemy dialect."""
+        return cast(Engine, self.sessions.kw["bind"]).dialect
 
     def dispose(self) -> None:
         bind = self.sessions.kw.get("bind")

@@ -161,6 +161,8 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
     if not live:
         return
     ready = {w.run_id: w.writes.storable() for w in live}
+    dialect = runtime.dialect
+    prepared = walk_writes.prepare(dialect, _gather(live, ready))
     now = runtime.clock()
     with session_scope(runtime.sessions) as session:
         states = job_repo.lock(session, [w.run_id for w in live])
@@ -178,7 +180,9 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
                 walker.cancel(now)
                 ready[walker.run_id] = walker.writes.storable()
             accepted.append(walker)
-        walk_writes.apply(session, _gather(accepted, ready), now)
+        if len(accepted) < len(live) or any(w.canceled for w in accepted):
+            prepared = walk_writes.prepare(dialect, _gather(accepted, ready))
+        walk_writes.apply(session, prepared, now)
     for walker in accepted:
         walker.writes = Writes()
 

@@ -1,5 +1,11 @@
 """The rows a batch of walked runs writes at one fenced commit, in as few statements as the
-databases allow: one INSERT per table, one UPDATE per table and set of columns."""
+databases allow: one INSERT per table, one UPDATE per table and set of columns.
+
+The bulk of them (steps, attempts, runs) is made ready before the transaction begins
+(`prepare`): each value converted for the database by its column's type, as SQLAlchemy would
+do while executing, so that inside the transaction only the driver runs. On SQLite the
+file's write lock is held from the first statement to COMMIT, and a webhook waiting for it
+waits for the driver alone."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, update
+from sqlalchemy import Dialect, Insert, Table, Update, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
@@ -45,25 +51,42 @@ class BatchWrites:
     parked: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)  # due again then
 
 
-def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
+@dataclass(slots=True)
+class Prepared:
+    """A batch's writes with its bulk rows ready for the driver: (SQL, parameters) pairs
+    in the order they run (rows first, then their updates)."""
+
+    writes: BatchWrites
+    statements: list[tuple[str, list[Any]]]
+
+
+def prepare(dialect: Dialect, writes: BatchWrites) -> Prepared:
     # Rows first, then their updates: a message's attempt and its "sending now" mark can
     # be written by the same transaction (services/walk.py), and an UPDATE of a row not yet
     # inserted would change nothing.
+    statements = []
     if writes.new_steps:
-        session.execute(insert(_STEPS), writes.new_steps)
+        statements.append(_bound(dialect, insert(_STEPS), writes.new_steps))
     if writes.new_attempts:
-        session.execute(insert(_ATTEMPTS),
-                        [{**ATTEMPT_DEFAULTS, **row} for row in writes.new_attempts])
-    for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS)):
+        statements.append(_bound(dialect, insert(_ATTEMPTS),
+                                 [{**ATTEMPT_DEFAULTS, **row} for row in writes.new_attempts]))
+    for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS),
+                        (writes.run_updates, _RUNS)):
         for group in _by_keys(rows):
-            session.execute(_update_by_id(table), _keyed(group))
+            statements.append(_bound(dialect, _update_by_id(table), _keyed(group)))
+    return Prepared(writes, statements)
+
+
+def apply(session: Session, prepared: Prepared, now: datetime) -> None:
+    connection = session.connection()
+    for sql, parameters in prepared.statements:
+        connection.exec_driver_sql(sql, parameters)
+    writes = prepared.writes
     if writes.children_runs:
         session.execute(insert(_RUNS), writes.children_runs)
         session.execute(insert(_STEPS), writes.children_steps)
         job_repo.add_many(session, writes.children_jobs)
         notify(session)
-    for group in _by_keys(writes.run_updates):
-        session.execute(_update_by_id(_RUNS), _keyed(group))
     for run_id in writes.canceled:
         run_repo.cancel_open_steps(session, run_id, now)
     if writes.contact_sets:
@@ -75,6 +98,30 @@ def apply(session: Session, writes: BatchWrites, now: datetime) -> None:
                 contact.updated_at = now
     job_repo.remove(session, writes.finished)
     job_repo.park(session, writes.parked)
+
+
+def _bound(dialect: Dialect, statement: Insert | Update,
+           rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The statement's SQL for rows with these keys, and each row's values as the driver
+    takes them (a tuple in the SQL's order, or a mapping by name)."""
+    sql, names, convert = _compiled(dialect, statement, tuple(rows[0]))
+    if dialect.positional:
+        return sql, [tuple(c(row[n]) if c else row[n] for n, c in zip(names, convert,
+                                                                      strict=True))
+                     for row in rows]
+    return sql, [{n: c(row[n]) if c else row[n] for n, c in zip(names, convert, strict=True)}
+                 for row in rows]
+
+
+@functools.cache
+def _compiled(dialect: Dialect, statement: Insert | Update, keys: tuple[str, ...]) -> tuple[
+        str, tuple[str, ...], tuple[Any, ...]]:
+    """SQL, bind names in order, and each bind's converter (None: taken as it is)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)
+    convert = tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
+                    for n in names)
+    return compiled.string, names, convert
 
 
 def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
