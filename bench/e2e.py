@@ -21,7 +21,8 @@ as the server and, on two cores, set the pace.
 
 Prints runs/s (first webhook sent → last run's finished_at), webhook answer p50/p95 (client
 side; open loop: from the scheduled send), created → COMPLETED p50/p95 (both written by
-relayflow), CPU ms per run and peak RSS (VmHWM) of the relayflow processes (/proc) and the
+relayflow), CPU ms per run and peak RSS (VmHWM) of the relayflow processes (/proc), the peak
+of their memory together (PSS: shared pages counted once; sampled every 0.25 s), the
 CPU of this bench's own client and sinks (they share the machine), stored
 bytes per run (growth of the SQLite file and -wal, or of pg_database_size) and the checks:
 every run COMPLETED, every e-mail and every JSON call received exactly once (exit 1 if not).
@@ -212,6 +213,40 @@ def peak_rss_mib(root: int) -> list[float]:
     return peaks
 
 
+def pss_mib(roots: list[int]) -> float:
+    """Proportional set size of these processes and their descendants together: a page
+    shared by n processes (the interpreter, libraries) counts 1/n in each, so the sum is
+    the memory they use together, which a sum of RSS overstates."""
+    total = 0
+    for root in roots:
+        for pid in _tree(root)[0]:
+            with suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+    return total / 1024
+
+
+@contextmanager
+def peak_pss(roots: list[int], every: float = 0.25) -> Iterator[list[float]]:
+    """Samples `pss_mib` until the block ends; yields a list whose one item is the peak."""
+    peak, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], pss_mib(roots))
+            if done.wait(every):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+
+
 class Relayflow:
     """relayflow commands and long-running processes, with their output kept in files."""
 
@@ -387,10 +422,12 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         own_before = time.process_time()  # the client and the two sinks share the machine
 
-        first, acks, accepted = asyncio.run(fire(hook, args.runs, args.concurrency, args.rate))
-        answered = time.time()
-        if not args.intake_only:
-            wait_finished(engine, len(accepted), relayflow, args.timeout)
+        with peak_pss(list(pids.values())) as memory:
+            first, acks, accepted = asyncio.run(fire(hook, args.runs, args.concurrency,
+                                                     args.rate))
+            answered = time.time()
+            if not args.intake_only:
+                wait_finished(engine, len(accepted), relayflow, args.timeout)
 
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         own = time.process_time() - own_before
@@ -424,6 +461,7 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         "cpu_ms_per_run_by_process": {k: round(v * 1000 * per_run, 1) for k, v in cpu.items()},
         "bench_cpu_ms_per_run": round(own * 1000 * per_run, 1),
         "peak_rss_mib": {name: [round(mib, 1) for mib in tree] for name, tree in rss.items()},
+        "peak_pss_mib": round(memory[0], 1),
         "bytes_per_run": round(size * per_run),
         "log_lines": {name: len(lines) for name, lines in logged.items()},
     }
@@ -507,11 +545,13 @@ def main() -> int:
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in r["cpu_ms_per_run_by_process"].items())
     rss = ", ".join(f"{name} {' + '.join(f'{mib:.0f}' for mib in tree)} MiB"
                     for name, tree in r["peak_rss_mib"].items())
+    pss = f"{r['peak_pss_mib']:.0f} MiB (PSS, sampled every 0.25 s)"
     answers = f"  webhook answer p50 {r['ack_p50_ms']:.0f} ms, p95 {r['ack_p95_ms']:.0f} ms"
     if args.intake_only:
         lines = [f"{r['mode']}, no worker: {r['runs']} webhooks, {load}",
                  f"  {r['webhooks_per_s']:.0f} webhooks/s accepted", answers,
-                 f"  CPU {r['cpu_ms_per_run']:.2f} ms/webhook; peak RSS {rss}"]
+                 f"  CPU {r['cpu_ms_per_run']:.2f} ms/webhook; peak RSS {rss}",
+                 f"  peak memory of relayflow's processes together: {pss}"]
     else:
         lines = [f"{r['mode']}{workers}: {r['runs']} webhooks, {load}",
                  f"  {r['runs_per_s']:.1f} runs/s ({r['seconds']:.1f} s, first webhook sent to "
@@ -519,6 +559,7 @@ def main() -> int:
                  f"  created to COMPLETED p50 {r['completed_p50_s']:.2f} s, "
                  f"p95 {r['completed_p95_s']:.2f} s",
                  f"  CPU {r['cpu_ms_per_run']:.1f} ms/run ({cpu}); peak RSS {rss}",
+                 f"  peak memory of relayflow's processes together: {pss}",
                  f"  this bench's client and sinks: CPU {r['bench_cpu_ms_per_run']:.1f} ms/run",
                  f"  stored {r['bytes_per_run']} bytes/run"]
     lines.append(f"  checks: {'; '.join(failed) if failed else 'all passed'}")
