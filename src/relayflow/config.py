@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     # most batch_size each), their INTEGRATION calls and messages performed side by side.
     worker_concurrency: int = 64
     # Worker processes `relayflow serve` runs beside itself, each with the concurrency above;
-    # 0 = one per CPU core, up to 4. (Python runs one thread at a time per process, so one
-    # worker process uses one core at most.) `relayflow worker` is always one process.
+    # 0 = one per CPU core but the one the web server needs, at least 1 and at most 4.
+    # (Python runs one thread at a time per process, so one process uses one core at most.)
+    # `relayflow worker` is always one process.
     serve_worker_processes: int = 0
     # While the database is unreachable workers retry with a doubling pause, up to this.
     # (Connect and keepalive timeouts: storage/db.py; the database URL may override them.)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from relayflow.storage.db import in_memory
-from relayflow.worker.process import WorkerProcesses
+from relayflow.worker.process import AUTO_MAX_PROCESSES, WorkerProcesses, process_count
 from tests.support.flows import install
 from tests.support.processes import wait_until
 from tests.support.server import Served, serve
@@ -159,3 +159,12 @@ def test_a_wake_reaches_a_child_through_the_pipe(tmp_path):
 ])
 def test_an_in_memory_database_keeps_the_worker_in_serve(url, private):
     assert in_memory(url) is private
+
+
+@pytest.mark.parametrize(("setting", "cores", "expected"), [
+    (0, 1, 1), (0, 2, 1), (0, 3, 2), (0, 64, AUTO_MAX_PROCESSES), (3, 2, 3), (1, 64, 1)])
+def test_by_default_one_worker_per_core_the_web_server_leaves(
+        setting: int, cores: int, expected: int) -> None:
+    """The web server is a process of its own and keeps a core busy under load: one worker
+    per core would make three processes share two cores."""
+    assert process_count(setting, cores) == expected
