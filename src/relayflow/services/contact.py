@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import paging
-from relayflow.storage.ids import parse_id
+from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import Contact
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
@@ -109,11 +109,17 @@ def _identifiers(spec: dict[str, Any], phone_region: str | None) -> dict[str, st
 def _new(workspace_id: uuid.UUID, spec: dict[str, Any], values: dict[str, str],
          now: datetime) -> Contact:
     """A contact not yet stored, with the spec's identifiers and attributes."""
+    return Contact(**_new_row(workspace_id, spec, values, now))
+
+
+def _new_row(workspace_id: uuid.UUID, spec: dict[str, Any], values: dict[str, str],
+             now: datetime) -> dict[str, Any]:
     attributes = spec.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise InvalidInput("contact attributes must be an object")
-    return Contact(workspace_id=workspace_id, attributes=attributes, suppressed={},
-                   created_at=now, updated_at=now, **values)
+    return {"workspace_id": workspace_id, "email": None, "phone": None, "external_id": None,
+            "attributes": attributes, "suppressed": {}, "created_at": now, "updated_at": now,
+            **values}
 
 
 def resolve(
@@ -164,15 +170,17 @@ def resolve_many(
         raise InvalidInput("contact needs one of id, email, phone or external_id")
     known = contact_repo.find_many(session, workspace_id, wanted)
     contacts: list[Contact] = []
+    rows: list[dict[str, Any]] = []
     for spec, values in zip(specs, wanted, strict=True):
         found = next((known[(field, values[field])] for field in IDENTIFIERS
                       if (field, values.get(field)) in known), None)
         if found is None:
-            found = _new(workspace_id, spec, values, now)
-            session.add(found)
+            row = {"id": new_id(), **_new_row(workspace_id, spec, values, now)}
+            rows.append(row)
+            found = Contact(**row)
             known.update({(field, value): found for field, value in values.items()})
         contacts.append(found)
-    session.flush()
+    contact_repo.add_rows(session, rows)
     return contacts
 
 

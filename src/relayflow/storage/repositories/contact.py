@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact
@@ -88,6 +88,12 @@ def add(session: Session, contact: Contact) -> Contact:
     session.add(contact)
     session.flush()
     return contact
+
+
+def add_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert new contacts as plain rows (Core, not the ORM's unit of work)."""
+    if rows:
+        session.execute(insert(cast(Table, Contact.__table__)), rows)
 
 
 def get_many(session: Session, ids: Iterable[uuid.UUID], *, lock: bool = False) -> dict[
