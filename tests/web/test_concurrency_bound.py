@@ -55,3 +55,8 @@ def test_the_app_leaves_its_webhook_route_unbounded(app: FastAPI) -> None:
     [bound] = [m for m in app.user_middleware if m.cls is ConcurrencyLimitMiddleware]
     assert bound.kwargs["unbounded"] == (PREFIX,)
     assert app.url_path_for("hooks:receive", token="t") == PREFIX + "t"
+
+
+def test_the_app_writes_two_webhook_batches_at_once_on_postgresql_only(
+        app: FastAPI, is_postgres: bool) -> None:
+    assert app.state.intake.in_flight == (2 if is_postgres else 1)

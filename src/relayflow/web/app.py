@@ -82,7 +82,8 @@ def create_app(
     app.state.settings = settings
     app.state.intake = Intake(runtime, per_minute=settings.rate_limit_webhook_per_minute,
                               phone_region=settings.default_phone_region,
-                              committed=embedded.wake if embedded is not None else None)
+                              committed=embedded.wake if embedded is not None else None,
+                              in_flight=2 if runtime.dialect.name == "postgresql" else 1)
     errors.install(app)
     # Last added is outermost. The concurrency bound sits inside the body reader: a slot is
     # taken only once the whole body is in, so clients that declare a body and never send

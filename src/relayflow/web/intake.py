@@ -1,10 +1,15 @@
 """Webhook requests that arrive together are written together (group commit).
 
-A request handler hands its request to the app's Intake and awaits the answer. One batch at
-a time goes to the database, in a worker thread, as one transaction
-(services.webhook.receive_many); the requests that arrive meanwhile wait and form the next
-batch. Under load a batch holds as many requests as the app admits at once, so a webhook
-costs a fraction of a transaction instead of two; alone, a request is written at once.
+A request handler hands its request to the app's Intake and awaits the answer. A batch goes
+to the database in a worker thread, as one transaction (services.webhook.receive_many); the
+requests that arrive meanwhile wait and form the next batch. Under load a batch holds as
+many requests as are waiting, so a webhook costs a fraction of a transaction instead of
+two; alone, a request is written at once.
+
+`in_flight` batches may be written at the same time. On SQLite one is right: the file has one
+writer, and a second batch would only queue for it. On PostgreSQL most of a batch's time is
+its COMMIT waiting for the write-ahead log to reach the disk, and a second batch written
+meanwhile shares that wait (the server flushes both commits at once).
 """
 
 from __future__ import annotations
@@ -21,21 +26,28 @@ from relayflow.services.webhook import Accepted, Inbound
 
 class Intake:
     def __init__(self, runtime: Runtime, *, per_minute: int, phone_region: str | None,
-                 committed: Callable[[], None] | None = None, max_batch: int = 256) -> None:
+                 committed: Callable[[], None] | None = None, max_batch: int = 256,
+                 in_flight: int = 1) -> None:
         self._runtime = runtime
         self._per_minute = per_minute
         self._phone_region = phone_region
         self._committed = committed  # called after a batch that opened runs, e.g. a worker wake
         self._max_batch = max_batch
         self._waiting: list[tuple[Inbound, asyncio.Future[Accepted | Exception]]] = []
-        self._draining = False
+        self._in_flight = max(1, in_flight)
+        self._draining = 0  # drain tasks running
+
+    @property
+    def in_flight(self) -> int:
+        """How many batches may be written at the same time."""
+        return self._in_flight
 
     async def receive(self, request: Inbound) -> Accepted:
         """The request's answer once its batch is committed; raises what it alone would."""
         answer: asyncio.Future[Accepted | Exception] = asyncio.get_running_loop().create_future()
         self._waiting.append((request, answer))
-        if not self._draining:
-            self._draining = True
+        if self._draining < self._in_flight:
+            self._draining += 1
             asyncio.get_running_loop().create_task(self._drain())
         result = await answer
         if isinstance(result, Exception):
@@ -61,11 +73,12 @@ class Intake:
                     if not answer.done():
                         answer.set_result(result)
         finally:
-            self._draining = False
-            for _, answer in self._waiting:  # only if the loop itself is going away
-                if not answer.done():
-                    answer.cancel()
-            self._waiting.clear()
+            self._draining -= 1
+            if not self._draining:
+                for _, answer in self._waiting:  # only if the loop itself is going away
+                    if not answer.done():
+                        answer.cancel()
+                self._waiting.clear()
 
     def _write(self, requests: list[Inbound]) -> list[Accepted | Exception]:
         answers = webhook_service.receive_many(

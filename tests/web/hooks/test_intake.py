@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -265,3 +266,46 @@ def test_a_failed_commit_is_every_requests_answer(
     assert len(tried) == 1
     assert run_count(runtime) == 0
     assert isinstance(_together(intake, [Inbound(token=token, body=_order(9))])[0], Accepted)
+
+
+class _HeldFirst(Intake):
+    """An intake whose first batch waits (up to `hold` seconds) for a second batch to start
+    being written before it is written itself."""
+
+    def __init__(self, runtime: Runtime, *, in_flight: int, hold: float) -> None:
+        super().__init__(runtime, per_minute=0, phone_region=None, in_flight=in_flight)
+        self.batches: list[int] = []
+        self.second = threading.Event()
+        self.overlapped = False
+        self._hold = hold
+
+    def _write(self, requests: list[Inbound]) -> list[Accepted | Exception]:
+        self.batches.append(len(requests))
+        if len(self.batches) == 1:
+            self.overlapped = self.second.wait(self._hold)
+        else:
+            self.second.set()
+        return super()._write(requests)
+
+
+@pytest.mark.parametrize(("in_flight", "overlaps"), [(1, False), (2, True)])
+def test_a_second_batch_is_written_beside_the_first_only_if_allowed(
+    runtime: Runtime, client: TestClient, in_flight: int, overlaps: bool,
+) -> None:
+    """PostgreSQL's intake writes two batches at once (their commits share the log's flush);
+    SQLite's one at a time. Either way each request gets its own run."""
+    token = _token(install_hook(client, hook_definition()))
+    intake = _HeldFirst(runtime, in_flight=in_flight, hold=10 if overlaps else 0.5)
+
+    async def scenario() -> list[Accepted]:
+        first = asyncio.create_task(intake.receive(Inbound(token=token, body=_order(1))))
+        while not intake.batches:  # the first batch is in its thread, being held
+            await asyncio.sleep(0.005)
+        second = asyncio.create_task(intake.receive(Inbound(token=token, body=_order(2))))
+        return list(await asyncio.wait_for(asyncio.gather(first, second), 30))
+
+    answers = asyncio.run(scenario())
+    assert intake.overlapped is overlaps
+    assert intake.batches == [1, 1]
+    assert len({a.enrolled.run.id for a in answers}) == 2
+    assert run_count(runtime) == 2
