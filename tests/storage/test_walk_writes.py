@@ -70,3 +70,22 @@ def test_prepared_rows_read_back_as_written(runtime: Runtime,
     assert (attempt.send_started_at, attempt.error) == (WHEN, None)
     assert attempt.suppression_override is False  # a default filled in
     assert (run.status, run.current_node, run.started_at) == ("RUNNING", "send", WHEN)
+
+
+def test_each_statement_shape_is_compiled_once(runtime: Runtime,
+                                               workspace: WorkspaceHandle) -> None:
+    """Preparing is on every commit of the worker: the compiled statements are reused, and
+    their cache does not grow with the number of commits."""
+    def batch() -> walk_writes.BatchWrites:
+        step = {"id": new_id(), "workspace_id": workspace.id, "run_id": new_id(), "seq": 1,
+                "node_id": "n", "node_type": "END", "status": "COMPLETED", "started_at": WHEN,
+                "finished_at": WHEN, "duration_ms": 0, "branch": None, "output": {},
+                "request": None, "response": None, "delivery_attempt_id": None, "error": None}
+        return walk_writes.BatchWrites(new_steps=[step],
+                                       run_updates=[{"id": new_id(), "status": "COMPLETED"}])
+
+    walk_writes.prepare(runtime.dialect, batch())
+    compiled = walk_writes._compiled.cache_info().currsize
+    for _ in range(5):
+        walk_writes.prepare(runtime.dialect, batch())
+    assert walk_writes._compiled.cache_info().currsize == compiled

@@ -66,9 +66,9 @@ def prepare(dialect: Dialect, writes: BatchWrites) -> Prepared:
     # inserted would change nothing.
     statements = []
     if writes.new_steps:
-        statements.append(_bound(dialect, insert(_STEPS), writes.new_steps))
+        statements.append(_bound(dialect, _insert_into(_STEPS), writes.new_steps))
     if writes.new_attempts:
-        statements.append(_bound(dialect, insert(_ATTEMPTS),
+        statements.append(_bound(dialect, _insert_into(_ATTEMPTS),
                                  [{**ATTEMPT_DEFAULTS, **row} for row in writes.new_attempts]))
     for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS),
                         (writes.run_updates, _RUNS)):
@@ -131,6 +131,13 @@ def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for row in rows:
         groups.setdefault(tuple(sorted(row)), []).append(row)
     return list(groups.values())
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    """One INSERT statement per table: `_compiled` is cached by statement, and two
+    `insert(table)` are two statements to it."""
+    return insert(table)
 
 
 @functools.cache
