@@ -55,7 +55,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, func, select, text
 
 from relayflow.storage.db import make_engine
-from relayflow.storage.models import WorkflowRun
+from relayflow.storage.models import WorkerBeat, WorkflowRun
+from relayflow.worker.process import process_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
 from loadgen import Client, Refused
@@ -295,6 +296,22 @@ class Relayflow:
                 raise SystemExit(f"relayflow serve did not answer /healthz in {timeout:.0f} s")
             time.sleep(0.1)
 
+    def wait_workers(self, engine: Engine, count: int, timeout: float = 60) -> None:
+        """Until `count` worker processes have said they are running. serve answers before
+        its workers have started (a second or so of start-up), and the figures are those
+        of a running service: runs sent in that second would wait for it and be counted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            with engine.connect() as conn:
+                running = conn.scalar(select(func.count()).select_from(WorkerBeat)) or 0
+            if running >= count:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{running} of {count} relayflow workers started in "
+                                 f"{timeout:.0f} s")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         for process in self.processes.values():
             process.terminate()  # SIGTERM: the worker finishes its batch and lets go
@@ -417,6 +434,10 @@ def bench(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         hook = configure(relayflow.base, api_key, service_url, smtp_port)
         engine = make_engine(url)
         stack.callback(engine.dispose)
+        if not args.intake_only:
+            workers = (args.workers if args.mode.endswith("-split") or args.workers is not None
+                       else process_count(0))
+            relayflow.wait_workers(engine, workers)
         pids = {name: p.pid for name, p in relayflow.processes.items()}
         size_before = stored_bytes(engine, url)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
