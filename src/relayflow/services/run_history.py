@@ -24,6 +24,7 @@ from relayflow.services.run import (
 )
 from relayflow.storage.db import session_scope
 from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import run_counts
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
 # A cursor starting with this walks toward newer runs (a "Newer" link); any other cursor
@@ -235,6 +236,14 @@ def history(
     rows, older, newer, at_top = _keyset_page(session, run_filter, limit=limit, cursor=cursor)
     return History(rows=rows, older_cursor=older, newer_cursor=newer, at_top=at_top,
                    summary=above)
+
+
+def fold_counts(sessions: sessionmaker[Session]) -> bool:
+    """Fold the run count changes written since the last fold into the hourly rollup (see
+    storage/repositories/run_counts.py), in one short transaction; whether there were
+    any. Counts are exact without it; it keeps what a count reads small."""
+    with session_scope(sessions) as session:
+        return run_counts.fold(session)
 
 
 def iter_rows(

@@ -284,6 +284,48 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class RunCount(Base):
+    """Runs of one workflow created in one hour (epoch seconds of its start, UTC) that are
+    now in one status: the rollup chip counts and the volume chart read instead of the
+    runs. Kept exact by the database itself: triggers on workflow_runs append every
+    insert, status change and delete to run_count_changes in the same transaction, and
+    the worker folds those into this table and run_totals (storage/repositories/
+    run_counts.py); a reader adds what is not folded yet."""
+
+    __tablename__ = "run_counts"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunTotal(Base):
+    """RunCount over every workflow of the workspace: what an unfiltered page reads (a
+    year of it is about 9,000 hours times the statuses, whatever the number of runs)."""
+
+    __tablename__ = "run_totals"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunCountChange(Base):
+    """One run entering a status (new_status), leaving one (old_status), or both, written
+    by the triggers of workflow_runs and folded away by the worker. Never read by id: a
+    reader scans what is here, which is what the last fold left behind."""
+
+    __tablename__ = "run_count_changes"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    hour: Mapped[int] = mapped_column(BigInteger)
+    old_status: Mapped[str | None] = mapped_column(String(16))
+    new_status: Mapped[str | None] = mapped_column(String(16))
+
+
 class WorkerBeat(Base):
     """A worker process that is running: written when it starts and on every heartbeat
     (timed by the database's clock, like leases), removed when it stops cleanly. A worker

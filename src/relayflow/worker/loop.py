@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from relayflow.config import Settings
 from relayflow.faults import crash_point
 from relayflow.services import resend as resend_service
+from relayflow.services import run_history, walk
 from relayflow.services import schedule as schedule_service
-from relayflow.services import walk
 from relayflow.services import workers as workers_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 CANCEL_PAUSE_SECONDS = 0.1
 # Batches a worker walks at once (see above).
 LANES = 2
+# How often the first lane folds run count changes into the hourly rollup
+# (services/run_history.fold_counts): counts are exact without it, and cheaper to read
+# the fewer changes wait.
+FOLD_SECONDS = 1.0
 
 
 class Outage:
@@ -89,6 +93,7 @@ class Worker:
         self._held_lock = threading.Lock()
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
+        self._next_fold = 0.0  # and of the next fold of run counts
         self.outage = Outage()
         # The batch's effects run here side by side (see services/effects.py); with a
         # concurrency of 1, one run at a time, each effect fenced just before it starts.
@@ -152,6 +157,19 @@ class Worker:
         self.outage.end()
         return fired
 
+    def fold_once(self) -> bool:
+        """Fold run count changes if FOLD_SECONDS have passed since the last fold."""
+        if time.monotonic() < self._next_fold:
+            return False
+        self._next_fold = time.monotonic() + FOLD_SECONDS
+        try:
+            folded = run_history.fold_counts(self.runtime.sessions)
+        except Exception as exc:  # like a failed iteration: the next fold tries again
+            self._report(exc, "run count fold", doing="folding run counts")
+            return False
+        self.outage.end()
+        return folded
+
     def _idle_seconds(self) -> float:
         """The poll wait, cut short when a schedule check falls due sooner."""
         until_schedule = max(0.0, self._next_schedule - time.monotonic())
@@ -191,6 +209,7 @@ class Worker:
         failures = 0
         while not self.stop_event.is_set():
             self.schedule_once()
+            self.fold_once()
             try:
                 claimed = self.run_once() + resend_service.send_queued(
                     self.runtime, lease_seconds=self.settings.lease_seconds)

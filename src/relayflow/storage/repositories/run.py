@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import bisect
+import math
 import typing
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
+from relayflow.storage.repositories import run_counts
+from relayflow.storage.repositories.run_counts import HOUR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,8 +188,52 @@ def list_page(
 
 
 def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
+    """Runs by status under the filter. Whole hours come from the rollup (run_counts.py),
+    whatever the history's size; a contact's runs, and the hours a window starts or ends
+    inside, are counted from the runs' own indexes."""
+    window = _hours(f)
+    if window is None:
+        return _count_by_status(session, f)
+    first, end = window
+    counts = run_counts.by_status(session, f.workspace_id, workflow_id=f.workflow_id,
+                                  first=first, end=end)
+    for edge in _edges(f, first, end):
+        for status, n in _count_by_status(session, edge).items():
+            counts[status] = counts.get(status, 0) + n
+    return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
+
+
+def _count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
     query = _filtered(select(WorkflowRun.status, func.count()), f).group_by(WorkflowRun.status)
     return {status: int(n) for status, n in session.execute(query)}
+
+
+def _hours(f: RunFilter) -> tuple[int | None, int | None] | None:
+    """The whole UTC hours inside the filter's window (epoch seconds of the first and of
+    the end; None: unbounded), or None when the rollup cannot answer: a contact filter
+    (its runs are few and indexed) or a window inside a single hour."""
+    if f.contact_id is not None:
+        return None
+    first = None if f.created_from is None else -(-math.ceil(f.created_from.timestamp())
+                                                  // HOUR) * HOUR
+    end = None if f.created_to is None else math.floor(f.created_to.timestamp()) // HOUR * HOUR
+    if first is not None and end is not None and first >= end:
+        return None
+    return first, end
+
+
+def _edges(f: RunFilter, first: int | None, end: int | None) -> list[RunFilter]:
+    """The parts of the filter's window outside its whole hours: at most one at each end."""
+    edges = []
+    if f.created_from is not None and first is not None:
+        to = datetime.fromtimestamp(first, UTC)
+        if f.created_from < to:
+            edges.append(replace(f, created_to=to))
+    if f.created_to is not None and end is not None:
+        start = datetime.fromtimestamp(end, UTC)
+        if start < f.created_to:
+            edges.append(replace(f, created_from=start))
+    return edges
 
 
 def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.UUID]) -> dict[
@@ -270,6 +318,49 @@ def count_by_bucket(
     the second. Bucket starts are wall-clock seconds since 1970-01-01 00:00 in that zone.
     Empty buckets are absent."""
     origin %= size_seconds  # the same edges, and no negative literal in the SQL
+    window = _hours(f)
+    if window is not None and _on_hours(size_seconds, origin, offsets):
+        return _rolled_up(session, f, window, size_seconds, origin, offsets)
+    return _count_by_bucket(session, f, size_seconds=size_seconds, origin=origin,
+                            offsets=offsets)
+
+
+def _on_hours(size_seconds: int, origin: int, offsets: Sequence[tuple[int, int]]) -> bool:
+    """Whether every bucket edge falls on a whole UTC hour, so that each hour of the
+    rollup lies in one bucket: whole-hour buckets, zone offsets and offset changes."""
+    return (size_seconds % HOUR == 0 and origin % HOUR == 0
+            and all(offset % HOUR == 0 for _, offset in offsets)
+            and all(at % HOUR == 0 for at, _ in offsets[1:]))
+
+
+def _rolled_up(session: Session, f: RunFilter, window: tuple[int | None, int | None],
+               size_seconds: int, origin: int, offsets: Sequence[tuple[int, int]],
+               ) -> list[tuple[int, str, int]]:
+    first, end = window
+    counts: dict[tuple[int, str], int] = {}
+
+    def add(bucket: int, status: str, n: int) -> None:
+        counts[bucket, status] = counts.get((bucket, status), 0) + n
+
+    for edge in _edges(f, first, end):
+        for bucket, status, n in _count_by_bucket(session, edge, size_seconds=size_seconds,
+                                                  origin=origin, offsets=offsets):
+            add(bucket, status, n)
+    changes = [at for at, _ in offsets[1:]]
+    for hour, status, n in run_counts.by_hour(session, f.workspace_id,
+                                              workflow_id=f.workflow_id, first=first, end=end):
+        if f.statuses and status not in f.statuses:
+            continue
+        offset = offsets[bisect.bisect_right(changes, hour)][1] if offsets else 0
+        wall = hour + offset
+        add(wall - (wall - origin) % size_seconds, status, n)
+    return [(bucket, status, n) for (bucket, status), n in counts.items() if n]
+
+
+def _count_by_bucket(
+    session: Session, f: RunFilter, *, size_seconds: int, origin: int,
+    offsets: Sequence[tuple[int, int]],
+) -> list[tuple[int, str, int]]:
     epoch = _epoch_seconds(session)
     shift: ColumnElement[int] = _int(offsets[-1][1] if offsets else 0)
     if len(offsets) > 1:
