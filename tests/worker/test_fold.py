@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from relayflow.services.runtime import Runtime, SecretCipher
 from relayflow.storage.db import make_engine, make_sessionmaker, read_scope
-from relayflow.storage.repositories import run_counts
+from relayflow.storage.repositories import rollup
 from relayflow.worker.loop import Worker
 from tests.support.flows import install, start
 
@@ -14,7 +14,7 @@ FLOW = {"key": "note", "trigger": {"type": "manual"}, "start": "done",
 
 def _pending(runtime: Runtime) -> int:
     with read_scope(runtime.sessions) as session:
-        return run_counts.pending(session)
+        return rollup.pending(session, rollup.RUNS)
 
 
 def test_the_loop_folds_changes_then_waits_a_second(settings, runtime, workspace) -> None:

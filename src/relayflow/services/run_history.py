@@ -23,8 +23,8 @@ from relayflow.services.run import (
     time_window,
 )
 from relayflow.storage.db import session_scope
+from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import run as run_repo
-from relayflow.storage.repositories import run_counts
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
 # A cursor starting with this walks toward newer runs (a "Newer" link); any other cursor
@@ -240,10 +240,10 @@ def history(
 
 def fold_counts(sessions: sessionmaker[Session]) -> bool:
     """Fold the run count changes written since the last fold into the hourly rollup (see
-    storage/repositories/run_counts.py), in one short transaction; whether there were
+    storage/repositories/rollup.py), in one short transaction; whether there were
     any. Counts are exact without it; it keeps what a count reads small."""
     with session_scope(sessions) as session:
-        return run_counts.fold(session)
+        return rollup.fold(session)
 
 
 def iter_rows(

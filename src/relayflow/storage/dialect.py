@@ -6,9 +6,13 @@ Repositories ask here instead of branching on the dialect name themselves.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Interval, func, literal, literal_column, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from relayflow.storage.types import UTCDateTime
 
@@ -39,3 +43,31 @@ def current_time(session: Session) -> datetime:
     value: datetime | None = session.scalar(select(now(session)))
     assert value is not None
     return value
+
+
+class not_indexed(FunctionElement[Any]):
+    """The column, in a form SQLite's planner cannot match to an index (`+column`); the
+    column itself on PostgreSQL, which plans by statistics.
+
+    SQLite keeps none (the product never runs ANALYZE), so it prefers an index that gives
+    a query's ORDER BY or GROUP BY order, or that matches an equality on workspace_id,
+    over the one that narrows the rows: counting a contact's ten runs, it walked the whole
+    workspace in the status index's order (601 ms at a million runs). Written around such a
+    column, a query leaves SQLite the index that narrows."""
+
+    inherit_cache = True
+    name = "not_indexed"
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(not_indexed)
+def _column(element: not_indexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(not_indexed, "sqlite")
+def _unary_plus(element: not_indexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))

@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -194,6 +195,17 @@ class DeliveryAttempt(Base):
     __table_args__ = (
         Index("ix_deliveries_ws_created", "workspace_id", "created_at", "id"),
         Index("ix_deliveries_ws_status_created", "workspace_id", "status", "created_at", "id"),
+        Index("ix_deliveries_ws_contact_created", "workspace_id", "contact_id", "created_at",
+              "id"),
+        Index("ix_deliveries_ws_workflow_created", "workspace_id", "workflow_id", "created_at",
+              "id"),
+        # An attempt's chain of retries and resends (delivery_ops.chain); most have none.
+        Index("ix_deliveries_retry_of", "retry_of",
+              sqlite_where=text("retry_of IS NOT NULL"),
+              postgresql_where=text("retry_of IS NOT NULL")),
+        Index("ix_deliveries_resend_of", "resend_of",
+              sqlite_where=text("resend_of IS NOT NULL"),
+              postgresql_where=text("resend_of IS NOT NULL")),
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -321,6 +333,45 @@ class RunCountChange(Base):
                                     primary_key=True, autoincrement=True)
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    hour: Mapped[int] = mapped_column(BigInteger)
+    old_status: Mapped[str | None] = mapped_column(String(16))
+    new_status: Mapped[str | None] = mapped_column(String(16))
+
+
+class DeliveryCount(Base):
+    """Delivery attempts of one workflow (NO_WORKFLOW for a test send) on one channel,
+    created in one hour, now in one status: the rollup of delivery ops, kept like
+    RunCount (storage/repositories/rollup.py)."""
+
+    __tablename__ = "delivery_counts"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryTotal(Base):
+    """DeliveryCount over every workflow of the workspace."""
+
+    __tablename__ = "delivery_totals"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    attempts: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeliveryCountChange(Base):
+    """Like RunCountChange, for delivery attempts."""
+
+    __tablename__ = "delivery_count_changes"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    channel: Mapped[str] = mapped_column(String(16))
     hour: Mapped[int] = mapped_column(BigInteger)
     old_status: Mapped[str | None] = mapped_column(String(16))
     new_status: Mapped[str | None] = mapped_column(String(16))

@@ -8,7 +8,9 @@ from datetime import datetime
 from sqlalchemy import Row, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from relayflow.storage.dialect import not_indexed
 from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow
+from relayflow.storage.repositories import rollup
 
 
 def get_many(session: Session, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID, DeliveryAttempt]:
@@ -94,8 +96,28 @@ def list_page(
 
 
 def count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:
-    query = _filtered(select(DeliveryAttempt.status, func.count()), f)
-    query = query.group_by(DeliveryAttempt.status)
+    """Attempts by status under the filter: whole hours from the rollup (rollup.py), a
+    contact's attempts and the hours a window starts or ends inside from the attempts."""
+    window = rollup.whole_hours(f)
+    if window is None:
+        return _count_by_status(session, f)
+    first, end = window
+    equal: dict[str, object] = {}
+    if f.workflow_id is not None:
+        equal["workflow_id"] = f.workflow_id
+    if f.channel is not None:
+        equal["channel"] = f.channel
+    counts = {status: n for _, status, n in rollup.count(
+        session, rollup.ATTEMPTS, f.workspace_id, equal=equal, first=first, end=end)}
+    for edge in rollup.edges(f, first, end):
+        for status, n in _count_by_status(session, edge).items():
+            counts[status] = counts.get(status, 0) + n
+    return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
+
+
+def _count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:
+    status = not_indexed(DeliveryAttempt.status)
+    query = _filtered(select(status, func.count()), f).group_by(status)
     return {status: int(n) for status, n in session.execute(query)}
 
 
@@ -113,7 +135,7 @@ def linked(
     ids = [a.id for a in attempts]
     parents = [p for a in attempts for p in (a.retry_of, a.resend_of) if p is not None]
     query = select(DeliveryAttempt).where(
-        DeliveryAttempt.workspace_id == workspace_id,
+        not_indexed(DeliveryAttempt.workspace_id) == workspace_id,
         or_(DeliveryAttempt.id.in_(parents), DeliveryAttempt.retry_of.in_(ids),
             DeliveryAttempt.resend_of.in_(ids)),
     )
@@ -126,7 +148,8 @@ def list_for_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -
     """Every attempt of a run's steps, oldest first (uses the run_id index)."""
     return list(session.scalars(
         select(DeliveryAttempt)
-        .where(DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.run_id == run_id)
+        .where(not_indexed(DeliveryAttempt.workspace_id) == workspace_id,
+               DeliveryAttempt.run_id == run_id)
         .order_by(DeliveryAttempt.created_at, DeliveryAttempt.attempt_number, DeliveryAttempt.id)
     ))
 

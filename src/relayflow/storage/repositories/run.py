@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import bisect
-import math
 import typing
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -28,9 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from relayflow.storage.dialect import not_indexed
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
-from relayflow.storage.repositories import run_counts
-from relayflow.storage.repositories.run_counts import HOUR
+from relayflow.storage.repositories import rollup
+from relayflow.storage.repositories.rollup import HOUR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +162,7 @@ def linked_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) ->
     """Like `linked`, with the workflow key and version number of each run."""
     query = (
         _rows()
-        .where(WorkflowRun.workspace_id == workspace_id)
+        .where(not_indexed(WorkflowRun.workspace_id) == workspace_id)
         .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
         .order_by(WorkflowRun.created_at, WorkflowRun.id)
     )
@@ -188,52 +188,29 @@ def list_page(
 
 
 def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
-    """Runs by status under the filter. Whole hours come from the rollup (run_counts.py),
+    """Runs by status under the filter. Whole hours come from the rollup (rollup.py),
     whatever the history's size; a contact's runs, and the hours a window starts or ends
     inside, are counted from the runs' own indexes."""
-    window = _hours(f)
+    window = rollup.whole_hours(f)
     if window is None:
         return _count_by_status(session, f)
     first, end = window
-    counts = run_counts.by_status(session, f.workspace_id, workflow_id=f.workflow_id,
-                                  first=first, end=end)
-    for edge in _edges(f, first, end):
+    counts = {status: n for _, status, n in rollup.count(
+        session, rollup.RUNS, f.workspace_id, equal=_keys(f), first=first, end=end)}
+    for edge in rollup.edges(f, first, end):
         for status, n in _count_by_status(session, edge).items():
             counts[status] = counts.get(status, 0) + n
     return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
 
 
 def _count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
-    query = _filtered(select(WorkflowRun.status, func.count()), f).group_by(WorkflowRun.status)
+    status = not_indexed(WorkflowRun.status)
+    query = _filtered(select(status, func.count()), f).group_by(status)
     return {status: int(n) for status, n in session.execute(query)}
 
 
-def _hours(f: RunFilter) -> tuple[int | None, int | None] | None:
-    """The whole UTC hours inside the filter's window (epoch seconds of the first and of
-    the end; None: unbounded), or None when the rollup cannot answer: a contact filter
-    (its runs are few and indexed) or a window inside a single hour."""
-    if f.contact_id is not None:
-        return None
-    first = None if f.created_from is None else -(-math.ceil(f.created_from.timestamp())
-                                                  // HOUR) * HOUR
-    end = None if f.created_to is None else math.floor(f.created_to.timestamp()) // HOUR * HOUR
-    if first is not None and end is not None and first >= end:
-        return None
-    return first, end
-
-
-def _edges(f: RunFilter, first: int | None, end: int | None) -> list[RunFilter]:
-    """The parts of the filter's window outside its whole hours: at most one at each end."""
-    edges = []
-    if f.created_from is not None and first is not None:
-        to = datetime.fromtimestamp(first, UTC)
-        if f.created_from < to:
-            edges.append(replace(f, created_to=to))
-    if f.created_to is not None and end is not None:
-        start = datetime.fromtimestamp(end, UTC)
-        if start < f.created_to:
-            edges.append(replace(f, created_from=start))
-    return edges
+def _keys(f: RunFilter) -> dict[str, object]:
+    return {} if f.workflow_id is None else {"workflow_id": f.workflow_id}
 
 
 def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.UUID]) -> dict[
@@ -258,7 +235,7 @@ def linked(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list
     return list(
         session.scalars(
             select(WorkflowRun)
-            .where(WorkflowRun.workspace_id == workspace_id)
+            .where(not_indexed(WorkflowRun.workspace_id) == workspace_id)
             .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
             .order_by(WorkflowRun.created_at)
         )
@@ -318,7 +295,7 @@ def count_by_bucket(
     the second. Bucket starts are wall-clock seconds since 1970-01-01 00:00 in that zone.
     Empty buckets are absent."""
     origin %= size_seconds  # the same edges, and no negative literal in the SQL
-    window = _hours(f)
+    window = rollup.whole_hours(f)
     if window is not None and _on_hours(size_seconds, origin, offsets):
         return _rolled_up(session, f, window, size_seconds, origin, offsets)
     return _count_by_bucket(session, f, size_seconds=size_seconds, origin=origin,
@@ -342,13 +319,13 @@ def _rolled_up(session: Session, f: RunFilter, window: tuple[int | None, int | N
     def add(bucket: int, status: str, n: int) -> None:
         counts[bucket, status] = counts.get((bucket, status), 0) + n
 
-    for edge in _edges(f, first, end):
+    for edge in rollup.edges(f, first, end):
         for bucket, status, n in _count_by_bucket(session, edge, size_seconds=size_seconds,
                                                   origin=origin, offsets=offsets):
             add(bucket, status, n)
     changes = [at for at, _ in offsets[1:]]
-    for hour, status, n in run_counts.by_hour(session, f.workspace_id,
-                                              workflow_id=f.workflow_id, first=first, end=end):
+    for hour, status, n in rollup.count(session, rollup.RUNS, f.workspace_id, equal=_keys(f),
+                                        first=first, end=end, by_hour=True):
         if f.statuses and status not in f.statuses:
             continue
         offset = offsets[bisect.bisect_right(changes, hour)][1] if offsets else 0
@@ -367,7 +344,7 @@ def _count_by_bucket(
         shift = case(*[(epoch < _int(offsets[i + 1][0]), _int(offsets[i][1]))
                        for i in range(len(offsets) - 1)], else_=shift)
     bucket = (epoch + shift - _int(origin)) // _int(size_seconds)
-    query = (_filtered(select(bucket, WorkflowRun.status, func.count()), f)
-             .group_by(bucket, WorkflowRun.status))
+    status = not_indexed(WorkflowRun.status)
+    query = _filtered(select(bucket, status, func.count()), f).group_by(bucket, status)
     return [(origin + int(index) * size_seconds, status, int(n))
             for index, status, n in session.execute(query)]

@@ -1,0 +1,208 @@
+"""Hourly rollups of runs and of delivery attempts: folding the triggers' changes into
+them, and counting from them.
+
+Triggers on workflow_runs and delivery_attempts (migrations 0011 and 0012) append one row
+to a changes table per row inserted, changing status or deleted, in the transaction that
+did it, whatever code wrote it: a rollup is never behind what a reader can see. `fold`
+moves the changes into a detail table (by workflow, and channel for attempts) and a totals
+table (the workspace), in one transaction; a count reads the folded rows and the changes
+not folded yet in one statement, so one snapshot: a fold committing meanwhile is seen
+entirely or not at all.
+
+Counts come by whole UTC hour (epoch seconds of the hour's start). The repositories count
+the hours a window starts or ends inside, and a contact's rows, from the rows themselves
+(an index range each)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy import TextClause, Uuid, bindparam, text
+from sqlalchemy.orm import Session
+
+HOUR = 3600
+# Changes moved per fold: a fold is one short transaction even after a backlog.
+FOLD_BATCH = 20_000
+# The workflow of an attempt that has none (a test send), in the attempts' detail table.
+NO_WORKFLOW = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    changes: str  # the triggers' table
+    detail: str  # keyed by workspace, `keys`, hour and status
+    totals: str  # keyed by workspace, `total_keys`, hour and status
+    keys: tuple[str, ...]
+    total_keys: tuple[str, ...]
+    measure: str  # the count's column
+
+
+RUNS = Rollup("run_count_changes", "run_counts", "run_totals", ("workflow_id",), (), "runs")
+ATTEMPTS = Rollup("delivery_count_changes", "delivery_counts", "delivery_totals",
+                  ("workflow_id", "channel"), ("channel",), "attempts")
+# Which of a key's values are UUIDs (bound as such: SQLite stores them as hex text).
+_UUID_KEYS = {"workspace_id", "workflow_id"}
+
+
+def _moved(rollup: Rollup, source: str, where: str) -> str:
+    """Each change of `source` as +1 for the status entered and -1 for the one left."""
+    keys = ", ".join(("workspace_id", *rollup.keys, "hour"))
+    return f"""SELECT {keys}, new_status AS status, 1 AS n FROM {source}
+               WHERE {where} new_status IS NOT NULL
+               UNION ALL
+               SELECT {keys}, old_status, -1 FROM {source}
+               WHERE {where} old_status IS NOT NULL"""
+
+
+def _upsert(rollup: Rollup, table: str, keys: tuple[str, ...], changes: str) -> str:
+    columns = ", ".join(("workspace_id", *keys, "hour", "status"))
+    return f"""INSERT INTO {table} AS r ({columns}, {rollup.measure})
+               SELECT {columns}, sum(n) FROM ({changes}) AS c
+               GROUP BY {columns} ORDER BY {columns}
+               ON CONFLICT ({columns})
+               DO UPDATE SET {rollup.measure} = r.{rollup.measure} + excluded.{rollup.measure}"""
+
+
+def _fold_postgres(rollup: Rollup) -> TextClause:
+    """One statement, so one snapshot: the rows deleted are exactly the rows added up."""
+    keys = ", ".join(("workspace_id", *rollup.keys, "hour"))
+    return text(f"""
+        WITH moved AS (
+            DELETE FROM {rollup.changes} WHERE id IN (
+                SELECT id FROM {rollup.changes} ORDER BY id LIMIT :limit)
+            RETURNING {keys}, old_status, new_status
+        ), changes AS ({_moved(rollup, "moved", "")}
+        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM changes")})
+        {_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM changes")}""")
+
+
+def _fold_sqlite(rollup: Rollup) -> tuple[TextClause, ...]:
+    """SQLite has one writer at a time: the transaction's statements see one state."""
+    changes = _moved(rollup, rollup.changes, "id <= :last AND")
+    return (text(_upsert(rollup, rollup.detail, rollup.keys, changes)),
+            text(_upsert(rollup, rollup.totals, rollup.total_keys, changes)),
+            text(f"DELETE FROM {rollup.changes} WHERE id <= :last"))
+
+
+# pg_try_advisory_xact_lock's key for folds: any constant no other lock of ours uses.
+_FOLD_LOCK = 0x726F6C6C  # "roll"
+
+
+def fold(session: Session, *, limit: int = FOLD_BATCH) -> bool:
+    """Fold up to `limit` of the oldest changes of each rollup; whether there were any.
+    On PostgreSQL folds exclude each other (a transaction-scoped advisory lock): two at
+    once would update the same rollup rows."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                       {"key": _FOLD_LOCK}):
+        return False
+    folded = False
+    for rollup in (RUNS, ATTEMPTS):
+        if postgres:
+            if session.scalar(text(f"SELECT 1 FROM {rollup.changes} LIMIT 1")) is not None:
+                session.execute(_fold_postgres(rollup), {"limit": limit})
+                folded = True
+            continue
+        last = session.scalar(text(
+            f"SELECT max(id) FROM (SELECT id FROM {rollup.changes} ORDER BY id LIMIT :limit)"),
+            {"limit": limit})
+        if last is not None:
+            for statement in _fold_sqlite(rollup):
+                session.execute(statement, {"last": last})
+            folded = True
+    return folded
+
+
+class Window(Protocol):
+    """What a list filter has in common with every other: the window and a contact."""
+
+    @property
+    def contact_id(self) -> uuid.UUID | None: ...
+    @property
+    def created_from(self) -> datetime | None: ...
+    @property
+    def created_to(self) -> datetime | None: ...
+
+
+F = TypeVar("F", bound=Window)
+
+
+def whole_hours(f: Window) -> tuple[int | None, int | None] | None:
+    """The whole UTC hours inside the filter's window (epoch seconds of the first and of
+    the end; None: unbounded), or None when a rollup cannot answer: a contact filter (a
+    contact's rows are few and indexed) or a window inside a single hour."""
+    if f.contact_id is not None:
+        return None
+    first = None if f.created_from is None else -(-math.ceil(f.created_from.timestamp())
+                                                  // HOUR) * HOUR
+    end = None if f.created_to is None else math.floor(f.created_to.timestamp()) // HOUR * HOUR
+    if first is not None and end is not None and first >= end:
+        return None
+    return first, end
+
+
+def edges(f: F, first: int | None, end: int | None) -> list[F]:
+    """The filter over the parts of its window outside its whole hours: at most one at
+    each end, to be counted from the rows."""
+    found = []
+    if f.created_from is not None and first is not None:
+        to = datetime.fromtimestamp(first, UTC)
+        if f.created_from < to:
+            found.append(replace(f, created_to=to))  # type: ignore[type-var]
+    if f.created_to is not None and end is not None:
+        start = datetime.fromtimestamp(end, UTC)
+        if start < f.created_to:
+            found.append(replace(f, created_from=start))  # type: ignore[type-var]
+    return found
+
+
+def count(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *,
+          equal: dict[str, object] | None = None, first: int | None = None,
+          end: int | None = None, by_hour: bool = False) -> list[tuple[int, str, int]]:
+    """(hour, status, count) of the rows created in the whole hours from `first` to
+    before `end` (epoch seconds, multiples of an hour; None: unbounded) whose keys equal
+    `equal` (keys of the rollup), summed over all hours (hour 0) unless `by_hour`.
+    Statuses with no row are absent."""
+    equal = equal or {}
+    table = rollup.totals if set(equal) <= set(rollup.total_keys) else rollup.detail
+    where = "workspace_id = :workspace_id"
+    params: dict[str, object] = {"workspace_id": workspace_id}
+    binds = [bindparam("workspace_id", type_=_UUID)]
+    for key, value in equal.items():
+        if key not in rollup.keys:
+            raise ValueError(f"{rollup.detail} has no key {key!r}")
+        where += f" AND {key} = :{key}"
+        params[key] = value
+        if key in _UUID_KEYS:
+            binds.append(bindparam(key, type_=_UUID))
+    if first is not None:
+        where += " AND hour >= :first"
+        params["first"] = first
+    if end is not None:
+        where += " AND hour < :end"
+        params["end"] = end
+    hour = "hour" if by_hour else "0"
+    sql = f"""
+        SELECT {hour} AS h, status, sum(n) FROM (
+            SELECT hour, status, {rollup.measure} AS n FROM {table} WHERE {where}
+            UNION ALL
+            SELECT hour, new_status, 1 FROM {rollup.changes}
+            WHERE {where} AND new_status IS NOT NULL
+            UNION ALL
+            SELECT hour, old_status, -1 FROM {rollup.changes}
+            WHERE {where} AND old_status IS NOT NULL
+        ) AS counted GROUP BY h, status"""
+    return [(int(h), status, int(n)) for h, status, n in
+            session.execute(text(sql).bindparams(*binds), params) if n]
+
+
+def pending(session: Session, rollup: Rollup) -> int:
+    """Changes not folded yet."""
+    return int(session.scalar(text(f"SELECT count(*) FROM {rollup.changes}")) or 0)
+
+
+_UUID = Uuid()

@@ -1,0 +1,243 @@
+"""Every query run history and delivery ops send for a list, a count, a chart or a detail
+reads runs, steps and attempts through an index, never by scanning the table.
+
+The queries are those the product itself sends (captured from the API and the services
+behind the pages, with their parameters), explained by the database. PostgreSQL plans by
+statistics, so it gets a history of 100,000 runs first, analysed as autovacuum would;
+SQLite keeps no statistics (the product never runs ANALYZE), so its plans do not depend on
+the rows and a small history shows them."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, insert, text
+
+from relayflow.config import Settings
+from relayflow.services import contact as contact_service
+from relayflow.services import delivery_ops, run_history
+from relayflow.services import workflow as workflow_service
+from relayflow.services.run import RunQuery
+from relayflow.services.runtime import Runtime, SecretCipher
+from relayflow.storage.db import make_engine, make_sessionmaker, read_scope, session_scope
+from relayflow.storage.ids import new_id
+from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
+from relayflow.web.app import create_app
+from tests.conftest import TEST_SECRET_KEY, WorkspaceHandle, make_workspace
+from tests.support.flows import install
+from tests.web.api.history import fresh_database
+
+TABLES = ("workflow_runs", "run_steps", "delivery_attempts")
+NOW = datetime.now(UTC).replace(microsecond=0)
+FLOW = {"key": "welcome", "trigger": {"type": "manual"}, "start": "done",
+        "nodes": {"done": {"type": "END"}}}
+
+
+def _load(runtime: Runtime, workspace_id: uuid.UUID, runs: int) -> dict[str, Any]:
+    """`runs` runs over 90 days, of two workflows and 1,000 contacts, each with two steps
+    and every third with a delivery attempt; a few runs of one contact."""
+    install(runtime, workspace_id, FLOW)
+    install(runtime, workspace_id, {**FLOW, "key": "other"})
+    with session_scope(runtime.sessions) as session:
+        workflows = [workflow_service.get(session, workspace_id=workspace_id, key=key)
+                     for key in ("welcome", "other")]
+        contacts = [contact_service.resolve(session, workspace_id=workspace_id,
+                                            spec={"email": f"c{i}@example.com"},
+                                            now=NOW).id for i in range(1000)]
+    rng = random.Random(3)
+    statuses = ["COMPLETED"] * 16 + ["FAILED", "CANCELED", "RUNNING", "PENDING"]
+    rows: dict[str, list[dict[str, Any]]] = {"runs": [], "steps": [], "attempts": []}
+    for i in range(runs):
+        workflow = workflows[i % 2]
+        at = NOW - timedelta(seconds=rng.uniform(0, 90 * 86400))
+        run_id, contact = new_id(), contacts[i % 1000]
+        rows["runs"].append({
+            "id": run_id, "workspace_id": workspace_id, "workflow_id": workflow.id,
+            "version_id": workflow.current_version_id, "contact_id": contact,
+            "trigger_type": "manual", "trigger_payload": {"order": i}, "duplicates_ignored": 0,
+            "status": rng.choice(statuses), "created_at": at, "trigger_depth": 0})
+        for seq in (0, 1):
+            rows["steps"].append({
+                "id": new_id(), "workspace_id": workspace_id, "run_id": run_id, "seq": seq,
+                "node_id": "trigger" if seq == 0 else "done",
+                "node_type": "TRIGGER" if seq == 0 else "END", "status": "COMPLETED",
+                "started_at": at, "finished_at": at, "duration_ms": 0, "output": {}})
+        if i % 3 == 0:
+            rows["attempts"].append({
+                "id": new_id(), "workspace_id": workspace_id, "run_id": run_id, "step_seq": 1,
+                "workflow_id": workflow.id, "contact_id": contact, "channel": "email",
+                "provider": "outbox", "recipient": f"c{i % 1000}@example.com",
+                "status": rng.choice(["SENT", "DELIVERED", "BOUNCED", "FAILED"]),
+                "created_at": at})
+    with session_scope(runtime.sessions) as session:
+        for table, model in (("runs", WorkflowRun), ("steps", RunStep),
+                             ("attempts", DeliveryAttempt)):
+            for start in range(0, len(rows[table]), 5000):
+                session.execute(insert(model), rows[table][start:start + 5000])
+    engine = _engine(runtime)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return {"run": rows["runs"][0]["id"], "attempt": rows["attempts"][0]["id"],
+            "contact": "c7@example.com"}
+
+
+def _engine(runtime: Runtime) -> Engine:
+    engine: Engine = runtime.sessions.kw["bind"]
+    return engine
+
+
+@contextmanager
+def _captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs the engine sends meanwhile that read runs, steps or attempts."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")) and any(
+                re.search(rf"\b{table}\b", statement) for table in TABLES):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+def _scans(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    """The tables of TABLES the database would read whole for this statement."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = [line for *_, line in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters)]
+            return [line for line in plan if _sqlite_scan(line, statement, plan)]
+        found = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
+    plan = found if isinstance(found, list) else json.loads(found)
+    scans: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in TABLES:
+            scans.append(f"Seq Scan on {node['Relation Name']}")
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return scans
+
+
+def _sqlite_scan(line: str, statement: str, plan: list[str]) -> bool:
+    """A table read whole, or a workspace's rows all read through an index that narrows
+    them by workspace alone (one workspace holds the whole history here): fine only for a
+    page, where the index gives the order and the LIMIT stops the walk."""
+    tables = "|".join(TABLES)
+    if re.match(rf"SCAN ({tables})\b", line):
+        return True
+    whole_workspace = re.match(rf"SEARCH ({tables}) USING .*\(workspace_id=\?\)$", line)
+    return bool(whole_workspace) and (
+        not re.search(r"\bLIMIT\b", statement) or any("TEMP B-TREE" in p for p in plan))
+
+
+@dataclass
+class Planned:
+    settings: Settings
+    runtime: Runtime
+    workspace: WorkspaceHandle
+    history: dict[str, Any]
+
+
+# The tests only read, so they share one loaded database (loading takes a while).
+@pytest.fixture(scope="module")
+def planned(_database_template: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planned]:
+    directory = tmp_path_factory.mktemp("plans")
+    settings = Settings(database_url=fresh_database(_database_template, directory),
+                        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+                        secret_key_file=str(directory / "secret.key"))
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(sessions=make_sessionmaker(engine), cipher=SecretCipher(TEST_SECRET_KEY))
+    try:
+        workspace = make_workspace(runtime, "plans")
+        runs = 100_000 if engine.dialect.name == "postgresql" else 2_000
+        yield Planned(settings, runtime, workspace, _load(runtime, workspace.id, runs))
+    finally:
+        engine.dispose()
+
+
+RUN_FILTERS = [
+    {}, {"status": "FAILED"}, {"workflow": "welcome"}, {"contact": "CONTACT"},
+    {"range": "24h"}, {"range": "30d"}, {"status": "FAILED,CANCELED", "workflow": "other",
+                                         "range": "7d"},
+    {"created_from": (NOW - timedelta(days=20, minutes=7)).isoformat(),
+     "created_to": (NOW - timedelta(days=3, minutes=41)).isoformat()},
+]
+DELIVERY_FILTERS = [
+    {}, {"status": "BOUNCED"}, {"workflow": "welcome"}, {"contact": "CONTACT"},
+    {"channel": "email", "range": "30d"},
+]
+
+
+def _params(filters: dict[str, str], history: dict[str, Any]) -> dict[str, str]:
+    return {k: history["contact"] if v == "CONTACT" else v for k, v in filters.items()}
+
+
+def test_lists_counts_and_details_of_the_api_read_through_indexes(planned: Planned) -> None:
+    settings, runtime, workspace, history = (planned.settings, planned.runtime,
+                                             planned.workspace, planned.history)
+    engine = _engine(runtime)
+    app = create_app(settings, runtime=runtime)
+    with TestClient(app, headers=workspace.headers) as client, _captured(engine) as seen:
+        for filters in RUN_FILTERS:
+            params = _params(filters, history)
+            first = client.get("/api/v1/runs", params=params)
+            assert first.status_code == 200, first.text
+            cursor = first.json()["next_cursor"]
+            if cursor:
+                assert client.get("/api/v1/runs", params={**params, "cursor": cursor}
+                                  ).status_code == 200
+        for filters in DELIVERY_FILTERS:
+            response = client.get("/api/v1/deliveries", params=_params(filters, history))
+            assert response.status_code == 200, response.text
+        assert client.get(f"/api/v1/runs/{history['run']}").status_code == 200
+        assert client.get(f"/api/v1/deliveries/{history['attempt']}").status_code == 200
+    assert len(seen) > 20
+    scans = {statement: found for statement, parameters in seen
+             if (found := _scans(engine, statement, parameters))}
+    assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+def test_the_pages_counts_and_charts_read_through_indexes(planned: Planned, zone: str) -> None:
+    runtime, workspace, history = planned.runtime, planned.workspace, planned.history
+    engine = _engine(runtime)
+    queries = [RunQuery(**_params(f, history)) for f in RUN_FILTERS
+               if not {"created_from", "created_to"} & set(f)]
+    with _captured(engine) as seen, read_scope(runtime.sessions) as session:
+        for query in queries:
+            run_history.history(session, workspace_id=workspace.id, query=query, now=NOW,
+                                zone=ZoneInfo(zone))
+        for filters in DELIVERY_FILTERS:
+            delivery_ops.browse(session, workspace_id=workspace.id, now=NOW,
+                                query=delivery_ops.DeliveryQuery(**_params(filters, history)))
+    assert len(seen) > 20
+    scans = {statement: found for statement, parameters in seen
+             if (found := _scans(engine, statement, parameters))}
+    assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
+
+
+def test_a_scan_is_seen(planned: Planned) -> None:
+    """The check itself: a query that can only scan is reported."""
+    engine = _engine(planned.runtime)
+    with _captured(engine) as seen, engine.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM workflow_runs WHERE error IS NULL"))
+    assert _scans(engine, *seen[0])
