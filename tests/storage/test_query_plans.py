@@ -216,7 +216,7 @@ def test_lists_counts_and_details_of_the_api_read_through_indexes(planned: Plann
     assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Kolkata"])
 def test_the_pages_counts_and_charts_read_through_indexes(planned: Planned, zone: str) -> None:
     runtime, workspace, history = planned.runtime, planned.workspace, planned.history
     engine = _engine(runtime)

@@ -130,7 +130,8 @@ def test_counts_from_the_rollup_equal_counting_the_runs(runtime, world) -> None:
             assert run_repo.count_by_status(session, f) == _counted(session, f), f
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata",
+                                  "Asia/Kathmandu"])
 @pytest.mark.parametrize("size", [3600, 6 * 3600, 86400, 7 * 86400])
 def test_chart_buckets_from_the_rollup_equal_counting_the_runs(runtime, world, zone,
                                                                 size) -> None:

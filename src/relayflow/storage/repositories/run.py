@@ -4,8 +4,8 @@ import bisect
 import typing
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -296,41 +296,36 @@ def count_by_bucket(
     Empty buckets are absent."""
     origin %= size_seconds  # the same edges, and no negative literal in the SQL
     window = rollup.whole_hours(f)
-    if window is not None and _on_hours(size_seconds, origin, offsets):
-        return _rolled_up(session, f, window, size_seconds, origin, offsets)
-    return _count_by_bucket(session, f, size_seconds=size_seconds, origin=origin,
-                            offsets=offsets)
-
-
-def _on_hours(size_seconds: int, origin: int, offsets: Sequence[tuple[int, int]]) -> bool:
-    """Whether every bucket edge falls on a whole UTC hour, so that each hour of the
-    rollup lies in one bucket: whole-hour buckets, zone offsets and offset changes."""
-    return (size_seconds % HOUR == 0 and origin % HOUR == 0
-            and all(offset % HOUR == 0 for _, offset in offsets)
-            and all(at % HOUR == 0 for at, _ in offsets[1:]))
-
-
-def _rolled_up(session: Session, f: RunFilter, window: tuple[int | None, int | None],
-               size_seconds: int, origin: int, offsets: Sequence[tuple[int, int]],
-               ) -> list[tuple[int, str, int]]:
+    if window is None:
+        return _count_by_bucket(session, f, size_seconds=size_seconds, origin=origin,
+                                offsets=offsets)
     first, end = window
-    counts: dict[tuple[int, str], int] = {}
-
-    def add(bucket: int, status: str, n: int) -> None:
-        counts[bucket, status] = counts.get((bucket, status), 0) + n
-
-    for edge in rollup.edges(f, first, end):
-        for bucket, status, n in _count_by_bucket(session, edge, size_seconds=size_seconds,
-                                                  origin=origin, offsets=offsets):
-            add(bucket, status, n)
     changes = [at for at, _ in offsets[1:]]
+
+    def bucket_of(at: int) -> int:
+        wall = at + (offsets[bisect.bisect_right(changes, at)][1] if offsets else 0)
+        return wall - (wall - origin) % size_seconds
+
+    counts: dict[tuple[int, str], int] = {}
+    # The window's partial hours, and the whole hours a bucket edge or an offset change
+    # falls inside (a zone half an hour off UTC), are counted from the runs.
+    from_runs = rollup.edges(f, first, end)
+    split: set[int] = set()
     for hour, status, n in rollup.count(session, rollup.RUNS, f.workspace_id, equal=_keys(f),
                                         first=first, end=end, by_hour=True):
-        if f.statuses and status not in f.statuses:
-            continue
-        offset = offsets[bisect.bisect_right(changes, hour)][1] if offsets else 0
-        wall = hour + offset
-        add(wall - (wall - origin) % size_seconds, status, n)
+        if bucket_of(hour) != bucket_of(hour + HOUR - 1) or any(
+                hour < at < hour + HOUR for at in changes):
+            if hour not in split:
+                split.add(hour)
+                from_runs.append(replace(f, created_from=datetime.fromtimestamp(hour, UTC),
+                                         created_to=datetime.fromtimestamp(hour + HOUR, UTC)))
+        elif not f.statuses or status in f.statuses:
+            key = (bucket_of(hour), status)
+            counts[key] = counts.get(key, 0) + n
+    for part in from_runs:
+        for bucket, status, n in _count_by_bucket(session, part, size_seconds=size_seconds,
+                                                  origin=origin, offsets=offsets):
+            counts[bucket, status] = counts.get((bucket, status), 0) + n
     return [(bucket, status, n) for (bucket, status), n in counts.items() if n]
 
 
