@@ -70,3 +70,21 @@ def test_a_capped_message_takes_its_place_only_once_its_step_is_committed(
     assert keys_committed == [True] * RUNS
     assert statuses(runtime) == {"COMPLETED": RUNS}
     assert len(smtp_sink.messages) == RUNS
+
+
+def test_a_run_that_ends_before_the_others_is_left_out_of_their_commits(
+        runtime, workspace, smtp_sink, http_server, caplog):
+    """Its job is gone once its end is committed: fencing it again would read as a lost
+    lease, and warn of progress discarded where none was."""
+    _start(runtime, workspace, http_server)
+    install(runtime, workspace.id, {"key": "quick", "trigger": {"type": "manual"},
+                                    "start": "done", "nodes": {"done": {"type": "END"}}})
+    start(runtime, workspace.id, "quick", count=2)
+
+    with ThreadPoolExecutor(max_workers=RUNS) as pool:
+        claimed = walk.advance(runtime, worker="test", limit=RUNS + 2, lease_seconds=30,
+                               pool=pool)
+
+    assert claimed == RUNS + 2
+    assert statuses(runtime) == {"COMPLETED": RUNS + 2}
+    assert "lease lost" not in caplog.text

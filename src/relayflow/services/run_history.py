@@ -22,7 +22,7 @@ from relayflow.services.run import (
     encode_cursor,
     time_window,
 )
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories.run import RunFilter, RunRow
@@ -250,10 +250,11 @@ def iter_rows(
     sessions: sessionmaker[Session], *, run_filter: RunFilter | None, page_size: int = 500
 ) -> Iterator[RunRow]:
     """Every run the filter matches, newest first, read a keyset page at a time, each in its
-    own short transaction: a slow reader never holds a connection (or SQLite's lock)."""
+    own short read transaction: a slow reader never holds a connection, and takes no lock a
+    writer needs."""
     before: tuple[datetime, uuid.UUID] | None = None
     while run_filter is not None:
-        with session_scope(sessions) as session:
+        with read_scope(sessions) as session:
             rows = run_repo.list_page(session, run_filter, limit=page_size, before=before)
         yield from rows
         if len(rows) < page_size:

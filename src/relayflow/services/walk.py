@@ -157,7 +157,7 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
     """Write every walker's pending changes in one transaction, fenced by lease token. The
     rows are made ready before it begins (on SQLite the file's write lock is held from the
     first statement to COMMIT); a run canceled at the fence has its own made again."""
-    live = [w for w in walkers if not w.dropped]
+    live = [w for w in walkers if not w.dropped and not w.closed]
     if not live:
         return
     ready = {w.run_id: w.writes.storable() for w in live}
@@ -185,6 +185,7 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
         walk_writes.apply(session, prepared, now)
     for walker in accepted:
         walker.writes = Writes()
+        walker.closed = walker.finished
 
 
 def _gather(walkers: Sequence[RunWalker],

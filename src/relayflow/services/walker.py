@@ -146,6 +146,8 @@ class RunWalker:
         self.writes = Writes()
         self.in_flight: InFlight | None = None
         self.finished = False
+        # Its end is committed (its job is gone): the batch's later commits leave it out.
+        self.closed = False
         self.dropped = False
         self.cancel_requested = cancel_requested
         # The in-flight message whose "sending now" the next commit writes (cancel: see
