@@ -56,6 +56,8 @@ bench: install
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/e2e.py --mode sqlite
 	$(BIN)/python bench/e2e.py --mode postgres
+	$(BIN)/python bench/history.py --runs 100000
+	$(BIN)/python bench/history.py --runs 100000 --database postgres
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench tools

@@ -238,12 +238,17 @@ def history(
                    summary=above)
 
 
-def fold_counts(sessions: sessionmaker[Session]) -> bool:
-    """Fold the run count changes written since the last fold into the hourly rollup (see
-    storage/repositories/rollup.py), in one short transaction; whether there were
-    any. Counts are exact without it; it keeps what a count reads small."""
+def fold_counts(sessions: sessionmaker[Session]) -> int:
+    """Fold the count changes written since the last fold into the hourly rollups (see
+    storage/repositories/rollup.py), in one short transaction; how many there were. Counts
+    are exact without it; it keeps what a count reads small."""
     with session_scope(sessions) as session:
         return rollup.fold(session)
+
+
+def vacuum_counts(sessions: sessionmaker[Session]) -> None:
+    """Reclaim the space of folded changes (PostgreSQL; see rollup.vacuum)."""
+    rollup.vacuum(sessions.kw["bind"])
 
 
 def iter_rows(

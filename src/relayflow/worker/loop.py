@@ -48,6 +48,8 @@ LANES = 2
 # (services/run_history.fold_counts): counts are exact without it, and cheaper to read
 # the fewer changes wait.
 FOLD_SECONDS = 1.0
+# Changes folded between two vacuums of the changes tables (PostgreSQL, rollup.vacuum).
+VACUUM_AFTER = 20_000
 
 
 class Outage:
@@ -94,6 +96,7 @@ class Worker:
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self._next_fold = 0.0  # and of the next fold of run counts
+        self._folded = 0  # count changes folded since the last vacuum
         self.outage = Outage()
         # The batch's effects run here side by side (see services/effects.py); with a
         # concurrency of 1, one run at a time, each effect fenced just before it starts.
@@ -157,16 +160,21 @@ class Worker:
         self.outage.end()
         return fired
 
-    def fold_once(self) -> bool:
-        """Fold run count changes if FOLD_SECONDS have passed since the last fold."""
+    def fold_once(self) -> int:
+        """Fold count changes if FOLD_SECONDS have passed since the last fold (and vacuum
+        their table after every VACUUM_AFTER); how many were folded."""
         if time.monotonic() < self._next_fold:
-            return False
+            return 0
         self._next_fold = time.monotonic() + FOLD_SECONDS
         try:
             folded = run_history.fold_counts(self.runtime.sessions)
+            self._folded += folded
+            if self._folded >= VACUUM_AFTER:
+                self._folded = 0
+                run_history.vacuum_counts(self.runtime.sessions)
         except Exception as exc:  # like a failed iteration: the next fold tries again
             self._report(exc, "run count fold", doing="folding run counts")
-            return False
+            return 0
         self.outage.end()
         return folded
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from sqlalchemy import TextClause, Uuid, bindparam, text
+from sqlalchemy import Engine, TextClause, Uuid, bindparam, text
 from sqlalchemy.orm import Session
 
 HOUR = 3600
@@ -76,8 +76,9 @@ def _fold_postgres(rollup: Rollup) -> TextClause:
                 SELECT id FROM {rollup.changes} ORDER BY id LIMIT :limit)
             RETURNING {keys}, old_status, new_status
         ), changes AS ({_moved(rollup, "moved", "")}
-        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM changes")})
-        {_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM changes")}""")
+        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM changes")}
+        ), totals AS ({_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM changes")}
+        ) SELECT count(*) FROM moved""")
 
 
 def _fold_sqlite(rollup: Rollup) -> tuple[TextClause, ...]:
@@ -92,29 +93,41 @@ def _fold_sqlite(rollup: Rollup) -> tuple[TextClause, ...]:
 _FOLD_LOCK = 0x726F6C6C  # "roll"
 
 
-def fold(session: Session, *, limit: int = FOLD_BATCH) -> bool:
-    """Fold up to `limit` of the oldest changes of each rollup; whether there were any.
+def fold(session: Session, *, limit: int = FOLD_BATCH) -> int:
+    """Fold up to `limit` of the oldest changes of each rollup; how many were folded.
     On PostgreSQL folds exclude each other (a transaction-scoped advisory lock): two at
     once would update the same rollup rows."""
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and not session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"),
                                        {"key": _FOLD_LOCK}):
-        return False
-    folded = False
+        return 0
+    folded = 0
     for rollup in (RUNS, ATTEMPTS):
         if postgres:
             if session.scalar(text(f"SELECT 1 FROM {rollup.changes} LIMIT 1")) is not None:
-                session.execute(_fold_postgres(rollup), {"limit": limit})
-                folded = True
+                folded += int(session.scalar(_fold_postgres(rollup), {"limit": limit}) or 0)
             continue
         last = session.scalar(text(
             f"SELECT max(id) FROM (SELECT id FROM {rollup.changes} ORDER BY id LIMIT :limit)"),
             {"limit": limit})
         if last is not None:
-            for statement in _fold_sqlite(rollup):
+            *upserts, delete = _fold_sqlite(rollup)
+            for statement in upserts:
                 session.execute(statement, {"last": last})
-            folded = True
+            folded += session.execute(delete, {"last": last}).rowcount  # type: ignore[attr-defined]
     return folded
+
+
+def vacuum(engine: Engine) -> None:
+    """PostgreSQL: reclaim the changes tables' deleted rows. A fold deletes every row it
+    moves, and a count reads the changes tables whole, dead rows included until a vacuum:
+    after 1.65 million changes folded, each read took 36 ms instead of 0.5. Autovacuum
+    does this on its own, when it is on; workers also do it after every 20,000 changes
+    they fold. SQLite frees deleted rows' space at once: nothing to do."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"VACUUM (ANALYZE) {RUNS.changes}, {ATTEMPTS.changes}")
 
 
 class Window(Protocol):
