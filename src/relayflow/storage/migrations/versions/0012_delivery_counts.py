@@ -145,7 +145,7 @@ def upgrade() -> None:
                    (workspace_id, workflow_id, channel, hour, status, attempts)
                    SELECT workspace_id, COALESCE(workflow_id, {nil}), channel, {hour}, status,
                           count(*)
-                   FROM delivery_attempts GROUP BY 1, 2, 3, 4, 5""")
+                   FROM delivery_attempts GROUP BY 1, 2, 3, 4, 5""")  # nosec B608
     op.execute("""INSERT INTO delivery_totals (workspace_id, channel, hour, status, attempts)
                   SELECT workspace_id, channel, hour, status, sum(attempts)
                   FROM delivery_counts GROUP BY 1, 2, 3, 4""")
