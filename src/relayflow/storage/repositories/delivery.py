@@ -98,21 +98,13 @@ def list_page(
 def count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:
     """Attempts by status under the filter: whole hours from the rollup (rollup.py), a
     contact's attempts and the hours a window starts or ends inside from the attempts."""
-    window = rollup.whole_hours(f)
-    if window is None:
-        return _count_by_status(session, f)
-    first, end = window
     equal: dict[str, object] = {}
     if f.workflow_id is not None:
         equal["workflow_id"] = f.workflow_id
     if f.channel is not None:
         equal["channel"] = f.channel
-    counts = {status: n for _, status, n in rollup.count(
-        session, rollup.ATTEMPTS, f.workspace_id, equal=equal, first=first, end=end)}
-    for edge in rollup.edges(f, first, end):
-        for status, n in _count_by_status(session, edge).items():
-            counts[status] = counts.get(status, 0) + n
-    return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
+    return rollup.by_status(session, rollup.ATTEMPTS, f, equal,
+                            lambda part: _count_by_status(session, part))
 
 
 def _count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:

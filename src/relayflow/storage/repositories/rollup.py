@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
@@ -136,6 +137,10 @@ class Window(Protocol):
     """What a list filter has in common with every other: the window and a contact."""
 
     @property
+    def workspace_id(self) -> uuid.UUID: ...
+    @property
+    def statuses(self) -> Sequence[str]: ...
+    @property
     def contact_id(self) -> uuid.UUID | None: ...
     @property
     def created_from(self) -> datetime | None: ...
@@ -173,6 +178,23 @@ def edges(f: F, first: int | None, end: int | None) -> list[F]:
         if start < f.created_to:
             found.append(replace(f, created_from=start))  # type: ignore[type-var]
     return found
+
+
+def by_status(session: Session, rollup: Rollup, f: F, equal: dict[str, object],
+              from_rows: Callable[[F], dict[str, int]]) -> dict[str, int]:
+    """Rows by status under the filter `f`: its whole hours from the rollup (keys as
+    `equal`), and what the rollup cannot answer (a contact, the window's partial hours)
+    counted by `from_rows`."""
+    window = whole_hours(f)
+    if window is None:
+        return from_rows(f)
+    first, end = window
+    counts = {status: n for _, status, n in count(
+        session, rollup, f.workspace_id, equal=equal, first=first, end=end)}
+    for edge in edges(f, first, end):
+        for status, n in from_rows(edge).items():
+            counts[status] = counts.get(status, 0) + n
+    return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
 
 
 def count(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *,

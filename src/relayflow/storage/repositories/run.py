@@ -191,16 +191,8 @@ def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
     """Runs by status under the filter. Whole hours come from the rollup (rollup.py),
     whatever the history's size; a contact's runs, and the hours a window starts or ends
     inside, are counted from the runs' own indexes."""
-    window = rollup.whole_hours(f)
-    if window is None:
-        return _count_by_status(session, f)
-    first, end = window
-    counts = {status: n for _, status, n in rollup.count(
-        session, rollup.RUNS, f.workspace_id, equal=_keys(f), first=first, end=end)}
-    for edge in rollup.edges(f, first, end):
-        for status, n in _count_by_status(session, edge).items():
-            counts[status] = counts.get(status, 0) + n
-    return {s: n for s, n in counts.items() if n and (not f.statuses or s in f.statuses)}
+    return rollup.by_status(session, rollup.RUNS, f, _keys(f),
+                            lambda part: _count_by_status(session, part))
 
 
 def _count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
