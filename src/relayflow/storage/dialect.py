@@ -8,7 +8,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Interval, func, literal, literal_column, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    String,
+    func,
+    literal,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -71,3 +80,53 @@ def _column(element: not_indexed, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(not_indexed, "sqlite")
 def _unary_plus(element: not_indexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + str(compiler.process(element.clauses, **kw))
+
+
+class uuid_text(FunctionElement[str]):
+    """A UUID column as its canonical text (`0190c2d4-…`), made by the database: an export
+    writes hundreds of thousands of ids, and a uuid.UUID object per id costs more than the
+    rest of the row. SQLite stores the 32 hex digits; PostgreSQL a native uuid."""
+
+    inherit_cache = True
+    name = "uuid_text"
+    type = String()
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]) -> None:
+        super().__init__(column)
+
+
+@compiles(uuid_text)
+def _uuid_cast(element: uuid_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+@compiles(uuid_text, "sqlite")
+def _uuid_dashes(element: uuid_text, compiler: SQLCompiler, **kw: Any) -> str:
+    hexed = compiler.process(element.clauses, **kw)
+    parts = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+    return " || '-' || ".join(f"substr({hexed}, {at}, {n})" for at, n in parts)
+
+
+class utc_text(FunctionElement[str]):
+    """A UTCDateTime column as ISO 8601 text in UTC with microseconds
+    (`2026-12-07T01:02:03.045678Z`), made by the database for the same reason as uuid_text;
+    `datetime.fromisoformat` reads it back exactly. NULL stays NULL."""
+
+    inherit_cache = True
+    name = "utc_text"
+    type = String()
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]) -> None:
+        super().__init__(column)
+
+
+@compiles(utc_text)
+def _utc_to_char(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
+    stamp = compiler.process(element.clauses, **kw)
+    return f"""to_char({stamp} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+@compiles(utc_text, "sqlite")
+def _utc_stored(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
+    # UTCDateTime stores naive UTC as 'YYYY-MM-DD HH:MM:SS.ffffff' on SQLite.
+    return f"replace({compiler.process(element.clauses, **kw)}, ' ', 'T') || 'Z'"

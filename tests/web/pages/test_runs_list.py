@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from relayflow.config import Settings
 from relayflow.services import contact as contact_service
@@ -19,7 +20,8 @@ from relayflow.services import run as run_service
 from relayflow.services import run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import session_scope
+from relayflow.storage.db import read_scope, session_scope
+from relayflow.storage.models import WorkflowRun
 from relayflow.storage.repositories.run import RunFilter
 from relayflow.web.pages.runs import safe_cell
 from tests.support.seed import Seeded, seed
@@ -317,9 +319,17 @@ class TestCsvExport:
         assert 'href="/runs.csv?status=COMPLETED&amp;workflow=welcome"' in text
 
     def test_keyset_pages_cover_every_run_once(self, runtime: Runtime, workspace, seeded):
-        every = list(run_history.iter_rows(runtime.sessions, page_size=3,
-                                           run_filter=RunFilter(workspace_id=workspace.id)))
-        assert [r.run.id for r in every] == [seeded.runs[n] for n in RUNS]
+        every = list(run_history.export_rows(runtime.sessions, page_size=3,
+                                             run_filter=RunFilter(workspace_id=workspace.id)))
+        assert [r[0] for r in every] == [str(seeded.runs[n]) for n in RUNS]
+        with read_scope(runtime.sessions) as session:  # times made text by the database
+            runs = {str(run.id): run for run in session.scalars(select(WorkflowRun))}
+        for row in every:
+            run = runs[row[0]]
+            assert [datetime.fromisoformat(t) if t else None for t in row[7:10]] == [
+                run.created_at, run.started_at, run.finished_at]
+            assert row[7].endswith("Z")
+            assert len(row[7]) == len("2026-01-02T03:04:05.678901Z")
 
     def test_cells_a_spreadsheet_would_run_are_quoted(self, page_client, runtime, workspace,
                                                       seeded):

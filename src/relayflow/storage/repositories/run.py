@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from relayflow.storage.dialect import not_indexed
+from relayflow.storage.dialect import not_indexed, utc_text, uuid_text
 from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories.rollup import HOUR
@@ -185,6 +185,30 @@ def list_page(
         query = query.where(tuple_(WorkflowRun.created_at, WorkflowRun.id) < before)
     query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit)
     return [_to_row(row) for row in session.execute(query)]
+
+
+ExportRow = tuple[str, str, int, str | None, str | None, str, str, str, str | None, str | None,
+                  str | None, str | None]
+
+
+def export_page(session: Session, f: RunFilter, *, limit: int,
+                before: tuple[datetime, uuid.UUID] | None = None) -> Sequence[ExportRow]:
+    """A page of `list_page`'s runs as plain values, ids and times already text: id,
+    workflow key, version, email, phone, status, trigger, created, started and finished at,
+    current node, error. Only the columns an export shows, and no object per row."""
+    query = _filtered(select(
+        uuid_text(WorkflowRun.id), Workflow.key, WorkflowVersion.number, Contact.email,
+        Contact.phone, WorkflowRun.status, WorkflowRun.trigger_type,
+        utc_text(WorkflowRun.created_at), utc_text(WorkflowRun.started_at),
+        utc_text(WorkflowRun.finished_at), WorkflowRun.current_node, WorkflowRun.error,
+    ).join(Workflow, Workflow.id == WorkflowRun.workflow_id)
+        .join(WorkflowVersion, WorkflowVersion.id == WorkflowRun.version_id)
+        .outerjoin(Contact, Contact.id == WorkflowRun.contact_id), f)
+    if before is not None:
+        query = query.where(tuple_(WorkflowRun.created_at, WorkflowRun.id) < before)
+    query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit)
+    # On the connection, not the session: the ORM adds nothing here but time per row.
+    return typing.cast(Sequence[ExportRow], session.connection().execute(query).all())
 
 
 def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
