@@ -12,7 +12,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# None is stored as SQL NULL, not as the JSON value null: a step with no request or response
+# then costs a bit in the row's null bitmap instead of 9 bytes per column (PostgreSQL), and
+# `IS NULL` finds it. Rows written before keep their JSON nulls; both read back as None.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
