@@ -12,6 +12,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAYFLOW_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./relayflow.db"
+    # A read replica of database_url (PostgreSQL streaming replication), for the history
+    # lists, counts, charts and exports; everything else reads and writes database_url.
+    read_database_url: str | None = None
     # Fernet key (urlsafe base64, 32 bytes). When unset, a key file beside the database is used.
     secret_key: SecretStr | None = None
     secret_key_file: str = "./relayflow.secret"

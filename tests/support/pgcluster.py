@@ -104,3 +104,17 @@ def create() -> Cluster | None:
     cluster.init()
     cluster.start()
     return cluster
+
+
+def replica_of(primary: Cluster) -> Cluster:
+    """A streaming replica of `primary`, started on a port of its own: `pg_basebackup -R`
+    copies the primary and leaves a standby that follows its log (hot standby: it answers
+    reads)."""
+    cluster = Cluster(primary.bin_dir, Path(tempfile.mkdtemp(prefix="relayflow-pg-replica-")))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam(SERVER_USER)
+        os.chown(cluster.root, owner.pw_uid, owner.pw_gid)
+    cluster._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                 "-D", str(cluster.data), "-R", "-X", "stream", "--no-sync")
+    cluster.start()
+    return cluster

@@ -98,12 +98,16 @@ class Runtime:
     cancel_batch_size: int = 500
     # The overall deadline of one provider call (SMTP or HTTP), connect and all reads included.
     provider_timeout_seconds: float = 30.0
+    # Sessions on a read replica (RELAYFLOW_READ_DATABASE_URL) for history reads, or None.
+    replica: sessionmaker[Session] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
+        replica = settings.read_database_url
         return cls(
             sessions=make_sessionmaker(engine),
+            replica=make_sessionmaker(make_engine(replica)) if replica else None,
             cipher=SecretCipher(load_secret_key(settings)),
             base_url=base_url_of(settings),
             delivery_max_attempts=settings.delivery_max_attempts,
@@ -121,6 +125,7 @@ class Runtime:
         return cast(Engine, self.sessions.kw["bind"]).dialect
 
     def dispose(self) -> None:
-        bind = self.sessions.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
+        for sessions in (self.sessions, self.replica):
+            bind = sessions.kw.get("bind") if sessions is not None else None
+            if bind is not None:
+                bind.dispose()

@@ -16,6 +16,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    text,
     type_coerce,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -130,3 +131,21 @@ def _utc_to_char(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
 def _utc_stored(element: utc_text, compiler: SQLCompiler, **kw: Any) -> str:
     # UTCDateTime stores naive UTC as 'YYYY-MM-DD HH:MM:SS.ffffff' on SQLite.
     return f"replace({compiler.process(element.clauses, **kw)}, ' ', 'T') || 'Z'"
+
+
+_LAG = text("""
+    SELECT CASE
+        WHEN NOT pg_is_in_recovery() THEN NULL
+        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+        ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()), 0)
+    END""")
+
+
+def replica_lag(session: Session) -> float | None:
+    """How many seconds the database is behind its primary when it is a streaming replica
+    (PostgreSQL in recovery): 0 once it has replayed all the log it received, else the time
+    since the last transaction it replayed was committed. None on a primary and on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    lag = session.scalar(_LAG)
+    return None if lag is None else max(0.0, float(lag))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from relayflow.config import Settings
@@ -14,9 +17,13 @@ from relayflow.errors import Forbidden, InvalidInput, Unauthorized
 from relayflow.services import auth as auth_service
 from relayflow.services.auth import Principal
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import read_scope, session_scope
+from relayflow.storage.db import is_unavailable, read_scope, session_scope
+from relayflow.storage.dialect import replica_lag
+
+logger = logging.getLogger(__name__)
 
 _WAKE_WORKER = "relayflow.wake_worker"
+
 _bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Bearer rf_….…`")
 
 
@@ -52,6 +59,43 @@ def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
 # scope="function": commit before the response is sent, so a failed commit is answered
 # with an error instead of a success for data that was never written.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_history_session(request: Request, response: Response,
+                        runtime: RuntimeDep) -> Iterator[Session]:
+    """A read transaction for the history lists, counts, charts and exports: on the read
+    replica when RELAYFLOW_READ_DATABASE_URL names one, else on the primary. What must be
+    current (a run's detail, anything after an action) keeps to SessionDep and the primary.
+
+    How far behind the replica is goes into `request.state.replica_lag` (the pages say so
+    when it is more than templating.REPLICA_NOTICE_SECONDS) and the `Replica-Lag` header. A replica
+    that cannot be reached is not an outage: the primary answers, and the header says
+    `unavailable`. `request.state.history_sessions` is whichever was used."""
+    request.state.replica_lag = None
+    request.state.history_sessions = runtime.sessions
+    if runtime.replica is not None:
+        with ExitStack() as replica:
+            try:
+                session = replica.enter_context(read_scope(runtime.replica))
+                lag = replica_lag(session)
+            except DBAPIError as exc:
+                if not is_unavailable(exc):
+                    raise
+                replica.close()
+                logger.warning("the read replica cannot be reached (%s); reading the primary",
+                               type(exc.orig).__name__)
+                response.headers["Replica-Lag"] = "unavailable"
+            else:
+                request.state.replica_lag = lag
+                request.state.history_sessions = runtime.replica
+                response.headers["Replica-Lag"] = f"{lag or 0:.1f}"
+                yield session
+                return
+    with read_scope(runtime.sessions) as session:
+        yield session
+
+
+HistorySessionDep = Annotated[Session, Depends(get_history_session, scope="function")]
 
 
 def wake_worker_after_commit(session: Session) -> None:

@@ -15,6 +15,7 @@ from relayflow.web.api.delivery_schemas import DeliveryDetail, DeliveryList
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import Text
 from relayflow.web.deps import (
+    HistorySessionDep,
     PrincipalDep,
     RuntimeDep,
     SessionDep,
@@ -37,7 +38,7 @@ address that matches nothing gives an empty page, not an error."""
     description=_LIST_HELP, response_model=DeliveryList, responses=errors(401, 422),
 )
 def list_deliveries(
-    session: SessionDep,
+    session: HistorySessionDep,
     principal: PrincipalDep,
     runtime: RuntimeDep,
     settings: SettingsDep,

@@ -9,6 +9,7 @@ from relayflow.services import run as run_service
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import RunCanceled, RunDetail, RunList, RunRetried, Text
 from relayflow.web.deps import (
+    HistorySessionDep,
     PrincipalDep,
     RuntimeDep,
     SessionDep,
@@ -36,7 +37,7 @@ nothing gives an empty page, not an error."""
     responses=errors(401, 422),
 )
 def list_runs(
-    session: SessionDep,
+    session: HistorySessionDep,
     principal: PrincipalDep,
     runtime: RuntimeDep,
     settings: SettingsDep,

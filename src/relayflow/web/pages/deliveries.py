@@ -21,7 +21,13 @@ from relayflow.services import delivery_ops
 from relayflow.services import resend as resend_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.login import Viewer
-from relayflow.web.deps import RuntimeDep, SessionDep, SettingsDep, wake_worker_after_commit
+from relayflow.web.deps import (
+    HistorySessionDep,
+    RuntimeDep,
+    SessionDep,
+    SettingsDep,
+    wake_worker_after_commit,
+)
 from relayflow.web.pages.deps import FormDep, OperatorDep, ViewerDep
 from relayflow.web.pages.templating import render
 
@@ -115,7 +121,7 @@ def _chips(filters: Filters, counts: dict[str, int]) -> list[dict[str, Any]]:
 
 
 @router.get("/delivery-ops", name="deliveries:list")
-def list_page(request: Request, viewer: ViewerDep, session: SessionDep, runtime: RuntimeDep,
+def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
               settings: SettingsDep) -> HTMLResponse:
     filters = Filters.from_params(request.query_params)
     ctx: dict[str, Any] = {

@@ -26,7 +26,7 @@ from relayflow.services import run as run_service
 from relayflow.services import run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.storage.repositories.run import ExportRow
-from relayflow.web.deps import RuntimeDep, SessionDep, SettingsDep
+from relayflow.web.deps import HistorySessionDep, RuntimeDep, SessionDep, SettingsDep
 from relayflow.web.pages import chart
 from relayflow.web.pages.deps import ViewerDep
 from relayflow.web.pages.templating import render
@@ -179,7 +179,7 @@ def _base_context(filters: Filters, zone: tzinfo, zone_name: str,
 
 @router.get("/runs", name="pages:runs")
 def runs_page(
-    request: Request, viewer: ViewerDep, session: SessionDep, runtime: RuntimeDep,
+    request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> Response:
     filters = Filters.from_request(request)
@@ -212,7 +212,7 @@ def _summary_context(filters: Filters, summary: run_history.Summary, zone: tzinf
 
 @router.get("/runs/-/summary", name="pages:runs_summary")
 def runs_summary(
-    request: Request, viewer: ViewerDep, session: SessionDep, runtime: RuntimeDep,
+    request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> Response:
     """The chips and the chart again, for the page's periodic refresh."""
@@ -241,7 +241,7 @@ def run_row(
 
 @router.get("/runs.csv", name="pages:runs_csv")
 def runs_csv(
-    request: Request, viewer: ViewerDep, session: SessionDep, runtime: RuntimeDep,
+    request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
     settings: SettingsDep,
 ) -> Response:
     """Every run the filters match (all pages), streamed as CSV."""
@@ -251,7 +251,7 @@ def runs_csv(
     run_filter = run_service.build_filter(
         session, workspace_id=viewer.workspace_id, query=run_query(filters, zone), now=now,
         phone_region=settings.default_phone_region)
-    rows = run_history.export_rows(runtime.sessions, run_filter=run_filter)
+    rows = run_history.export_rows(request.state.history_sessions, run_filter=run_filter)
     name = f"runs-{viewer.workspace_slug}-{now:%Y%m%d-%H%M%S}.csv"
     return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})

@@ -110,12 +110,20 @@ env.filters.update(time=time_tag, duration=duration, short_id=short_id,
 env.globals.update(static_url=static_url, between=between)
 
 
+# A page read from a read replica further behind than this says so.
+REPLICA_NOTICE_SECONDS = 5.0
+
+
 def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *,
     status_code: int = 200, headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """Render a page; `viewer` (set by the page dependencies) is always in the context."""
-    ctx = {"viewer": getattr(request.state, "viewer", None), **(context or {})}
+    """Render a page; `viewer` (set by the page dependencies) is always in the context, and
+    `replica_behind` (milliseconds) when the page was read from a lagging read replica."""
+    lag = getattr(request.state, "replica_lag", None)
+    behind = lag * 1000 if lag is not None and lag > REPLICA_NOTICE_SECONDS else None
+    ctx = {"viewer": getattr(request.state, "viewer", None), "replica_behind": behind,
+           **(context or {})}
     response = templates.TemplateResponse(request, name, ctx, status_code=status_code,
                                           headers=headers)
     response.headers.setdefault("Cache-Control", "no-store")
