@@ -161,6 +161,35 @@ class TestPrune:
         assert run_of(runtime, recent).status == "RUNNING"
         assert steps_of(runtime, old_done) == []
 
+    def test_dry_run_and_a_workspace_retention(self, cli, runtime):
+        cli("workspace", "create", "acme", "--json")
+        with session_scope(runtime.sessions) as session:
+            ws_id = workspace_service.get_by_slug(session, "acme").id
+        install(runtime, ws_id, {"key": "w", "trigger": {"type": "manual"}, "start": "b",
+                                 "nodes": {"b": {"type": "END"}}})
+        real = runtime.clock
+        runtime.clock = lambda: real() - timedelta(days=40)
+        [old] = start(runtime, ws_id, "w", email="old@example.com")
+        drain(runtime)
+        runtime.clock = real
+
+        assert "as long as prune --older-than says" in cli("workspace", "retention", "acme").stdout
+        dry = cli("prune", "--older-than", "90d", "--dry-run")
+        assert dry.exit_code == 0, dry.stderr
+        assert "would delete 0 runs" in dry.stdout
+        shown = cli("workspace", "retention", "acme", "--days", "30", "--failed-days", "365")
+        assert "keeps its history 30 days, and failures 365 days" in shown.stdout
+        dry = cli("prune", "--dry-run")
+        assert "would delete 1 runs" in dry.stdout
+        assert "acme: 1 runs" in dry.stdout
+        assert run_of(runtime, old).status == "COMPLETED"  # still there
+        assert "deleted 1 runs" in cli("prune").stdout
+        assert cli("workspace", "retention", "acme", "--days", "0").stdout.count(
+            "as long as prune --older-than says") == 1
+        refused = cli("workspace", "retention", "acme", "--days", "-5")
+        assert refused.exit_code == 1
+        assert "retention days must be from 1" in refused.stderr
+
     def test_bad_age_is_refused(self, cli):
         result = cli("prune", "--older-than", "soon")
         assert result.exit_code == 1

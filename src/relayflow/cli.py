@@ -273,17 +273,66 @@ def runs(
 
 @app.command()
 def prune(
-    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 90d.")] = "90d",
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Age, e.g. 90d, for workspaces that set no retention.")] = "90d",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count what would be deleted; delete nothing.")] = False,
 ) -> None:
-    """Delete finished runs and delivery attempts older than the given age."""
+    """Delete finished runs and delivery attempts older than each workspace's retention."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from relayflow.services import retention
 
+    give_way()  # on SQLite, the server's writes go before each of the next batches
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("pruning")
+
+        def show(so_far: retention.Pruned) -> None:
+            verb = "would delete" if dry_run else "deleted"
+            bar.update(task, description=f"{verb} {so_far.runs:,} runs and "
+                                         f"{so_far.attempts:,} delivery attempts")
+
+        try:
+            result = retention.prune(_runtime(), older_than=older_than, dry_run=dry_run,
+                                     progress=show)
+        except RelayflowError as exc:
+            _fail(exc)
+    verb = "would delete" if dry_run else "deleted"
+    for slug, (runs, attempts) in result.by_workspace.items():
+        console.print(f"  {slug}: {runs:,} runs, {attempts:,} delivery attempts")
+    console.print(f"{verb} {result.runs:,} runs and {result.attempts:,} delivery attempts "
+                  f"(finished before {result.cutoff:%Y-%m-%d %H:%M} UTC where a workspace "
+                  "sets no retention of its own)")
+
+
+@workspace_app.command("retention")
+def workspace_retention(
+    slug: str,
+    days: Annotated[int | None, typer.Option(
+        help="Days of history prune keeps; 0: what prune --older-than says.")] = None,
+    failed_days: Annotated[int | None, typer.Option(
+        help="Days failed runs and failed or bounced deliveries are kept; 0: as --days.")
+    ] = None,
+) -> None:
+    """Show, or set, how long the workspace keeps its history."""
+    from relayflow.services import retention
+
+    runtime = _runtime()
     try:
-        result = retention.prune(_runtime(), older_than=older_than)
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            kept, failed = workspace.retention_days, workspace.failed_retention_days
+            if days is not None or failed_days is not None:
+                kept, failed = retention.set_retention(
+                    session, slug=slug, days=kept if days is None else (days or None),
+                    failed_days=failed if failed_days is None else (failed_days or None))
     except RelayflowError as exc:
         _fail(exc)
-    console.print(f"deleted {result.runs} runs and {result.attempts} delivery attempts "
-                  f"from before {result.cutoff:%Y-%m-%d %H:%M} UTC")
+    console.print(f"{slug} keeps its history "
+                  f"{f'{kept} days' if kept else 'as long as prune --older-than says'}, and "
+                  f"failures {f'{failed} days' if failed else 'as long as the rest'}")
 
 
 @app.command("demo")

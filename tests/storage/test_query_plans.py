@@ -27,7 +27,7 @@ from sqlalchemy import Engine, event, insert, text
 
 from relayflow.config import Settings
 from relayflow.services import contact as contact_service
-from relayflow.services import delivery_ops, run_history
+from relayflow.services import delivery_ops, retention, run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.services.run import RunQuery, build_filter
 from relayflow.services.runtime import Runtime, SecretCipher
@@ -235,6 +235,19 @@ def test_the_pages_counts_and_charts_read_through_indexes(planned: Planned, zone
             list(islice(run_history.export_rows(runtime.sessions, run_filter=run_filter,
                                                 page_size=500), 1000))
     assert len(seen) > 20
+    scans = {statement: found for statement, parameters in seen
+             if (found := _scans(engine, statement, parameters))}
+    assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
+
+
+def test_prune_walks_through_indexes(planned: Planned) -> None:
+    """A dry run walks exactly as a prune does (the deletes go by primary key and by the
+    steps' run index)."""
+    engine = _engine(planned.runtime)
+    with _captured(engine) as seen:
+        pruned = retention.prune(planned.runtime, older_than="1d", dry_run=True)
+    assert pruned.attempts > 0
+    assert any("FROM workflow_runs" in statement for statement, _ in seen)
     scans = {statement: found for statement, parameters in seen
              if (found := _scans(engine, statement, parameters))}
     assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())

@@ -53,6 +53,10 @@ class Workspace(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    # Days of history `relayflow prune` keeps (None: what the command is given), and days
+    # it keeps failed runs and failed or bounced deliveries (None: the same).
+    retention_days: Mapped[int | None]
+    failed_retention_days: Mapped[int | None]
 
 
 class Member(Base):

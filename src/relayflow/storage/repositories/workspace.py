@@ -10,6 +10,10 @@ from sqlalchemy.orm import Session
 from relayflow.storage.models import ApiKey, AuditEvent, Member, Workspace
 
 
+def list_all(session: Session) -> list[Workspace]:
+    return list(session.scalars(select(Workspace).order_by(Workspace.slug)))
+
+
 def get_by_slug(session: Session, slug: str) -> Workspace | None:
     return session.scalar(select(Workspace).where(Workspace.slug == slug))
 
