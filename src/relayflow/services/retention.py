@@ -6,13 +6,15 @@ same): failed runs, and failed or bounced deliveries, are often worth keeping lo
 still PENDING or RUNNING and deliveries still QUEUED are never touched.
 
 The walk goes through each workspace's history oldest first along the lists' indexes, in
-batches of BATCH rows, each deleted in its own short transaction: a prune never holds a
-long lock, and on SQLite the server's own writes go first (db.give_way). A dry run walks
+batches of BATCH rows, each deleted in its own short transaction and followed by a rest
+(REST): a prune never holds a long lock nor most of the database's time, and on SQLite the
+server's own writes go first (db.give_way). A dry run walks
 the same way and counts instead.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +29,15 @@ from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.repositories import retention as retention_repo
+from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import workspace as workspace_repo
 from relayflow.storage.repositories.retention import Batch, Cutoffs
 
-BATCH = 500
+BATCH = 200
+# After each batch it deletes, a prune rests this many times as long as the batch took, so
+# that it never holds the database (SQLite's single write lock above all) more than half
+# of the time: the requests and workers beside it keep their pace.
+REST = 1.0
 MAX_RETENTION_DAYS = 36_500
 
 
@@ -102,9 +109,15 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
             with read_scope(sessions) as session:
                 found = batch(session, cutoffs, after=after, limit=BATCH)
         else:
+            started = time.monotonic()
             with session_scope(sessions) as session:
                 found = batch(session, cutoffs, after=after, limit=BATCH)
                 remove(session, found.gone)
+                # The deletes' count changes, folded at once: counts read the changes not
+                # yet folded, and workers may not be running to fold them.
+                rollup.fold(session)
+            if found.gone:
+                time.sleep((time.monotonic() - started) * REST)
         total += len(found.gone)
         counted(len(found.gone))
         after = found.following
