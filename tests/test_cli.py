@@ -188,7 +188,7 @@ class TestPrune:
             "as long as prune --older-than says") == 1
         refused = cli("workspace", "retention", "acme", "--days", "-5")
         assert refused.exit_code == 1
-        assert "retention days must be from 1" in refused.stderr
+        assert "retention days must be a whole number from 1" in refused.stderr
 
     def test_bad_age_is_refused(self, cli):
         result = cli("prune", "--older-than", "soon")

@@ -325,9 +325,12 @@ def workspace_retention(
             workspace = workspace_service.get_by_slug(session, slug)
             kept, failed = workspace.retention_days, workspace.failed_retention_days
             if days is not None or failed_days is not None:
-                kept, failed = retention.set_retention(
-                    session, slug=slug, days=kept if days is None else (days or None),
-                    failed_days=failed if failed_days is None else (failed_days or None))
+                stored = retention.put(
+                    session, workspace_id=workspace.id,
+                    days=kept if days is None else (days or None),
+                    failed_days=failed if failed_days is None else (failed_days or None),
+                    now=runtime.clock(), actor="cli")
+                kept, failed = stored.days, stored.failed_days
     except RelayflowError as exc:
         _fail(exc)
     console.print(f"{slug} keeps its history "

@@ -76,7 +76,8 @@ def _left(runtime: Runtime, model: type, ids: list[uuid.UUID]) -> set[uuid.UUID]
 def _set(runtime: Runtime, workspace: WorkspaceHandle, days: int | None,
          failed_days: int | None) -> None:
     with session_scope(runtime.sessions) as session:
-        retention.set_retention(session, slug=workspace.slug, days=days, failed_days=failed_days)
+        retention.put(session, workspace_id=workspace.id, days=days, failed_days=failed_days,
+                      now=runtime.clock(), actor="test")
 
 
 def test_each_workspace_keeps_its_own_retention_and_failures_longer(
@@ -160,7 +161,8 @@ def test_a_retention_out_of_range_is_refused(runtime: Runtime, workspace: Worksp
 
 def test_an_unknown_workspace_is_refused(runtime: Runtime) -> None:
     with session_scope(runtime.sessions) as session, pytest.raises(NotFound):
-        retention.set_retention(session, slug="nope", days=30, failed_days=None)
+        retention.put(session, workspace_id=uuid.uuid4(), days=30, failed_days=None,
+                      now=runtime.clock())
 
 
 def test_a_bad_age_is_refused_before_anything_is_deleted(runtime: Runtime,

@@ -26,6 +26,7 @@ from relayflow.engine.durations import parse_duration
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import frequency as frequency_service
 from relayflow.services import rate_limit as rate_limit_service
+from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.repositories import retention as retention_repo
@@ -125,16 +126,37 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
             return total
 
 
-def set_retention(session: Session, *, slug: str, days: int | None,
-                  failed_days: int | None) -> tuple[int | None, int | None]:
-    """Set a workspace's retention (days; None: what `prune --older-than` says) and its
-    failures' (None: the same)."""
-    for value, name in ((days, "days"), (failed_days, "failed days")):
-        if value is not None and not 1 <= value <= MAX_RETENTION_DAYS:
-            raise InvalidInput(f"retention {name} must be from 1 to {MAX_RETENTION_DAYS}")
-    workspace = workspace_repo.get_by_slug(session, slug)
-    if workspace is None:
-        raise NotFound(f"no workspace {slug!r}")
-    workspace.retention_days, workspace.failed_retention_days = days, failed_days
-    return days, failed_days
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Days a workspace keeps its history (None: what `prune --older-than` says) and its
+    failures (None: as long as the rest)."""
 
+    days: int | None
+    failed_days: int | None
+
+
+def show(session: Session, *, workspace_id: uuid.UUID) -> Retention:
+    workspace = workspace_repo.get(session, workspace_id)
+    if workspace is None:
+        raise NotFound("no such workspace")
+    return Retention(workspace.retention_days, workspace.failed_retention_days)
+
+
+def put(session: Session, *, workspace_id: uuid.UUID, days: int | None,
+        failed_days: int | None, now: datetime, actor: str = "system") -> Retention:
+    """Validate and set the workspace's retention (audited as `retention.set`)."""
+    problems = [f"retention {name} must be a whole number from 1 to {MAX_RETENTION_DAYS}"
+                for value, name in ((days, "days"), (failed_days, "failed days"))
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                          or not 1 <= value <= MAX_RETENTION_DAYS)]
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    workspace = workspace_repo.get(session, workspace_id)
+    if workspace is None:
+        raise NotFound("no such workspace")
+    workspace.retention_days, workspace.failed_retention_days = days, failed_days
+    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                            action="retention.set", target_type="retention",
+                            target_id="history", now=now,
+                            detail={"days": days, "failed_days": failed_days})
+    return Retention(days, failed_days)

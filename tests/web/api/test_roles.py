@@ -56,6 +56,7 @@ WRITES: dict[tuple[str, str], Case] = {
     ("PUT", "/api/v1/settings/network"): Case(
         "admin", body={"allow": ["127.0.0.1/32", "crm.internal"]}),
     ("PUT", "/api/v1/settings/frequency-caps"): Case("admin", body={"email": 3, "sms": 2}),
+    ("PUT", "/api/v1/settings/retention"): Case("admin", body={"days": 30, "failed_days": 90}),
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),

@@ -13,6 +13,7 @@ from relayflow.web.api import (
     member,
     network,
     provider,
+    retention,
     run,
     secret,
     webhook,
@@ -34,3 +35,4 @@ router.include_router(delivery.router)
 router.include_router(provider.router)
 router.include_router(network.router)
 router.include_router(frequency.router)
+router.include_router(retention.router)

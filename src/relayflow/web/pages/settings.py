@@ -20,6 +20,7 @@ from relayflow.web.pages import (
     settings_limits,
     settings_network,
     settings_providers,
+    settings_retention,
     settings_secrets,
 )
 from relayflow.web.pages.deps import ViewerDep
@@ -27,8 +28,8 @@ from relayflow.web.pages.settings_common import ROLE_RULES, sub_nav
 from relayflow.web.pages.templating import render
 
 router = APIRouter()
-for _module in (settings_providers, settings_secrets, settings_limits, settings_network,
-                settings_access):
+for _module in (settings_providers, settings_secrets, settings_limits, settings_retention,
+                settings_network, settings_access):
     router.include_router(_module.router)
 
 PAGE_SIZE = 50

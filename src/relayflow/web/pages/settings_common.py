@@ -22,6 +22,7 @@ NOTICES = {
     "secret_deleted": "Deleted secret {subject}.",
     "key_revoked": "Revoked API key {subject}: requests with it are refused from now on.",
     "member_added": "Added {subject}. They can sign in with the password you set.",
+    "retention_saved": "Saved the retention. The next prune applies it.",
     "frequency_saved": "Saved the frequency caps ({subject} capped). They apply from the "
                        "next message.",
     "network_saved": "Saved the allow-list ({subject} entries). It applies from the next request.",
@@ -36,6 +37,7 @@ ROLE_RULES = {
     "audit": "Everyone in the workspace can read the audit log.",
     "frequency": "Everyone can see the caps; only admins can change them.",
     "network": "Everyone can see the allow-list; only admins can change it.",
+    "retention": "Everyone can see the retention; only admins can change it.",
 }
 
 
@@ -74,6 +76,7 @@ def sub_nav(viewer: Viewer) -> list[dict[str, str]]:
     if viewer.is_admin:
         items.append({"key": "keys", "label": "API keys", "href": "/settings/keys"})
     items += [{"key": "frequency", "label": "Frequency caps", "href": "/settings/frequency-caps"},
+              {"key": "retention", "label": "Retention", "href": "/settings/retention"},
               {"key": "network", "label": "Network", "href": "/settings/network"},
               {"key": "members", "label": "Members", "href": "/settings/members"},
               {"key": "audit", "label": "Audit log", "href": "/settings/audit"}]
