@@ -8,8 +8,7 @@ still PENDING or RUNNING and deliveries still QUEUED are never touched.
 The walk goes through each workspace's history oldest first along the lists' indexes, in
 batches of BATCH rows, each deleted in its own short transaction and followed by a rest
 (REST): a prune never holds a long lock nor most of the database's time, and on SQLite the
-server's own writes go first (db.give_way). A dry run walks
-the same way and counts instead.
+server's own writes go first (db.give_way). A dry run walks the same way and counts.
 """
 
 from __future__ import annotations

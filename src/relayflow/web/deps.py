@@ -23,7 +23,6 @@ from relayflow.storage.dialect import replica_lag
 logger = logging.getLogger(__name__)
 
 _WAKE_WORKER = "relayflow.wake_worker"
-
 _bearer = HTTPBearer(auto_error=False, description="A workspace API key: `Bearer rf_….…`")
 
 
@@ -68,8 +67,8 @@ def get_history_session(request: Request, response: Response,
     current (a run's detail, anything after an action) keeps to SessionDep and the primary.
 
     How far behind the replica is goes into `request.state.replica_lag` (the pages say so
-    when it is more than templating.REPLICA_NOTICE_SECONDS) and the `Replica-Lag` header. A replica
-    that cannot be reached is not an outage: the primary answers, and the header says
+    past templating.REPLICA_NOTICE_SECONDS) and the `Replica-Lag` header. A replica that
+    cannot be reached is not an outage: the primary answers, and the header says
     `unavailable`. `request.state.history_sessions` is whichever was used."""
     request.state.replica_lag = None
     request.state.history_sessions = runtime.sessions
