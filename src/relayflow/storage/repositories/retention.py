@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
@@ -48,36 +49,43 @@ def runs_batch(session: Session, cutoffs: Cutoffs, *, after: Position | None,
     """The next `limit` runs of the workspace created before the later cutoff, oldest first
     from `after`; those that may go are terminal and finished before their cutoff (a run
     finishes after it is created, so none created later can)."""
-    query = select(WorkflowRun.id, WorkflowRun.created_at, WorkflowRun.status,
-                   WorkflowRun.finished_at).where(
-        WorkflowRun.workspace_id == cutoffs.workspace_id,
-        WorkflowRun.created_at < max(cutoffs.kept, cutoffs.failed))
-    if after is not None:
-        query = query.where(tuple_(WorkflowRun.created_at, WorkflowRun.id) > after)
-    rows = session.execute(
-        query.order_by(WorkflowRun.created_at, WorkflowRun.id).limit(limit)).all()
+    rows = _oldest(session, WorkflowRun, (WorkflowRun.status, WorkflowRun.finished_at),
+                   cutoffs, after=after, limit=limit)
     gone = [run_id for run_id, _, status, finished in rows
             if status in TERMINAL and finished is not None
             and finished < (cutoffs.failed if status == RunStatus.FAILED else cutoffs.kept)]
-    return Batch(gone, (rows[-1][1], rows[-1][0]) if len(rows) == limit else None)
+    return Batch(gone, _following(rows, limit))
 
 
 def attempts_batch(session: Session, cutoffs: Cutoffs, *, after: Position | None,
                    limit: int) -> Batch:
     """Like runs_batch, for delivery attempts: those not still queued, created before
     their cutoff."""
-    query = select(DeliveryAttempt.id, DeliveryAttempt.created_at,
-                   DeliveryAttempt.status).where(
-        DeliveryAttempt.workspace_id == cutoffs.workspace_id,
-        DeliveryAttempt.created_at < max(cutoffs.kept, cutoffs.failed))
-    if after is not None:
-        query = query.where(tuple_(DeliveryAttempt.created_at, DeliveryAttempt.id) > after)
-    rows = session.execute(
-        query.order_by(DeliveryAttempt.created_at, DeliveryAttempt.id).limit(limit)).all()
+    rows = _oldest(session, DeliveryAttempt, (DeliveryAttempt.status,), cutoffs, after=after,
+                   limit=limit)
     gone = [attempt_id for attempt_id, created, status in rows
             if status not in OPEN_ATTEMPTS
             and created < (cutoffs.failed if status in FAILED_ATTEMPTS else cutoffs.kept)]
-    return Batch(gone, (rows[-1][1], rows[-1][0]) if len(rows) == limit else None)
+    return Batch(gone, _following(rows, limit))
+
+
+def _oldest(session: Session, model: type[WorkflowRun] | type[DeliveryAttempt],
+            columns: tuple[Any, ...], cutoffs: Cutoffs, *, after: Position | None,
+            limit: int) -> Sequence[tuple[Any, ...]]:
+    """(id, created_at, *columns) of the workspace's next `limit` rows created before the
+    later cutoff, oldest first after `after`: a range of its (workspace, created_at, id)
+    index."""
+    query = select(model.id, model.created_at, *columns).where(
+        model.workspace_id == cutoffs.workspace_id,
+        model.created_at < max(cutoffs.kept, cutoffs.failed))
+    if after is not None:
+        query = query.where(tuple_(model.created_at, model.id) > after)
+    rows = session.execute(query.order_by(model.created_at, model.id).limit(limit)).all()
+    return cast(Sequence[tuple[Any, ...]], rows)
+
+
+def _following(rows: Sequence[tuple[Any, ...]], limit: int) -> Position | None:
+    return (rows[-1][1], rows[-1][0]) if len(rows) == limit else None
 
 
 def delete_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> None:
