@@ -652,9 +652,11 @@ def reused(target: str) -> tuple[str, dict[str, Any]]:
     directory = Path(target)
     meta = directory / "history.json"
     loaded = json.loads(meta.read_text()) if meta.exists() else {}
-    url = loaded.pop("url", f"sqlite:///{directory / 'history.db'}")
-    if url.startswith("sqlite") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise SystemExit(f"nothing to reuse in {directory}")
+    url = loaded.pop("url", "sqlite:")
+    if url.startswith("sqlite"):  # the file in the directory given (which may be a copy)
+        url = f"sqlite:///{directory.resolve() / 'history.db'}"
+        if not (directory / "history.db").exists():
+            raise SystemExit(f"nothing to reuse in {directory}")
     return url, loaded
 
 
