@@ -240,6 +240,30 @@ def test_the_pages_counts_and_charts_read_through_indexes(planned: Planned, zone
     assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
 
 
+def test_a_run_s_detail_takes_two_queries(planned: Planned) -> None:
+    """Whatever the run holds (steps, attempts, links), its detail is read in two queries:
+    the API key's admission aside."""
+    settings, runtime, workspace, history = (planned.settings, planned.runtime,
+                                             planned.workspace, planned.history)
+    engine = _engine(runtime)
+    statements: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")) and not re.search(
+                r"\b(api_keys|rate_counters)\b", statement):
+            statements.append(statement)
+
+    with TestClient(create_app(settings, runtime=runtime), headers=workspace.headers) as client:
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            detail = client.get(f"/api/v1/runs/{history['run']}")
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["steps"]
+    assert len(statements) <= 2, "\n\n".join(statements)
+
+
 def test_prune_walks_through_indexes(planned: Planned) -> None:
     """A dry run walks exactly as a prune does (the deletes go by primary key and by the
     steps' run index)."""

@@ -21,7 +21,6 @@ from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow, WorkflowRun
 from relayflow.storage.notify import notify
 from relayflow.storage.repositories import contact as contact_repo
-from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
@@ -435,23 +434,28 @@ class Detail:
 
 def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> Detail:
     """A run with its steps and its links both ways: the runs it started or that retry it,
-    and the run that started it or that it retries (None when that run was pruned)."""
-    row = get_row(session, workspace_id=workspace_id, run_id=run_id)
+    and the run that started it or that it retries (None when that run was pruned). Two
+    queries, whatever the run: its family of runs, and its steps with their attempts."""
+    parsed = run_id if isinstance(run_id, uuid.UUID) else parse_id(run_id)
+    family = run_repo.family_rows(session, workspace_id, parsed) if parsed else []
+    rows = {r.run.id: r for r in family}
+    row = rows.get(parsed) if parsed else None
+    if row is None:
+        raise NotFound(f"no run {run_id!s} in this workspace")
     run = row.run
-    linked_runs = [
-        Linked(r, "retry" if r.run.retry_of == run.id else "child")
-        for r in run_repo.linked_rows(session, workspace_id, run.id)
-    ]
-    upstream = run_repo.get_rows(
-        session, workspace_id, [i for i in (run.parent_run_id, run.retry_of) if i is not None])
+    linked_runs = [Linked(r, "retry" if r.run.retry_of == run.id else "child")
+                   for r in family if run.id in (r.run.parent_run_id, r.run.retry_of)]
+    steps: list[RunStep] = []
     attempts: dict[int, list[DeliveryAttempt]] = {}
-    for attempt in delivery_repo.list_for_run(session, workspace_id, run.id):
-        if attempt.step_seq is not None:
-            attempts.setdefault(attempt.step_seq, []).append(attempt)
+    for step, attempt in run_repo.steps_with_attempts(session, workspace_id, run.id):
+        if not steps or steps[-1].id != step.id:
+            steps.append(step)
+        if attempt is not None:
+            attempts.setdefault(step.seq, []).append(attempt)
     return Detail(
-        row, run_repo.steps(session, run.id), linked_runs,
-        parent=upstream.get(run.parent_run_id) if run.parent_run_id else None,
-        original=upstream.get(run.retry_of) if run.retry_of else None,
+        row, steps, linked_runs,
+        parent=rows.get(run.parent_run_id) if run.parent_run_id else None,
+        original=rows.get(run.retry_of) if run.retry_of else None,
         attempts=attempts,
     )
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    and_,
     case,
     cast,
     extract,
@@ -25,10 +26,17 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from relayflow.storage.dialect import not_indexed, utc_text, uuid_text
-from relayflow.storage.models import Contact, RunStep, Workflow, WorkflowRun, WorkflowVersion
+from relayflow.storage.models import (
+    Contact,
+    DeliveryAttempt,
+    RunStep,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories.rollup import HOUR
 
@@ -167,6 +175,41 @@ def linked_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) ->
         .order_by(WorkflowRun.created_at, WorkflowRun.id)
     )
     return [_to_row(row) for row in session.execute(query)]
+
+
+def family_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[RunRow]:
+    """In one query: the run, the runs it started or that retry it, and the run that
+    started it or that it retries; oldest first. Empty when the run is not in the
+    workspace. Each OR term has an index of its own (primary key, parent_run_id,
+    retry_of), which both databases combine."""
+    me = aliased(WorkflowRun)
+    parent = select(me.parent_run_id).where(me.id == run_id).scalar_subquery()
+    original = select(me.retry_of).where(me.id == run_id).scalar_subquery()
+    query = (
+        _rows()
+        .where(not_indexed(WorkflowRun.workspace_id) == workspace_id)
+        .where(or_(WorkflowRun.id == run_id, WorkflowRun.parent_run_id == run_id,
+                   WorkflowRun.retry_of == run_id, WorkflowRun.id == parent,
+                   WorkflowRun.id == original))
+        .order_by(WorkflowRun.created_at, WorkflowRun.id)
+    )
+    return [_to_row(row) for row in session.execute(query)]
+
+
+def steps_with_attempts(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID
+                        ) -> list[tuple[RunStep, DeliveryAttempt | None]]:
+    """In one query: the run's steps in order, each with every delivery attempt of it
+    (a step without one comes once, with None), attempts oldest first."""
+    query = (
+        select(RunStep, DeliveryAttempt)
+        .outerjoin(DeliveryAttempt, and_(
+            DeliveryAttempt.run_id == RunStep.run_id, DeliveryAttempt.step_seq == RunStep.seq,
+            not_indexed(DeliveryAttempt.workspace_id) == workspace_id))
+        .where(RunStep.run_id == run_id)
+        .order_by(RunStep.seq, DeliveryAttempt.created_at, DeliveryAttempt.attempt_number,
+                  DeliveryAttempt.id)
+    )
+    return [(step, attempt) for step, attempt in session.execute(query)]
 
 
 def list_page(
