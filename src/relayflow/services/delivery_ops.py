@@ -17,7 +17,6 @@ from relayflow.storage.ids import parse_id
 from relayflow.storage.models import DeliveryAttempt, RunStep
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import provider_config as provider_repo
-from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunRow
 
@@ -157,18 +156,16 @@ def chain(session: Session, *, workspace_id: uuid.UUID, attempt: DeliveryAttempt
 
 
 def detail(session: Session, *, workspace_id: uuid.UUID, attempt_id: str) -> Detail:
+    """An attempt with its run and step (one query), and its chain of retries and resends
+    (one query a link deep, and one more that finds no further link: two in all for an
+    attempt that was never retried or resent)."""
     parsed = parse_id(attempt_id)
-    row = delivery_repo.get_row(session, workspace_id, parsed) if parsed else None
-    if row is None:
+    found = delivery_repo.get_with_run(session, workspace_id, parsed) if parsed else None
+    if found is None:
         raise NotFound(f"no delivery attempt {attempt_id} in this workspace")
-    attempt = row.attempt
-    run = (run_repo.get_row(session, workspace_id, attempt.run_id)
-           if attempt.run_id is not None else None)
-    step = (delivery_repo.step_of(session, attempt.run_id, attempt.step_seq)
-            if run is not None and attempt.run_id is not None and attempt.step_seq is not None
-            else None)
-    return Detail(row, chain(session, workspace_id=workspace_id, attempt=attempt), run, step)
-
+    row, run, step = found
+    return Detail(row, chain(session, workspace_id=workspace_id, attempt=row.attempt), run,
+                  step)
 
 
 # --- for the delivery ops pages -----------------------------------------------------------

@@ -6,11 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Row, Select, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from relayflow.storage.dialect import not_indexed
-from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow
+from relayflow.storage.models import (
+    Contact,
+    DeliveryAttempt,
+    RunStep,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
 from relayflow.storage.repositories import rollup
+from relayflow.storage.repositories.run import RunRow
 
 
 def get_many(session: Session, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID, DeliveryAttempt]:
@@ -120,10 +128,45 @@ def get_row(session: Session, workspace_id: uuid.UUID, attempt_id: uuid.UUID) ->
     return _to_row(found) if found is not None else None
 
 
+def get_with_run(session: Session, workspace_id: uuid.UUID, attempt_id: uuid.UUID
+                 ) -> tuple[DeliveryRow, RunRow | None, RunStep | None] | None:
+    """In one query: the attempt (as get_row), the run it belongs to in the workspace (as
+    run.get_row; None without one, or when it was pruned) and the step that made it."""
+    run_workflow, run_contact = aliased(Workflow), aliased(Contact)
+    query = (
+        select(DeliveryAttempt, Workflow.key, Contact.email, Contact.phone, WorkflowRun,
+               run_workflow.key, WorkflowVersion.number, run_contact.email,
+               run_contact.phone, RunStep)
+        .outerjoin(Workflow, (Workflow.id == DeliveryAttempt.workflow_id)
+                   & (Workflow.workspace_id == DeliveryAttempt.workspace_id))
+        .outerjoin(Contact, (Contact.id == DeliveryAttempt.contact_id)
+                   & (Contact.workspace_id == DeliveryAttempt.workspace_id))
+        .outerjoin(WorkflowRun, (WorkflowRun.id == DeliveryAttempt.run_id)
+                   & (WorkflowRun.workspace_id == DeliveryAttempt.workspace_id))
+        .outerjoin(run_workflow, run_workflow.id == WorkflowRun.workflow_id)
+        .outerjoin(WorkflowVersion, WorkflowVersion.id == WorkflowRun.version_id)
+        .outerjoin(run_contact, run_contact.id == WorkflowRun.contact_id)
+        .outerjoin(RunStep, (RunStep.run_id == WorkflowRun.id)
+                   & (RunStep.seq == DeliveryAttempt.step_seq))
+        .where(DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.id == attempt_id)
+    )
+    found = session.execute(query).first()
+    if found is None:
+        return None
+    attempt, key, email, phone, run, run_key, number, run_email, run_phone, step = found
+    run_row = (RunRow(run, run_key, number, run_email, run_phone)
+               if run is not None else None)
+    return DeliveryRow(attempt, key, email, phone), run_row, step
+
+
 def linked(
     session: Session, workspace_id: uuid.UUID, attempts: Sequence[DeliveryAttempt]
 ) -> list[DeliveryAttempt]:
-    """Attempts one `retry_of` / `resend_of` link away from any of `attempts`, either way."""
+    """Attempts one `retry_of` / `resend_of` link away from any of `attempts`, either way.
+
+    One round of a walk rather than one recursive query: PostgreSQL plans a recursive join
+    on these OR'ed links as a scan of every attempt, while each round's literal ids go
+    through the primary key and the two partial link indexes."""
     ids = [a.id for a in attempts]
     parents = [p for a in attempts for p in (a.retry_of, a.resend_of) if p is not None]
     query = select(DeliveryAttempt).where(
@@ -132,22 +175,6 @@ def linked(
             DeliveryAttempt.resend_of.in_(ids)),
     )
     return list(session.scalars(query))
-
-
-def list_for_run(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[
-    DeliveryAttempt
-]:
-    """Every attempt of a run's steps, oldest first (uses the run_id index)."""
-    return list(session.scalars(
-        select(DeliveryAttempt)
-        .where(not_indexed(DeliveryAttempt.workspace_id) == workspace_id,
-               DeliveryAttempt.run_id == run_id)
-        .order_by(DeliveryAttempt.created_at, DeliveryAttempt.attempt_number, DeliveryAttempt.id)
-    ))
-
-
-def step_of(session: Session, run_id: uuid.UUID, seq: int) -> RunStep | None:
-    return session.scalar(select(RunStep).where(RunStep.run_id == run_id, RunStep.seq == seq))
 
 
 def list_page_newer(

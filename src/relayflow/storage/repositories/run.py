@@ -166,17 +166,6 @@ def get_row(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> Run
     return _to_row(found) if found is not None else None
 
 
-def linked_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[RunRow]:
-    """Like `linked`, with the workflow key and version number of each run."""
-    query = (
-        _rows()
-        .where(not_indexed(WorkflowRun.workspace_id) == workspace_id)
-        .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
-        .order_by(WorkflowRun.created_at, WorkflowRun.id)
-    )
-    return [_to_row(row) for row in session.execute(query)]
-
-
 def family_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[RunRow]:
     """In one query: the run, the runs it started or that retry it, and the run that
     started it or that it retries; oldest first. Empty when the run is not in the
@@ -270,16 +259,6 @@ def _count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
 
 def _keys(f: RunFilter) -> dict[str, object]:
     return {} if f.workflow_id is None else {"workflow_id": f.workflow_id}
-
-
-def get_rows(session: Session, workspace_id: uuid.UUID, run_ids: Sequence[uuid.UUID]) -> dict[
-    uuid.UUID, RunRow
-]:
-    if not run_ids:
-        return {}
-    query = _rows().where(WorkflowRun.workspace_id == workspace_id,
-                          WorkflowRun.id.in_(list(run_ids)))
-    return {row.run.id: row for row in map(_to_row, session.execute(query))}
 
 
 def count_children(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> int:
