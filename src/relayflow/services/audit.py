@@ -35,6 +35,7 @@ ACTIONS = {
     "contact.unsubscribe": "a contact unsubscribed",
     "network.set": "the workspace's network allow-list was replaced",
     "frequency.set": "the workspace's per-contact frequency caps were replaced",
+    "retention.set": "how long the workspace keeps its history was changed",
 }
 
 
