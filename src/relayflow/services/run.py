@@ -460,14 +460,6 @@ def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID
     )
 
 
-def steps(session: Session, run: WorkflowRun) -> list[RunStep]:
-    return run_repo.steps(session, run.id)
-
-
-def linked(session: Session, run: WorkflowRun) -> list[WorkflowRun]:
-    return run_repo.linked(session, run.workspace_id, run.id)
-
-
 def waiting(run: WorkflowRun) -> tuple[str, datetime] | None:
     """(WAIT node, wake-up time) while a RUNNING run is parked; None otherwise."""
     if run.status == "RUNNING" and run.wake_at is not None and run.current_node:

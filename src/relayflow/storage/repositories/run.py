@@ -118,11 +118,6 @@ def count_duplicate(session: Session, run_id: uuid.UUID) -> None:
     )
 
 
-def steps(session: Session, run_id: uuid.UUID) -> list[RunStep]:
-    return list(session.scalars(select(RunStep).where(RunStep.run_id == run_id)
-                                .order_by(RunStep.seq)))
-
-
 def steps_of(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[RunStep]]:
     out: dict[uuid.UUID, list[RunStep]] = {r: [] for r in run_ids}
     query = select(RunStep).where(RunStep.run_id.in_(run_ids)).order_by(RunStep.seq)
@@ -266,18 +261,6 @@ def count_children(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID)
     query = select(func.count()).select_from(WorkflowRun).where(
         WorkflowRun.workspace_id == workspace_id, WorkflowRun.parent_run_id == run_id)
     return int(session.scalar(query) or 0)
-
-
-def linked(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) -> list[WorkflowRun]:
-    """Child runs (parent_run_id) and retries (retry_of) of a run."""
-    return list(
-        session.scalars(
-            select(WorkflowRun)
-            .where(not_indexed(WorkflowRun.workspace_id) == workspace_id)
-            .where(or_(WorkflowRun.parent_run_id == run_id, WorkflowRun.retry_of == run_id))
-            .order_by(WorkflowRun.created_at)
-        )
-    )
 
 
 def cancel_open_steps(session: Session, run_id: uuid.UUID, now: datetime) -> None:
