@@ -84,7 +84,9 @@ from relayflow.services import callback, run_history
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime, SecretCipher
+from relayflow.storage import partitions
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
+from relayflow.storage.ids import id_at
 from relayflow.storage.models import (
     AuditEvent,
     Base,
@@ -471,12 +473,6 @@ def capture(engine: Engine, made: list[Made]) -> tuple[list[Template], dict[bool
 # --- the load -------------------------------------------------------------------------
 
 
-def uuid7_at(at: datetime, rng: random.Random) -> uuid.UUID:
-    bits = rng.getrandbits(74)
-    return uuid.UUID(int=(int(at.timestamp() * 1000) << 80) | (0x7 << 76)
-                     | ((bits >> 62) << 64) | (0b10 << 62) | (bits & ((1 << 62) - 1)))
-
-
 class Writer:
     """Inserts rows in big transactions: executemany on SQLite, COPY on PostgreSQL."""
 
@@ -515,7 +511,7 @@ def load_contacts(writer: Writer, bases: dict[bool, ContactTemplate], count: int
         at = start - timedelta(days=30) * (1 - (n + rng.random()) / count)
         base = bases[rng.random() < 0.7]
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        new = uuid7_at(at, rng)
+        new = id_at(at, rng)
         swap = Swap({base.row.key: new}, at - base.created,
                     f"{first}.{last}{n}@{rng.choice(DOMAINS)}",
                     phone_of(n) if base is bases[True] else None, first.title(), "")
@@ -558,7 +554,7 @@ def load_runs(writer: Writer, templates: list[Template], pool: list[tuple[uuid.U
         t = templates[index]
         contact_id, c = pool[rng.choice(with_phone) if t.uses_phone else rng.randrange(len(pool))]
         delta = created - t.created
-        ids = {old: uuid7_at(at + delta, rng) for old, at in t.times.items()}
+        ids = {old: id_at(at + delta, rng) for old, at in t.times.items()}
         ids[t.contact] = contact_id
         swap = Swap(ids, delta, c.email, c.phone, c.first, f"ORD-{i:07d}")
         for row in t.rows:
@@ -672,6 +668,8 @@ def build(relayflow: Relayflow, url: str, runs: int) -> tuple[dict[str, Any], st
         assert workspace_id is not None
         templates, bases = capture(engine, make_runs(url, workspace_id))
         rng, now, writer = random.Random(7), datetime.now(UTC), Writer(engine)
+        with engine.begin() as conn:  # PostgreSQL: the months the history spans
+            partitions.ensure(conn, now - WINDOW, now)
         started = time.perf_counter()
         with Progress(TextColumn("{task.description:8}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),

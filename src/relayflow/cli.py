@@ -300,6 +300,10 @@ def prune(
         except RelayflowError as exc:
             _fail(exc)
     verb = "would delete" if dry_run else "deleted"
+    for month in result.months:
+        console.print(f"  {'would drop' if dry_run else 'dropped'} {month.partition}"
+                      + ("" if month.rows is None else
+                         f": {month.rows:,} rows in {month.seconds or 0:.1f} s"))
     for slug, (runs, attempts) in result.by_workspace.items():
         console.print(f"  {slug}: {runs:,} runs, {attempts:,} delivery attempts")
     console.print(f"{verb} {result.runs:,} runs and {result.attempts:,} delivery attempts "

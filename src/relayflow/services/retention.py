@@ -5,20 +5,25 @@ age the command is given) and its failures for their own (failed_retention_days,
 same): failed runs, and failed or bounced deliveries, are often worth keeping longer. Runs
 still PENDING or RUNNING and deliveries still QUEUED are never touched.
 
-The walk goes through each workspace's history oldest first along the lists' indexes, in
-batches of BATCH rows, each deleted in its own short transaction and followed by a rest
-(REST): a prune never holds a long lock nor most of the database's time, and on SQLite the
-server's own writes go first (db.give_way). A dry run walks the same way and counts.
+On PostgreSQL, a month whose partitions hold nothing to keep leaves first, whole
+(storage/repositories/retention.drop_month): three tables dropped, whatever their size.
+The rest goes in batches: the walk goes through each workspace's history oldest first
+along the lists' indexes, in batches of BATCH rows, each deleted in its own short
+transaction and followed by a rest (REST): a prune never holds a long lock nor most of the
+database's time, and on SQLite the server's own writes go first (db.give_way). A dry run
+walks the same way and counts, and names the months that would go whole.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from relayflow.engine.durations import parse_duration
@@ -27,11 +32,14 @@ from relayflow.services import frequency as frequency_service
 from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
-from relayflow.storage.db import read_scope, session_scope
+from relayflow.storage import partitions
+from relayflow.storage.db import is_lock_timeout, read_scope, session_scope
 from relayflow.storage.repositories import retention as retention_repo
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import workspace as workspace_repo
 from relayflow.storage.repositories.retention import Batch, Cutoffs
+
+log = logging.getLogger(__name__)
 
 BATCH = 200
 # After each batch it deletes, a prune rests this many times as long as the batch took, so
@@ -39,6 +47,10 @@ BATCH = 200
 # of the time: the requests and workers beside it keep their pace.
 REST = 1.0
 MAX_RETENTION_DAYS = 36_500
+# A month's drop that cannot get its locks (a long read holds the table) is tried again
+# this many times, DROP_PAUSE seconds apart; then its rows go in batches.
+DROP_TRIES = 5
+DROP_PAUSE = 2.0
 
 
 @dataclass(slots=True)
@@ -49,6 +61,15 @@ class Pruned:
     attempts: int = 0
     # slug -> (runs, attempts), for each workspace that had something to prune
     by_workspace: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # PostgreSQL: the partitions dropped whole (or, in a dry run, that would be)
+    months: list[Dropped] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    partition: str
+    rows: int | None = None  # None in a dry run
+    seconds: float | None = None
 
 
 def prune(runtime: Runtime, *, older_than: str, dry_run: bool = False,
@@ -70,15 +91,71 @@ def prune(runtime: Runtime, *, older_than: str, dry_run: bool = False,
         with session_scope(runtime.sessions) as session:  # counters whose window has passed
             rate_limit_service.prune(session, now=now)
             frequency_service.forget_old(session, now=now)
+            partitions.ensure_ahead(session.connection())
+    slugs = {cutoffs.workspace_id: slug for slug, cutoffs in workspaces}
+    every = [cutoffs for _, cutoffs in workspaces]
+    for table in ("workflow_runs", "delivery_attempts"):
+        _drop_months(runtime.sessions, table, every, slugs, result, progress)
     for slug, cutoffs in workspaces:
         runs = _walk(runtime.sessions, cutoffs, retention_repo.runs_batch,
                      retention_repo.delete_runs, dry_run, lambda n: _add(result, n, 0, progress))
         attempts = _walk(runtime.sessions, cutoffs, retention_repo.attempts_batch,
                          retention_repo.delete_attempts, dry_run,
                          lambda n: _add(result, 0, n, progress))
-        if runs or attempts:
-            result.by_workspace[slug] = (runs, attempts)
+        _tally(result, slug, runs, attempts)
     return result
+
+
+def _drop_months(sessions: sessionmaker[Session], table: str, every: list[Cutoffs],
+                 slugs: dict[uuid.UUID, str], result: Pruned,
+                 progress: Callable[[Pruned], None] | None) -> None:
+    """Drop (or in a dry run, name) the months of `table` that may go whole."""
+    with read_scope(sessions) as session:
+        found = retention_repo.months_to_drop(session, table, every)
+    for month in found:
+        name = partitions.name(table, month)
+        if result.dry_run:
+            result.months.append(Dropped(name))
+            continue
+        started = time.monotonic()
+        gone = _drop(sessions, table, month, every)
+        if gone is None:
+            continue
+        result.months.append(Dropped(name, sum(gone.values()), time.monotonic() - started))
+        for workspace_id, n in gone.items():
+            runs, attempts = (n, 0) if table == "workflow_runs" else (0, n)
+            _tally(result, slugs.get(workspace_id, str(workspace_id)), runs, attempts)
+            _add(result, runs, attempts, progress)
+
+
+def _drop(sessions: sessionmaker[Session], table: str, month: date,
+          every: list[Cutoffs]) -> dict[uuid.UUID, int] | None:
+    for _ in range(DROP_TRIES):
+        try:
+            with session_scope(sessions) as session:
+                return retention_repo.drop_month(session, table, month, every)
+        except DBAPIError as exc:
+            if not is_lock_timeout(exc):
+                raise
+        time.sleep(DROP_PAUSE)
+    log.warning("%s not dropped: its locks were not granted in %d tries; its rows go in "
+                "batches", partitions.name(table, month), DROP_TRIES)
+    return None
+
+
+def _tally(result: Pruned, slug: str, runs: int, attempts: int) -> None:
+    if runs or attempts:
+        before = result.by_workspace.get(slug, (0, 0))
+        result.by_workspace[slug] = (before[0] + runs, before[1] + attempts)
+
+
+def make_months(sessions: sessionmaker[Session]) -> list[str]:
+    """PostgreSQL: make the partitions of this month and the next ones that are missing
+    (storage/partitions.py); their names. Workers call it once an hour."""
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        return []
+    with session_scope(sessions) as session:
+        return partitions.ensure_ahead(session.connection())
 
 
 def cutoffs_of(workspace_id: uuid.UUID, retention_days: int | None,

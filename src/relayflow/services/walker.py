@@ -173,8 +173,8 @@ class RunWalker:
         last = steps[-1] if steps else None
         if last is not None and last.status == "WAITING":
             self.writes.step_updates.append({
-                "id": last.id, "status": "COMPLETED", "finished_at": now,
-                "duration_ms": _ms(last.started_at, now),
+                "id": last.id, "run_id": self.run.id, "status": "COMPLETED",
+                "finished_at": now, "duration_ms": _ms(last.started_at, now),
             })
             self.ctx.steps[last.node_id] = dict(last.output or {})
             nxt = str((last.output or {})["next"])
@@ -291,7 +291,8 @@ class RunWalker:
         now = self.ctx.now
         self.writes.step_updates.append({
             "response": response,
-            "id": step_id, "status": "FAILED" if isinstance(outcome, Fail) else "COMPLETED",
+            "id": step_id, "run_id": self.run.id,
+            "status": "FAILED" if isinstance(outcome, Fail) else "COMPLETED",
             "finished_at": now, "duration_ms": _ms(started, now),
             "output": dict(getattr(outcome, "output", {}) or {}),
             "branch": getattr(outcome, "branch", None),
@@ -333,7 +334,8 @@ class RunWalker:
         retry_id = new_id()
         self.writes.new_attempts.append(
             delivery_service.retry_row(previous=attempt, new_id=retry_id, now=now))
-        self.writes.step_updates.append({"id": flight.step_id, "delivery_attempt_id": retry_id})
+        self.writes.step_updates.append({"id": flight.step_id, "run_id": self.run.id,
+                                         "delivery_attempt_id": retry_id})
         self._set_run(current_node=flight.node_id, wake_at=due)
         self.writes.job, self.writes.due_at = "park", due
         self.node_id = None

@@ -105,6 +105,12 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(state, str) and state.startswith("40")
 
 
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when PostgreSQL gave up waiting for a lock (lock_timeout: SQLSTATE 55P03)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(cause, "sqlstate", None) == "55P03"
+
+
 # One SQLite file has one writer at a time. Left to SQLite, a writer that finds the file
 # locked sleeps in its busy handler (1, 2, 5 … 100 ms between tries) and is not told when the
 # lock is free, so under load most of a transaction's time is spent asleep, and a process

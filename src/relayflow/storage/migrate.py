@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Integer, MetaData
 from sqlalchemy.types import TypeEngine
 
+from relayflow.storage import partitions
 from relayflow.storage.db import make_engine, normalize_url
 from relayflow.storage.models import Base
 
@@ -77,12 +78,27 @@ def drift(url: str, metadata: MetaData = Base.metadata) -> list[str]:
 
     The custom types of storage/types.py need no special handling: Alembic compares a
     TypeDecorator through its implementation (UTCDateTime as timestamptz) and a variant
-    through the dialect's type (JSONType as JSONB on PostgreSQL)."""
+    through the dialect's type (JSONType as JSONB on PostgreSQL).
+
+    PostgreSQL's partitions (storage/partitions.py) are left out: the models declare the
+    partitioned tables, and each partition, with the foreign keys PostgreSQL makes to it,
+    is a copy of its table's definition."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
+            split = partitions.partition_names(conn)
+
+            def declared(item: Any, name: str | None, kind: str, reflected: bool,
+                         _: Any) -> bool:
+                if kind == "table":
+                    return name not in split
+                if kind == "foreign_key_constraint" and reflected:
+                    return str(item.referred_table.name) not in split
+                return True
+
             context = MigrationContext.configure(
-                conn, opts={"compare_type": _compare_type, "compare_server_default": True})
+                conn, opts={"compare_type": _compare_type, "compare_server_default": True,
+                            "include_object": declared})
             return [_describe(item) for item in compare_metadata(context, metadata)]
     finally:
         engine.dispose()

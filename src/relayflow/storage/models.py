@@ -141,9 +141,12 @@ class WorkflowVersion(Base):
 
 
 class WorkflowRun(Base):
+    """On PostgreSQL partitioned by month of id (storage/partitions.py); so are steps (by
+    their run's id) and delivery attempts. A unique constraint there must hold the id, so
+    the uniqueness of idempotency keys lives in run_keys."""
+
     __tablename__ = "workflow_runs"
     __table_args__ = (
-        UniqueConstraint("workflow_id", "idempotency_key"),
         Index("ix_runs_ws_created", "workspace_id", "created_at", "id"),
         Index("ix_runs_ws_status_created", "workspace_id", "status", "created_at", "id"),
         Index("ix_runs_ws_workflow_created", "workspace_id", "workflow_id", "created_at", "id"),
@@ -172,7 +175,22 @@ class WorkflowRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class RunKey(Base):
+    """The run opened under each (workflow, idempotency key): what makes a key open one run
+    only, whatever the database (a partitioned table can hold no unique key but its
+    partitions'). Goes with its run."""
+
+    __tablename__ = "run_keys"
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workflow_runs.id", ondelete="CASCADE"), index=True)
+
+
 class RunStep(Base):
+    """On PostgreSQL the table's key is (run_id, seq): a partitioned table's keys must hold
+    the column it is split by, and no query finds a step by its id alone."""
+
     __tablename__ = "run_steps"
     __table_args__ = (UniqueConstraint("run_id", "seq"),)
     id: Mapped[uuid.UUID] = _id()

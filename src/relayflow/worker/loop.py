@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from relayflow.config import Settings
 from relayflow.faults import crash_point
 from relayflow.services import resend as resend_service
+from relayflow.services import retention as retention_service
 from relayflow.services import run_history, walk
 from relayflow.services import schedule as schedule_service
 from relayflow.services import workers as workers_service
@@ -48,6 +49,9 @@ LANES = 2
 # (services/run_history.fold_counts): counts are exact without it, and cheaper to read
 # the fewer changes wait.
 FOLD_SECONDS = 1.0
+# How often a worker makes the partitions of the coming months (PostgreSQL,
+# services/retention.make_months).
+PARTITIONS_SECONDS = 3600.0
 # Changes folded between two vacuums of the changes tables (PostgreSQL, rollup.vacuum).
 VACUUM_AFTER = 20_000
 
@@ -96,6 +100,7 @@ class Worker:
         self._next_schedule = 0.0  # time.monotonic() of the next schedule check
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self._next_fold = 0.0  # and of the next fold of run counts
+        self._next_partitions = 0.0  # and of the next look at the coming months' partitions
         self._folded = 0  # count changes folded since the last vacuum
         self.outage = Outage()
         # The batch's effects run here side by side (see services/effects.py); with a
@@ -178,6 +183,21 @@ class Worker:
         self.outage.end()
         return folded
 
+    def partitions_once(self) -> list[str]:
+        """Make the coming months' partitions, if PARTITIONS_SECONDS have passed since the
+        last look; the partitions made."""
+        if time.monotonic() < self._next_partitions:
+            return []
+        self._next_partitions = time.monotonic() + PARTITIONS_SECONDS
+        try:
+            made = retention_service.make_months(self.runtime.sessions)
+        except Exception as exc:  # tried again at the next look; inserts never need them
+            self._report(exc, "partition upkeep", doing="making partitions")
+            return []
+        if made:
+            log.info("made partitions %s", ", ".join(made))
+        return made
+
     def _idle_seconds(self) -> float:
         """The poll wait, cut short when a schedule check falls due sooner."""
         until_schedule = max(0.0, self._next_schedule - time.monotonic())
@@ -218,6 +238,7 @@ class Worker:
         while not self.stop_event.is_set():
             self.schedule_once()
             self.fold_once()
+            self.partitions_once()
             try:
                 claimed = self.run_once() + resend_service.send_queued(
                     self.runtime, lease_seconds=self.settings.lease_seconds)

@@ -121,6 +121,32 @@ def fold(session: Session, *, limit: int = FOLD_BATCH) -> int:
     return folded
 
 
+# How the triggers (migrations 0011 and 0012) file a row: its hour, and its workflow.
+_HOUR = "(floor(extract(epoch FROM created_at) / 3600) * 3600)::bigint"
+_SOURCE = {"workflow_id": f"COALESCE(workflow_id, '{NO_WORKFLOW}'::uuid)", "channel": "channel"}
+
+
+def subtract(session: Session, rollup: Rollup, source: str) -> dict[uuid.UUID, int]:
+    """PostgreSQL: take every row of the table `source` (a partition about to be dropped,
+    which fires no trigger) out of the rollup; how many went, by workspace. The changes
+    not folded yet need nothing: a count adds them to the rollup, and the rows they count
+    are counted out here as they are now. Rollup rows left at zero are deleted, under the
+    fold's lock, so that no fold adds to one meanwhile."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})
+    keys = ", ".join(f"{_SOURCE[key]} AS {key}" for key in rollup.keys)
+    grouped = ", ".join(str(n) for n in range(1, len(rollup.keys) + 4))
+    gone = session.execute(text(f"""
+        WITH gone AS (
+            SELECT workspace_id, {keys}, {_HOUR} AS hour, status, -count(*) AS n
+            FROM {source} GROUP BY {grouped}
+        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM gone")}
+        ), totals AS ({_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM gone")}
+        ) SELECT workspace_id, -sum(n) FROM gone GROUP BY workspace_id""")).all()  # nosec B608
+    for table in (rollup.detail, rollup.totals):
+        session.execute(text(f"DELETE FROM {table} WHERE {rollup.measure} = 0"))  # nosec B608
+    return {workspace_id: int(n) for workspace_id, n in gone}
+
+
 def vacuum(engine: Engine) -> None:
     """PostgreSQL: reclaim the changes tables' deleted rows. A fold deletes every row it
     moves, and a count reads the changes tables whole, dead rows included until a vacuum:

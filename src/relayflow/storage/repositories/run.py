@@ -32,6 +32,7 @@ from relayflow.storage.dialect import not_indexed, utc_text, uuid_text
 from relayflow.storage.models import (
     Contact,
     DeliveryAttempt,
+    RunKey,
     RunStep,
     Workflow,
     WorkflowRun,
@@ -62,14 +63,20 @@ class RunRow:
 
 _RUNS = typing.cast(Table, WorkflowRun.__table__)
 _STEPS = typing.cast(Table, RunStep.__table__)
+_KEYS = typing.cast(Table, RunKey.__table__)
 
 
 def add_new(session: Session, *, runs: list[dict[str, object]],
             steps: list[dict[str, object]]) -> None:
     """Insert new runs and their first steps, as plain rows (Core, not the ORM's unit of
-    work: several times faster for a run's few columns)."""
+    work: several times faster for a run's few columns), and the idempotency keys of those
+    that have one (a key taken already fails the insert with an IntegrityError)."""
     if runs:
         session.execute(insert(_RUNS), runs)
+        keys = [{"workflow_id": r["workflow_id"], "idempotency_key": r["idempotency_key"],
+                 "run_id": r["id"]} for r in runs if r.get("idempotency_key") is not None]
+        if keys:
+            session.execute(insert(_KEYS), keys)
     if steps:
         session.execute(insert(_STEPS), steps)
 
@@ -89,8 +96,8 @@ def find_by_idempotency_key(
     session: Session, workflow_id: uuid.UUID, key: str
 ) -> WorkflowRun | None:
     return session.scalar(
-        select(WorkflowRun).where(WorkflowRun.workflow_id == workflow_id,
-                                  WorkflowRun.idempotency_key == key)
+        select(WorkflowRun).join(RunKey, RunKey.run_id == WorkflowRun.id)
+        .where(RunKey.workflow_id == workflow_id, RunKey.idempotency_key == key)
     )
 
 
@@ -103,8 +110,8 @@ def find_by_idempotency_keys(
         by_workflow.setdefault(workflow_id, set()).add(key)
     if not by_workflow:
         return {}
-    query = select(WorkflowRun).where(or_(*(
-        (WorkflowRun.workflow_id == workflow_id) & WorkflowRun.idempotency_key.in_(sorted(found))
+    query = select(WorkflowRun).join(RunKey, RunKey.run_id == WorkflowRun.id).where(or_(*(
+        (RunKey.workflow_id == workflow_id) & RunKey.idempotency_key.in_(sorted(found))
         for workflow_id, found in by_workflow.items())))
     return {(run.workflow_id, run.idempotency_key or ""): run for run in session.scalars(query)}
 

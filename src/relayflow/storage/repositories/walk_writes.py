@@ -73,7 +73,7 @@ def prepare(dialect: Dialect, writes: BatchWrites) -> Prepared:
     for rows, table in ((writes.step_updates, _STEPS), (writes.attempt_updates, _ATTEMPTS),
                         (writes.run_updates, _RUNS)):
         for group in _by_keys(rows):
-            statements.append(_bound(dialect, _update_by_id(table), _keyed(group)))
+            statements.append(_bound(dialect, _update_by_id(table), _keyed(table, group)))
     return Prepared(writes, statements)
 
 
@@ -143,13 +143,18 @@ def _insert_into(table: Table) -> Insert:
 @functools.cache
 def _update_by_id(table: Table) -> Update:
     """UPDATE table SET <the columns each row names> WHERE id = :row_id, run once per row
-    (executemany). Core, not the ORM's bulk UPDATE by primary key, which took twice the
-    CPU for the same SQL."""
-    return update(table).where(table.c.id == bindparam("row_id"))
+    (executemany); a step also by its run's id (:row_run_id), which on PostgreSQL names
+    its partition (storage/partitions.py), where the step table has no index on id alone.
+    Core, not the ORM's bulk UPDATE by primary key, which took twice the CPU for the same
+    SQL."""
+    where = table.c.id == bindparam("row_id")
+    if table is _STEPS:
+        where = (table.c.run_id == bindparam("row_run_id")) & where
+    return update(table).where(where)
 
 
-def _keyed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as the statement's parameters: the id under the name WHERE binds (every
+def _keyed(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the statement's parameters: the ids under the names WHERE binds (every
     other key is a column to SET)."""
-    return [{"row_id" if key == "id" else key: value for key, value in row.items()}
-            for row in rows]
+    names = {"id": "row_id", **({"run_id": "row_run_id"} if table is _STEPS else {})}
+    return [{names.get(key, key): value for key, value in row.items()} for row in rows]
