@@ -13,7 +13,7 @@ def new_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid7().bytes)
 
 
-def id_at(at: datetime, rng: random.Random | random.SystemRandom | None = None) -> uuid.UUID:
+def id_at(at: datetime, rng: random.Random | None = None) -> uuid.UUID:
     """A UUIDv7 as made at `at` (a history loaded after the fact: its ids name their month,
     as the product's own do, storage/partitions.py)."""
     bits = (rng or _RANDOM).getrandbits(74)

@@ -188,8 +188,9 @@ class RunKey(Base):
 
 
 class RunStep(Base):
-    """On PostgreSQL the table's key is (run_id, seq): a partitioned table's keys must hold
-    the column it is split by, and no query finds a step by its id alone."""
+    """On PostgreSQL the table has no primary key, only its unique (run_id, seq): a
+    partitioned table's keys must hold the column it is split by, and no query finds a
+    step by its id alone. The id stays the ORM's identity."""
 
     __tablename__ = "run_steps"
     __table_args__ = (UniqueConstraint("run_id", "seq"),)
