@@ -60,7 +60,8 @@ def test_a_capped_message_takes_its_place_only_once_its_step_is_committed(
 
     def reserve_after_checking(runtime_, **kwargs):
         with read_scope(runtime_.sessions) as session:
-            keys_committed.append(session.get(RunStep, kwargs["key"]) is not None)
+            keys_committed.append(session.scalar(
+                select(RunStep.seq).where(RunStep.id == kwargs["key"])) is not None)
         return reserve(runtime_, **kwargs)
 
     monkeypatch.setattr(frequency_service, "reserve", reserve_after_checking)

@@ -53,8 +53,8 @@ def test_prepared_rows_read_back_as_written(runtime: Runtime,
         walk_writes.apply(session, prepared, datetime.now(UTC))
 
     with read_scope(runtime.sessions) as session:
-        got = session.get(RunStep, step_id)
-        other = session.get(RunStep, other_step)
+        got = session.get(RunStep, (first, 1))
+        other = session.get(RunStep, (second, 1))
         attempt = session.get(DeliveryAttempt, attempt_id)
         run = session.scalar(select(WorkflowRun).where(WorkflowRun.id == first))
     assert got is not None
@@ -63,7 +63,7 @@ def test_prepared_rows_read_back_as_written(runtime: Runtime,
     assert run is not None
     assert (got.status, got.finished_at, got.duration_ms) == ("COMPLETED", WHEN, 7)
     assert (got.started_at, got.output) == (WHEN, OUTPUT)
-    assert got.delivery_attempt_id == attempt_id
+    assert (got.id, other.id, got.delivery_attempt_id) == (step_id, other_step, attempt_id)
     assert (other.error, other.output, other.status) == ("boom ☠", {}, "COMPLETED")
     assert (attempt.subject, attempt.body, attempt.created_at) == ("Ça va", "x" * 5000, WHEN)
     assert attempt.provider_response == {"code": 250, "text": "ok"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -13,18 +14,24 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
     Uuid,
+    and_,
     false,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from relayflow.storage.ids import new_id
 from relayflow.storage.types import JSONType, UTCDateTime
 
+# The status most runs end in: the status index leaves it out (WorkflowRun.status_in).
+COMMON_STATUS = "COMPLETED"
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -148,7 +155,10 @@ class WorkflowRun(Base):
     __tablename__ = "workflow_runs"
     __table_args__ = (
         Index("ix_runs_ws_created", "workspace_id", "created_at", "id"),
-        Index("ix_runs_ws_status_created", "workspace_id", "status", "created_at", "id"),
+        # COMPLETED runs, most of any history, are left out (see status_in).
+        Index("ix_runs_ws_status_created", "workspace_id", "status", "created_at", "id",
+              sqlite_where=text(f"status <> '{COMMON_STATUS}'"),
+              postgresql_where=text(f"status <> '{COMMON_STATUS}'")),
         Index("ix_runs_ws_workflow_created", "workspace_id", "workflow_id", "created_at", "id"),
         Index("ix_runs_ws_contact_created", "workspace_id", "contact_id", "created_at", "id"),
     )
@@ -174,6 +184,17 @@ class WorkflowRun(Base):
     wake_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
 
+    @classmethod
+    def status_in(cls, statuses: Collection[str]) -> ColumnElement[bool]:
+        """Runs in one of `statuses`. The status index holds no COMPLETED run (9 in 10 of
+        a history, about 120 bytes each): completed runs are listed through the time
+        index, where nearly every entry is one. SQLite uses a partial index only for a
+        query that repeats its condition word for word, so the condition is added."""
+        condition = cls.status.in_(list(statuses))
+        if COMMON_STATUS in statuses:
+            return condition
+        return and_(condition, cls.status != literal_column(f"'{COMMON_STATUS}'"))
+
 
 class RunKey(Base):
     """The run opened under each (workflow, idempotency key): what makes a key open one run
@@ -188,13 +209,15 @@ class RunKey(Base):
 
 
 class RunStep(Base):
-    """On PostgreSQL the table has no primary key, only its unique (run_id, seq): a
-    partitioned table's keys must hold the column it is split by, and no query finds a
-    step by its id alone. The id stays the ORM's identity."""
+    """Keyed by (run_id, seq), how every query finds a step; the id is unique but has no
+    index (no query finds a step by its id alone). On SQLite the table has no rowid: the
+    key is the table's own order, so the steps of a run lie together and no second index
+    repeats them. On PostgreSQL a partitioned table's key must hold the column it is split
+    by, run_id (storage/partitions.py)."""
 
     __tablename__ = "run_steps"
-    __table_args__ = (UniqueConstraint("run_id", "seq"),)
-    id: Mapped[uuid.UUID] = _id()
+    __table_args__ = (PrimaryKeyConstraint("run_id", "seq"), {"sqlite_with_rowid": False})
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), default=new_id)
     workspace_id: Mapped[uuid.UUID] = _workspace()
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(BigInteger)

@@ -136,7 +136,7 @@ def steps_of(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
 def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
     query = query.where(WorkflowRun.workspace_id == f.workspace_id)
     if f.statuses:
-        query = query.where(WorkflowRun.status.in_(list(f.statuses)))
+        query = query.where(WorkflowRun.status_in(f.statuses))
     if f.workflow_id is not None:
         query = query.where(WorkflowRun.workflow_id == f.workflow_id)
     if f.contact_id is not None:

@@ -52,7 +52,7 @@ def _open(query: Select[T], workspace_id: uuid.UUID, workflow_id: uuid.UUID,
         .where(WorkflowRun.workspace_id == workspace_id,
                WorkflowRun.workflow_id == workflow_id,
                WorkflowRun.created_at <= before,
-               WorkflowRun.status.in_(IN_FLIGHT),
+               WorkflowRun.status_in(IN_FLIGHT),
                or_(Job.cancel_requested.is_(None), Job.cancel_requested == false()))
     )
 

@@ -36,6 +36,6 @@ def count_in_flight(session: Session, workspace_id: uuid.UUID, workflow_id: uuid
     query = select(func.count()).select_from(WorkflowRun).where(
         WorkflowRun.workspace_id == workspace_id,
         WorkflowRun.workflow_id == workflow_id,
-        WorkflowRun.status.in_(IN_FLIGHT),
+        WorkflowRun.status_in(IN_FLIGHT),
     )
     return int(session.scalar(query) or 0)
