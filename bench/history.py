@@ -336,9 +336,10 @@ class RowPlan:
     """A template row as stored: fixed values, and ops for the columns each copy changes."""
 
     table: str
-    key: uuid.UUID  # the row's primary key
+    key: uuid.UUID  # the row's id
     base: tuple[Any, ...]
     ops: tuple[tuple[int, Op], ...]
+    step: tuple[uuid.UUID, int] | None = None  # a step's key: (run_id, seq)
 
     def copy(self, swap: Swap) -> tuple[Any, ...]:
         values = list(self.base)
@@ -404,7 +405,8 @@ def plan_row(table: Table, row: dict[str, Any], remap: set[uuid.UUID],
         elif isinstance(value, str) and (pieces := _tokens(swap_of, value)) is not None:
             ops.append((index, partial(_text, pieces)))
     key = row["run_id"] if table.name == "jobs" else row["id"]
-    return RowPlan(table.name, key, tuple(base), tuple(ops))
+    step = (row["run_id"], row["seq"]) if table.name == "run_steps" else None
+    return RowPlan(table.name, key, tuple(base), tuple(ops), step)
 
 
 def _same(value: Any) -> Any:
@@ -572,17 +574,21 @@ def load_runs(writer: Writer, templates: list[Template], pool: list[tuple[uuid.U
     return last
 
 
-def signature(conn: Connection, table: Table, key: uuid.UUID, sqlite: bool) -> list[str] | None:
+def signature(conn: Connection, table: Table, key: uuid.UUID, sqlite: bool,
+              step: tuple[uuid.UUID, int] | None = None) -> list[str] | None:
     """Per column: null or not; on SQLite its storage class, and the length of ids and times
-    (their text form)."""
+    (their text form). A step is found by its key, (run_id, seq): no index holds its id."""
     pk = table.c.run_id if table.name == "jobs" else table.c.id
+    where = pk == key
+    if step is not None:
+        where = where & (table.c.run_id == step[0]) & (table.c.seq == step[1])
     if not sqlite:
-        found = conn.execute(select(*[c.is_(None) for c in table.columns]).where(pk == key))
+        found = conn.execute(select(*[c.is_(None) for c in table.columns]).where(where))
         row = found.first()
         return None if row is None else [f"{c.name}:{'null' if v else 'set'}"
                                          for c, v in zip(table.columns, row, strict=True)]
     exprs = [e for c in table.columns for e in (func.typeof(c), func.length(c))]
-    row = conn.execute(select(*exprs).where(pk == key)).first()
+    row = conn.execute(select(*exprs).where(where)).first()
     if row is None:
         return None
     fixed = [isinstance(c.type, (Uuid, UTCDateTime)) for c in table.columns]
@@ -595,16 +601,17 @@ def check_copies(engine: Engine, templates: list[Template], last: dict[int, Swap
     """Compares one copy of every template, row by row, with the rows the product wrote."""
     tables = {t.name: t for t in [*TABLES, CONTACTS]}
     sqlite = engine.dialect.name == "sqlite"
-    pairs = [(tables[row.table], row.key, swap.ids[row.key])
+    pairs = [(tables[row.table], (row.key, row.step),
+              (swap.ids[row.key], row.step and (swap.ids[row.step[0]], row.step[1])))
              for index, swap in last.items() for row in templates[index].rows]
     for has_phone, base in bases.items():
         new = next(new for new, contact in pool if bool(contact.phone) == has_phone)
-        pairs.append((CONTACTS, base.row.key, new))
+        pairs.append((CONTACTS, (base.row.key, None), (new, None)))
     problems = []
     with engine.connect() as conn:
-        for table, template_key, copy_key in pairs:
-            want = signature(conn, table, template_key, sqlite)
-            got = signature(conn, table, copy_key, sqlite)
+        for table, (template_key, template_step), (copy_key, copy_step) in pairs:
+            want = signature(conn, table, template_key, sqlite, template_step)
+            got = signature(conn, table, copy_key, sqlite, copy_step)
             if want is None or want != got:
                 mine, theirs = set(got or []) - set(want or []), set(want or []) - set(got or [])
                 problems.append(f"{table.name} {copy_key}: {sorted(mine)} where the product "
