@@ -34,7 +34,7 @@ from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage import partitions
-from relayflow.storage.db import is_lock_timeout, read_scope, session_scope
+from relayflow.storage.db import is_lock_timeout, is_postgres, read_scope, session_scope
 from relayflow.storage.repositories import retention as retention_repo
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import workspace as workspace_repo
@@ -186,7 +186,7 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
           counted: Callable[[int], None]) -> int:
     """Walk one workspace's runs or attempts; how many went (or would)."""
     total, after = 0, None
-    size = SQLITE_BATCH if sessions.kw["bind"].dialect.name == "sqlite" else BATCH
+    size = BATCH if is_postgres(sessions.kw["bind"]) else SQLITE_BATCH
     while True:
         if dry_run:
             with read_scope(sessions) as session:

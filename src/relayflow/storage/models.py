@@ -27,11 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from relayflow.engine.status import RunStatus
 from relayflow.storage.ids import new_id
 from relayflow.storage.types import JSONType, UTCDateTime
 
 # The status most runs end in: the status index leaves it out (WorkflowRun.status_in).
-COMMON_STATUS = "COMPLETED"
+COMMON_STATUS = RunStatus.COMPLETED
+_NOT_COMMON = f"status <> '{COMMON_STATUS}'"
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -157,8 +159,7 @@ class WorkflowRun(Base):
         Index("ix_runs_ws_created", "workspace_id", "created_at", "id"),
         # COMPLETED runs, most of any history, are left out (see status_in).
         Index("ix_runs_ws_status_created", "workspace_id", "status", "created_at", "id",
-              sqlite_where=text(f"status <> '{COMMON_STATUS}'"),
-              postgresql_where=text(f"status <> '{COMMON_STATUS}'")),
+              sqlite_where=text(_NOT_COMMON), postgresql_where=text(_NOT_COMMON)),
         Index("ix_runs_ws_workflow_created", "workspace_id", "workflow_id", "created_at", "id"),
         Index("ix_runs_ws_contact_created", "workspace_id", "contact_id", "created_at", "id"),
     )
