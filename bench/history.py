@@ -35,7 +35,8 @@ PROBES (GET /api/v1/runs under each filter and at page 50, a run's detail, GET
 /api/v1/deliveries, the /runs, /delivery-ops and /runs/{id} pages signed in as the member)
 3 calls to warm up, then p50/p95/max of 20; the CSV export of every run once (rows/s);
 `relayflow prune --older-than 60d --dry-run` if prune has a dry run, the real prune with
---prune (and /api/v1/runs meanwhile). Every answer must be 200 and hold what its filters ask
+--prune, with GET /api/v1/runs called back to back for IDLE_SECONDS before it and for as
+long as it lasts (the two p95 compared). Every answer must be 200 and hold what its filters ask
 for (exit 1 otherwise), so a broken route never shows as a fast one.
 """
 
@@ -111,6 +112,7 @@ WINDOW, TEMPLATE_AGE, WAIT = timedelta(days=90), timedelta(days=95), timedelta(d
 PENDING_AGE = timedelta(minutes=5)  # a PENDING run is one of the last few minutes
 FAILED_SHARE, CANCELED_SHARE = 0.05, 0.02
 WARMUP, CALLS = 3, 20
+IDLE_SECONDS = 20.0  # GET /api/v1/runs back to back before a prune, to compare with during
 RUNS_PER_COMMIT, RUNS_PER_BATCH = 50_000, 5_000
 ORDER = "ORD-0000000"  # the order number of a template run, replaced in every copy
 FIRST = ["ada", "grace", "linus", "margaret", "alan", "barbara", "ken", "radia", "edsger",
@@ -976,6 +978,9 @@ def time_prune(relayflow: Relayflow, api: httpx.Client, facts: Facts, real: bool
         except BaseException as exc:  # SystemExit too: a thread would swallow it
             failed.append(exc)
 
+    idle, until = [], time.perf_counter() + IDLE_SECONDS
+    while time.perf_counter() < until:
+        idle.append(call(api, PROBES[0], facts))
     worker = threading.Thread(target=run)
     started = time.perf_counter()
     worker.start()
@@ -987,8 +992,13 @@ def time_prune(relayflow: Relayflow, api: httpx.Client, facts: Facts, real: bool
     if failed:
         raise SystemExit(f"relayflow {' '.join(command)}: {failed[0]}")
     console.print(f"  relayflow {' '.join(command)}: {' '.join(said[0].split())}")
+    before, during = (Result.of(f"api runs: no filter, back to back {what}", samples)
+                      for what, samples in (("before the prune", idle),
+                                            ("during the prune", beside)))
+    console.print(f"  api runs p95 during the prune: {during.p95_ms / before.p95_ms:.2f} "
+                  "times before it")
     return [Result.of(f"relayflow {' '.join(command)} (process)", [seconds * 1000]),
-            Result.of("api runs: no filter, during the prune", beside)]
+            before, during]
 
 
 def measure(relayflow: Relayflow, api_key: str, url: str, runs: int,

@@ -152,20 +152,31 @@ def test_the_walk_passes_over_what_stays(runtime: Runtime, workspace: WorkspaceH
         assert rollup.pending(session, rollup.RUNS) == 0  # folded by the prune itself
 
 
-def test_sqlite_prunes_in_smaller_batches(runtime: Runtime, workspace: WorkspaceHandle,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch holds SQLite's one write lock, which every API call waits for: SQLITE_BATCH
-    rows there, BATCH on PostgreSQL."""
+@pytest.mark.parametrize(("hold", "sqlite_batches"), [(0.0, [2, 1, 1, 1, 1, 1, 1]),
+                                                    (3600.0, [2, 4, 2])])
+def test_sqlite_sizes_its_batches_by_time(runtime: Runtime, workspace: WorkspaceHandle,
+                                          monkeypatch: pytest.MonkeyPatch, hold: float,
+                                          sqlite_batches: list[int]) -> None:
+    """A batch holds SQLite's one write lock, which every API call waits for: there the first
+    has SQLITE_BATCH rows and each next one as many as the one before deleted in SQLITE_HOLD
+    seconds (BATCH at most); on PostgreSQL every batch has BATCH rows."""
     monkeypatch.setattr(retention, "BATCH", 4)
     monkeypatch.setattr(retention, "SQLITE_BATCH", 2)
+    monkeypatch.setattr(retention, "SQLITE_HOLD", hold)
     runs = _runs(runtime, workspace, [(100 + i, RunStatus.COMPLETED) for i in range(8)])
     seen: list[int] = []
     retention.prune(runtime, older_than="90d", progress=lambda p: seen.append(p.runs))
     assert not _left(runtime, WorkflowRun, runs)
-    size = 2 if runtime.dialect.name == "sqlite" else 4
     batches = [after - before for before, after in zip([0, *seen], seen, strict=False)
                if after > before]
-    assert batches == [size] * (8 // size)
+    assert batches == (sqlite_batches if runtime.dialect.name == "sqlite" else [4, 4])
+
+
+@pytest.mark.parametrize(("rows", "seconds", "size"), [
+    (50, 0.010, 25), (50, 0.0025, 100), (50, 0.0001, 200), (50, 3.0, 1), (7, 0.0, 200)])
+def test_the_next_batch_fits_the_hold(rows: int, seconds: float, size: int) -> None:
+    assert retention.SQLITE_HOLD == 0.005
+    assert retention.next_size(rows, seconds) == size
 
 
 @pytest.mark.parametrize(("days", "failed_days"), [(0, None), (-1, None), (None, 0),
