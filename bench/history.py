@@ -36,8 +36,10 @@ PROBES (GET /api/v1/runs under each filter and at page 50, a run's detail, GET
 3 calls to warm up, then p50/p95/max of 20; the CSV export of every run once (rows/s);
 `relayflow prune --older-than 60d --dry-run` if prune has a dry run, the real prune with
 --prune, with GET /api/v1/runs called back to back for IDLE_SECONDS before it and for as
-long as it lasts (the two p95 compared). Every answer must be 200 and hold what its filters ask
-for (exit 1 otherwise), so a broken route never shows as a fast one.
+long as it lasts (the two p95 compared). The figures are printed in one table, then the
+targets they are judged by (lists, pages, run detail, the CSV export, a month's drop, the API
+during a prune, bytes per run), each met or not. Every answer must be 200 and hold what its
+filters ask for (exit 1 otherwise), so a broken route never shows as a fast one.
 """
 
 from __future__ import annotations
@@ -992,13 +994,55 @@ def time_prune(relayflow: Relayflow, api: httpx.Client, facts: Facts, real: bool
     if failed:
         raise SystemExit(f"relayflow {' '.join(command)}: {failed[0]}")
     console.print(f"  relayflow {' '.join(command)}: {' '.join(said[0].split())}")
+    drops = [Result.of(f"drop {name}, {rows} rows", [float(took) * 1000])
+             for name, rows, took in DROPPED.findall(said[0])]
     before, during = (Result.of(f"api runs: no filter, back to back {what}", samples)
                       for what, samples in (("before the prune", idle),
                                             ("during the prune", beside)))
     console.print(f"  api runs p95 during the prune: {during.p95_ms / before.p95_ms:.2f} "
                   "times before it")
     return [Result.of(f"relayflow {' '.join(command)} (process)", [seconds * 1000]),
-            before, during]
+            *drops, before, during]
+
+
+DROPPED = re.compile(r"dropped (\S+): ([\d,]+) rows in ([\d.]+) s")
+
+
+def verdicts(header: dict[str, Any], results: list[Result]) -> list[tuple[str, str, bool]]:
+    """The targets of the figures this run has: (target, the figure it is judged by, met)."""
+    def worst(rows: list[Result]) -> Result:
+        return max(rows, key=lambda r: r.p95_ms)
+
+    lists_ms = 50.0 if header["runs"] <= 1_000_000 else 100.0
+    groups = (
+        (f"lists, p95 <= {lists_ms:.0f} ms", lists_ms,
+         [r for r in results if r.what.startswith(("api runs:", "api deliveries:"))
+          and "back to back" not in r.what]),
+        ("pages /runs and /delivery-ops, p95 <= 150 ms", 150.0,
+         [r for r in results if r.what.startswith(("page /runs:", "page /delivery-ops:"))]),
+        ("run detail, API and page, p95 <= 20 ms", 20.0,
+         [r for r in results if r.what in ("api run detail", "page /runs/{id}")]),
+        ("a month's runs dropped in < 5 s", 5000.0,
+         [r for r in results if r.what.startswith("drop workflow_runs")]),
+    )
+    out = []
+    for target, limit, rows in groups:
+        if rows:
+            r = worst(rows)
+            out.append((target, f"{r.p95_ms:,.1f} ms ({r.what})", r.p95_ms <= limit))
+    export = next((r for r in results if r.rows_per_s), None)
+    if export is not None and export.rows_per_s is not None:
+        out.append(("CSV export >= 50,000 rows/s", f"{export.rows_per_s:,.0f} rows/s",
+                    export.rows_per_s >= 50_000))
+    pair = [r for r in results if "back to back" in r.what]
+    if len(pair) == 2:
+        ratio = pair[1].p95_ms / pair[0].p95_ms
+        out.append(("API p95 during a prune <= 2 times before it",
+                    f"{ratio:.2f} ({pair[1].p95_ms:,.1f} / {pair[0].p95_ms:,.1f} ms)",
+                    ratio <= 2))
+    out.append(("stored bytes per run <= 3,000", f"{header['bytes_per_run']:,}",
+                header["bytes_per_run"] <= 3000))
+    return out
 
 
 def measure(relayflow: Relayflow, api_key: str, url: str, runs: int,
@@ -1031,8 +1075,15 @@ def report(header: dict[str, Any], results: list[Result], path: Path | None) -> 
         table.add_row(r.what, str(r.calls), f"{r.p50_ms:,.1f}", f"{r.p95_ms:,.1f}",
                       f"{r.max_ms:,.1f}", f"{r.rows_per_s:,.0f}" if r.rows_per_s else "")
     out.print(table)
+    targets = RichTable("target", "figure", "met")
+    judged = verdicts(h, results)
+    for target, figure, met in judged:
+        targets.add_row(target, figure, "yes" if met else "NO")
+    out.print(targets)
     if path is not None:
-        path.write_text(json.dumps({**header, "results": [asdict(r) for r in results]},
+        path.write_text(json.dumps({**header, "results": [asdict(r) for r in results],
+                                    "targets": [{"target": t, "figure": f, "met": m}
+                                                for t, f, m in judged]},
                                    indent=2) + "\n")
 
 

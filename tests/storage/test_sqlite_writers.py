@@ -329,3 +329,17 @@ def test_a_waiting_writer_says_it_waits_until_it_has_the_file(
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_a_checkpoint_copies_the_wal_into_the_database_file(
+        engine: Engine, sessions: sessionmaker[Session], path: Path) -> None:
+    """What a prune wrote reaches the database file in its rest, not in a later commit."""
+    mark = b"checkpointed-marker-7f3a"
+    with session_scope(sessions) as session:
+        session.execute(text("CREATE TABLE notes (body TEXT)"))
+        session.execute(text("INSERT INTO notes VALUES (:b)"), {"b": mark.decode()})
+    assert mark in Path(f"{path}-wal").read_bytes()
+    assert mark not in path.read_bytes()  # only the WAL holds it so far
+    db.checkpoint(engine)
+    assert mark in path.read_bytes()
+    assert _count(sessions) == 0  # and the database still answers

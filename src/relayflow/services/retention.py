@@ -34,7 +34,13 @@ from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage import partitions
-from relayflow.storage.db import is_lock_timeout, is_postgres, read_scope, session_scope
+from relayflow.storage.db import (
+    checkpoint,
+    is_lock_timeout,
+    is_postgres,
+    read_scope,
+    session_scope,
+)
 from relayflow.storage.repositories import retention as retention_repo
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import workspace as workspace_repo
@@ -209,6 +215,7 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
             if found.gone:
                 if timed:
                     size = next_size(len(found.gone), ended - holding)
+                    checkpoint(sessions.kw["bind"])
                 time.sleep((ended - holding) * REST)
         total += len(found.gone)
         counted(len(found.gone))

@@ -383,3 +383,15 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
         session_or_engine
     )
     return bind.dialect.name == "postgresql"
+
+
+def checkpoint(engine: Engine) -> None:
+    """SQLite: copy the pages the WAL holds back into the database file now, waiting for no
+    one (PASSIVE). Otherwise the first commit past a thousand pages does it, whatever writer
+    that is, and it does it holding the write lock (in COMMIT, before this module's writer
+    queue lets go): after a batch of deletes, a request's one-row write would pay for it."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        raw.close()
