@@ -45,6 +45,7 @@ filters ask for (exit 1 otherwise), so a broken route never shows as a fast one.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -876,9 +877,13 @@ def call(client: httpx.Client, probe: Probe, facts: Facts) -> float:
     """One call, timed in ms; exits unless it answers 200 with what the probe asks for."""
     values = asdict(facts)
     params = {name: value.format(**values) for name, value in probe.params.items()}
-    started = time.perf_counter()
-    response = client.get(probe.path.format(**values), params=params)
-    elapsed = (time.perf_counter() - started) * 1000
+    gc.disable()  # the server is timed, not this process's collector: it runs between calls
+    try:
+        started = time.perf_counter()
+        response = client.get(probe.path.format(**values), params=params)
+        elapsed = (time.perf_counter() - started) * 1000
+    finally:
+        gc.enable()
     wrong = problem(probe, params, response, facts)
     if wrong:
         raise SystemExit(f"GET {response.url}: {wrong}")
@@ -996,10 +1001,10 @@ def time_prune(relayflow: Relayflow, api: httpx.Client, facts: Facts, real: bool
     console.print(f"  relayflow {' '.join(command)}: {' '.join(said[0].split())}")
     drops = [Result.of(f"drop {name}, {rows} rows", [float(took) * 1000])
              for name, rows, took in DROPPED.findall(said[0])]
-    before, during = (Result.of(f"api runs: no filter, back to back {what}", samples)
-                      for what, samples in (("before the prune", idle),
-                                            ("during the prune", beside)))
-    console.print(f"  api runs p95 during the prune: {during.p95_ms / before.p95_ms:.2f} "
+    name = "prune" if real else "dry run"
+    before, during = (Result.of(f"api runs: no filter, back to back {when} the {name}", samples)
+                      for when, samples in (("before", idle), ("during", beside)))
+    console.print(f"  api runs p95 during the {name}: {during.p95_ms / before.p95_ms:.2f} "
                   "times before it")
     return [Result.of(f"relayflow {' '.join(command)} (process)", [seconds * 1000]),
             *drops, before, during]
@@ -1013,7 +1018,7 @@ def verdicts(header: dict[str, Any], results: list[Result]) -> list[tuple[str, s
     def worst(rows: list[Result]) -> Result:
         return max(rows, key=lambda r: r.p95_ms)
 
-    lists_ms = 50.0 if header["runs"] <= 1_000_000 else 100.0
+    lists_ms = 50.0 if header["runs"] < 10_000_000 else 100.0  # the issue's two sizes
     groups = (
         (f"lists, p95 <= {lists_ms:.0f} ms", lists_ms,
          [r for r in results if r.what.startswith(("api runs:", "api deliveries:"))
@@ -1034,7 +1039,7 @@ def verdicts(header: dict[str, Any], results: list[Result]) -> list[tuple[str, s
     if export is not None and export.rows_per_s is not None:
         out.append(("CSV export >= 50,000 rows/s", f"{export.rows_per_s:,.0f} rows/s",
                     export.rows_per_s >= 50_000))
-    pair = [r for r in results if "back to back" in r.what]
+    pair = [r for r in results if r.what.endswith(("before the prune", "during the prune"))]
     if len(pair) == 2:
         ratio = pair[1].p95_ms / pair[0].p95_ms
         out.append(("API p95 during a prune <= 2 times before it",
