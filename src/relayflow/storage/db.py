@@ -392,6 +392,9 @@ def checkpoint(engine: Engine) -> None:
     queue lets go): after a batch of deletes, a request's one-row write would pay for it."""
     raw = engine.raw_connection()
     try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        cursor.fetchall()
+        cursor.close()
     finally:
         raw.close()
