@@ -34,7 +34,8 @@ TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
 # Set by `make test` for its PostgreSQL pass: tests that never touch a database (neither
 # `db_url` nor the template behind it among their fixtures) ran in the SQLite pass
-# already and are left out.
+# already and are left out; those marked postgres_only stay, whatever their fixtures (the
+# read replica's test starts clusters of its own), as the SQLite pass skipped them.
 DATABASE_TESTS_ONLY = os.environ.get("RELAYFLOW_TEST_DATABASE_ONLY") == "1"
 DATABASE_FIXTURES = {"db_url", "_database_template"}
 
@@ -43,7 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if PG_URL:
         if DATABASE_TESTS_ONLY:
             kept = [i for i in items
-                    if DATABASE_FIXTURES.intersection(getattr(i, "fixturenames", ()))]
+                    if DATABASE_FIXTURES.intersection(getattr(i, "fixturenames", ()))
+                    or "postgres_only" in i.keywords]
             config.hook.pytest_deselected(items=[i for i in items if i not in kept])
             items[:] = kept
         return
