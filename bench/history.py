@@ -705,10 +705,13 @@ def build(relayflow: Relayflow, url: str, runs: int) -> tuple[dict[str, Any], st
 def settle(url: str) -> None:
     """SQLite: the -wal file emptied into the database. PostgreSQL: autovacuum's ANALYZE
     awaited (3 minutes at most) when autovacuum is on; when this server has it off (not
-    PostgreSQL's default), the ANALYZE it would have run, run here."""
+    PostgreSQL's default), the ANALYZE it would have run, run here. Then what the load (or a
+    copy of the file) left in the page cache is written out (sync): the kernel would
+    otherwise write gigabytes to disk while the first probes are timed."""
     if url.startswith("sqlite"):
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os.sync()
         return
     deadline = time.monotonic() + 180
     while True:
@@ -718,8 +721,10 @@ def settle(url: str) -> None:
             with engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE")
             engine.dispose()
+            os.sync()
             return
         if found.startswith("4 ") or time.monotonic() > deadline:
+            os.sync()
             return
         time.sleep(5)
 
