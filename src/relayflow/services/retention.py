@@ -8,11 +8,11 @@ still PENDING or RUNNING and deliveries still QUEUED are never touched.
 On PostgreSQL, a month whose partitions hold nothing to keep leaves first, whole
 (storage/repositories/retention.drop_month): three tables dropped, whatever their size.
 The rest goes in batches: the walk goes through each workspace's history oldest first
-along the lists' indexes, BATCH rows at a time (SQLITE_BATCH on SQLite), each batch
-deleted in its own short transaction and followed by a rest (REST): a prune never holds a
-long lock nor most of the database's time, and on SQLite the server's own writes go first
-(db.give_way). A dry run walks the same way and counts, and names the months that would go
-whole.
+along the lists' indexes, BATCH rows at a time (on SQLite, as many as fit in SQLITE_HOLD
+seconds), each batch deleted in its own short transaction and followed by a rest (REST): a
+prune never holds a long lock nor most of the database's time, and on SQLite the server's
+own writes go first (db.give_way) and the WAL is copied back in the rest (db.checkpoint).
+A dry run walks the same way and counts, and names the months that would go whole.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ BATCH = 200
 # SQLITE_BATCH rows, each next one as many as its forerunner deleted in SQLITE_HOLD seconds
 # (BATCH at most). A request that arrives mid-batch then waits a few milliseconds, on any
 # machine and whatever a run's size. At 1,000,000 runs the API's p95 during a prune was 3.5
-# times idle with batches of 200 rows, 2.6 with 50.
+# times idle with batches of 200 rows, 2.15 with 50, 1.3 to 1.5 sized by time with a
+# checkpoint in each rest (docs/scaling.md).
 SQLITE_BATCH = 50
 SQLITE_HOLD = 0.005
 # After each batch it deletes, a prune rests this many times as long as the batch took, so
