@@ -197,7 +197,8 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
           counted: Callable[[int], None]) -> int:
     """Walk one workspace's runs or attempts; how many went (or would)."""
     total, after = 0, None
-    timed = not is_postgres(sessions.kw["bind"])
+    engine = sessions.kw["bind"]
+    timed = not is_postgres(engine)
     size = SQLITE_BATCH if timed else BATCH
     while True:
         if dry_run:
@@ -216,7 +217,7 @@ def _walk(sessions: sessionmaker[Session], cutoffs: Cutoffs,
             if found.gone:
                 if timed:
                     size = next_size(len(found.gone), ended - holding)
-                    checkpoint(sessions.kw["bind"])
+                    checkpoint(engine)
                 time.sleep((ended - holding) * REST)
         total += len(found.gone)
         counted(len(found.gone))
