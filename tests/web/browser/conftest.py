@@ -74,6 +74,9 @@ def sign_in(page: Page, email: str, password: str = PASSWORD, *, next_path: str 
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(re.compile(re.escape(next_path.split("?")[0])))
+    # The URL changes when the response starts; the page's scripts wire their listeners
+    # only once it is parsed. Acting before that (a filter's change event) does nothing.
+    page.wait_for_load_state("load")
 
 
 def screenshot(page: Page, name: str) -> Path:
