@@ -9,6 +9,8 @@ import uuid
 import pytest
 
 from relayflow.services.signed import signature_header
+from relayflow.storage.db import session_scope
+from relayflow.storage.models import FailureGroup
 from tests.services.test_delivery import _email_flow
 from tests.support import smtpserver
 from tests.support.flows import attempts_of, install, set_provider, set_secret, start
@@ -75,6 +77,20 @@ class TestCallbacks:
         response = _post(anonymous_client, workspace, {
             "type": "bounced", "bounce": "soft", "message_id": attempt.provider_message_id})
         assert response.json()["applied"][0]["suppressed"] is None
+
+    def test_a_bounce_is_named_by_its_kind(self, runtime, workspace, sent, anonymous_client):
+        attempt, _ = sent
+        assert attempts_of(runtime, attempt.run_id)[0].fingerprint is None  # SENT
+        _post(anonymous_client, workspace, {
+            "type": "bounced", "bounce": "soft", "message_id": attempt.provider_message_id,
+            "reason": "mailbox full for ann@example.com"})
+        [bounced] = attempts_of(runtime, attempt.run_id)
+        assert bounced.status == "BOUNCED"
+        with session_scope(runtime.sessions) as session:
+            group = session.get(FailureGroup, (workspace.id, bounced.fingerprint))
+            assert group is not None
+            assert (group.kind, group.node_id, group.error_class, group.pattern) == (
+                "delivery", "send", "bounce soft", "mailbox full for <email>")
 
     def test_complaint_suppresses(self, runtime, workspace, sent, anonymous_client):
         attempt, _ = sent

@@ -51,6 +51,7 @@ class HttpResult:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     error: str | None = None
+    error_class: str | None = None  # when no answer came: Refused, InvalidURL, Timeout, …
     attempts: int = 1
     elapsed_ms: int = 0
 
@@ -102,9 +103,15 @@ class Finish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fail:
-    """The node failed (STOP_ERROR or an error): the run is FAILED with `reason`."""
+    """The node failed (STOP_ERROR or an error): the run is FAILED with `reason`.
+
+    `error_class` names the kind of failure in a word or two (an exception's type, `HTTP
+    503`, `NoAddress`): with the node and the reason's shape it makes the failure's
+    fingerprint (engine.fingerprint), so each construction says it rather than leaving
+    it to be guessed from the text."""
 
     reason: str
+    error_class: str
     output: dict[str, Any] = field(default_factory=dict)
 
 

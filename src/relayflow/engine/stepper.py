@@ -30,7 +30,7 @@ def step(graph: WorkflowGraph, node_id: str, ctx: StepContext) -> Outcome:
     try:
         return EXECUTORS[node.type].run(node, ctx)
     except Exception as exc:  # a node that throws fails the run; see module docstring
-        return Fail(reason=_describe(exc, ctx))
+        return Fail(reason=_describe(exc, ctx), error_class=type(exc).__name__)
 
 
 def resume(graph: WorkflowGraph, node_id: str, ctx: StepContext, result: EffectResult) -> Outcome:
@@ -46,7 +46,7 @@ def resume(graph: WorkflowGraph, node_id: str, ctx: StepContext, result: EffectR
     try:
         return EXECUTORS[node.type].resume(node, ctx, result)
     except Exception as exc:
-        return Fail(reason=_describe(exc, ctx))
+        return Fail(reason=_describe(exc, ctx), error_class=type(exc).__name__)
 
 
 # --- redaction ----------------------------------------------------------------------------

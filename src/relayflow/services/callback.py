@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from relayflow.errors import InvalidInput, NotFound, Unauthorized
-from relayflow.services import signed
+from relayflow.services import failures, signed
 from relayflow.services import webhook as webhook_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.ids import parse_id
@@ -110,6 +110,11 @@ def _apply(session: Session, workspace_id: Any, channel: str, event: dict[str, A
     target = _STATUS.get(kind)
     if target and attempt.status in _MOVABLE[target]:
         attempt.status = target
+        if target == "BOUNCED":
+            bounce = str(event.get("bounce", "hard"))
+            attempt.fingerprint = failures.name_attempt(
+                session, attempt, {"error": str(event.get("reason") or f"{bounce} bounce")},
+                now, code=f"bounce {bounce}")["fingerprint"]
     record = {"type": kind, "at": now.isoformat(), **({"bounce": event["bounce"]}
                                                        if "bounce" in event else {})}
     response = dict(attempt.provider_response or {})

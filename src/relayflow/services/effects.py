@@ -91,7 +91,10 @@ def begin(runtime: Runtime, walker: RunWalker, reads: delivery_service.Reads) ->
                             channel=effect.channel)
     settled = _settle(runtime, walker, flight, context, reads)
     if settled is not None:
-        walker.writes.attempt_updates.append({"id": attempt_id, **settled})
+        if settled["status"] == "FAILED":
+            walker.attempt_failed(flight.node_id, attempt, settled)
+        else:
+            walker.writes.attempt_updates.append({"id": attempt_id, **settled})
         finish(runtime, walker, flight, SendResult(
             attempt_id=str(attempt_id), status=settled["status"],
             error=settled.get("suppressed_by") or settled.get("error")))
@@ -182,7 +185,7 @@ def finish(runtime: Runtime, walker: RunWalker, flight: InFlight, answer: Any) -
     outcome = stepper.resume(walker.graph, flight.node_id, walker.ctx, result)
     if isinstance(outcome, Fail):  # error text can echo a secret too
         outcome = Fail(reason=str(stepper.redact(outcome.reason, walker.secrets.loaded())),
-                       output=outcome.output)
+                       error_class=outcome.error_class, output=outcome.output)
     walker.record(flight.node_id, outcome, walker.ctx.now, step_id=flight.step_id,
                   started_at=flight.started_at, response=response)
 
@@ -202,8 +205,8 @@ def _sent(runtime: Runtime, walker: RunWalker, flight: InFlight,
             "provider_response": stepper.redact(outcome.response, secrets), "error": None})
         return SendResult(attempt_id=str(attempt_id), status="SENT")
     error = str(stepper.redact(outcome.error, secrets))
-    walker.writes.attempt_updates.append({
-        "id": attempt_id, "status": "FAILED", "error": error,
+    walker.attempt_failed(flight.node_id, attempt, {
+        "status": "FAILED", "error": error,
         "provider_response": stepper.redact(outcome.response, secrets)})
     if outcome.retry_after is None:
         return SendResult(attempt_id=str(attempt_id), status="FAILED", error=error)

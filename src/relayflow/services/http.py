@@ -43,7 +43,7 @@ def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
             kwargs["json"] = call.body
     started = time.monotonic()
     attempts = 0
-    result = HttpResult(status=None, error="not attempted")
+    result = HttpResult(status=None, error="not attempted", error_class="NotAttempted")
     while attempts <= call.retries:
         attempts += 1
         try:
@@ -51,17 +51,19 @@ def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
                                             timeout=call.timeout, headers=headers,
                                             max_body=MAX_BODY, **kwargs)
         except Refused as exc:  # the policy will not change on a retry
-            result = HttpResult(status=None, error=str(exc), attempts=attempts)
+            result = HttpResult(status=None, error=str(exc), error_class="Refused",
+                                attempts=attempts)
             break
         except httpx.InvalidURL as exc:
-            result = HttpResult(status=None, error=f"invalid URL: {exc}", attempts=attempts)
+            result = HttpResult(status=None, error=f"invalid URL: {exc}",
+                                error_class="InvalidURL", attempts=attempts)
             break
         except httpx.TimeoutException:
             result = HttpResult(status=None, error=f"timed out after {call.timeout:g}s",
-                                attempts=attempts)
+                                error_class="Timeout", attempts=attempts)
         except httpx.HTTPError as exc:
             result = HttpResult(status=None, error=f"{type(exc).__name__}: {exc}",
-                                attempts=attempts)
+                                error_class=type(exc).__name__, attempts=attempts)
         else:
             result = HttpResult(status=response.status_code,
                                 headers=dict(response.headers), body=_decode(response),
@@ -72,4 +74,5 @@ def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
             sleep(min(5.0, 0.2 * 2 ** (attempts - 1)) * (0.5 + random.random() / 2))
     elapsed = int((time.monotonic() - started) * 1000)
     return HttpResult(status=result.status, headers=result.headers, body=result.body,
-                      error=result.error, attempts=attempts, elapsed_ms=elapsed)
+                      error=result.error, error_class=result.error_class, attempts=attempts,
+                      elapsed_ms=elapsed)

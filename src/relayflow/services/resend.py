@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.faults import crash_point
 from relayflow.services import delivery as delivery_service
+from relayflow.services import failures
 from relayflow.services import frequency as frequency_service
 from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services import workspace as workspace_service
@@ -86,7 +87,8 @@ def send_queued(runtime: Runtime, *, limit: int = 20, lease_seconds: float = 30.
             if claimed_at is None:
                 continue  # another worker took it
             if invalid is not None:  # claimed and failed at once: never left half-started
-                provider_repo.record(session, attempt.id, {"status": "FAILED", "error": invalid})
+                provider_repo.record(session, attempt.id, failures.name_attempt(
+                    session, attempt, {"status": "FAILED", "error": invalid}, runtime.clock()))
         if invalid is None:
             _send_one(runtime, attempt, context, headers, claimed_at)
         handled += 1
@@ -112,7 +114,8 @@ def _recover(runtime: Runtime, *, limit: int, lease_seconds: float) -> int:
             if claimed_at is None:
                 continue
             if failed is not None:
-                provider_repo.record(session, attempt.id, {"status": "FAILED", "error": failed})
+                provider_repo.record(session, attempt.id, failures.name_attempt(
+                    session, attempt, {"status": "FAILED", "error": failed}, runtime.clock()))
         log.warning("recovered an interrupted resend", extra={"attempt_id": str(attempt.id)})
         if failed is None:
             # The same attempt id, so the same Idempotency-Key: the provider drops a repeat.
@@ -171,6 +174,8 @@ def _send_one(runtime: Runtime, attempt: DeliveryAttempt,
                       "error": str(delivery_service.redact(outcome.error, secrets)),
                       "provider_response": delivery_service.redact(outcome.response, secrets)}
     with session_scope(runtime.sessions) as session:
+        if values["status"] == "FAILED":
+            values = failures.name_attempt(session, attempt, values, runtime.clock())
         # Fenced by the claim: a worker that took this send over as interrupted owns it now.
         if not provider_repo.record(session, attempt.id, values, claimed_at=claimed_at):
             log.warning("a resend's result arrived after another worker took it over",

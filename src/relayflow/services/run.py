@@ -221,16 +221,22 @@ def finish_cancel(session: Session, *, run: WorkflowRun, now: datetime, reason: 
     job_repo.remove(session, [run.id])
 
 
+RETRY_VERSIONS = ("original", "current")
+
+
 def retry(
     session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID, actor: str,
-    now: datetime,
+    now: datetime, version: str = "original",
 ) -> WorkflowRun:
-    """A new run of the original's version, for the same contact and payload, linked to it
-    by `retry_of`. Only a finished run can be retried (retrying an in-flight one would
-    walk the same contact twice at once).
+    """A new run for the same contact and payload, linked to the original by `retry_of`,
+    on the original's version or on the workflow's `current` one (a fix saved since).
+    Only a finished run can be retried (retrying an in-flight one would walk the same
+    contact twice at once).
 
     A deactivated workflow still accepts retries: activation decides whether triggers
     start runs, and a retry is an operator's explicit choice for one run."""
+    if version not in RETRY_VERSIONS:
+        raise InvalidInput(f"version must be one of {', '.join(RETRY_VERSIONS)}")
     original = get(session, workspace_id=workspace_id, run_id=run_id)
     if original.status not in TERMINAL:
         raise Conflict(f"run {original.id} is {original.status}; only a COMPLETED, FAILED or "
@@ -241,13 +247,16 @@ def retry(
                if original.contact_id else None)
     enrolled = enroll(session, workflow=workflow, contact=contact, trigger_type="retry",
                       event=dict(original.trigger_payload or {}), now=now,
-                      retry_of=original.id, version_id=original.version_id,
+                      retry_of=original.id,
+                      version_id=(original.version_id if version == "original"
+                                  else workflow.current_version_id),
                       # A retry stands where the original stood in its chain of upstream
                       # triggers, so retrying a run at the depth cap cannot start it over.
                       trigger_depth=original.trigger_depth)
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
                             action="run.retry", target_type="run", target_id=str(original.id),
-                            now=now, detail={"retry_run_id": str(enrolled.run.id)})
+                            now=now, detail={"retry_run_id": str(enrolled.run.id),
+                                             "version": version})
     return enrolled.run
 
 

@@ -201,6 +201,7 @@ def _gather(walkers: Sequence[RunWalker],
         batch.step_updates += w.step_updates
         batch.new_attempts += w.new_attempts
         batch.attempt_updates += w.attempt_updates
+        batch.failure_groups += w.failure_groups
         if w.run_values:
             batch.run_updates.append({"id": walker.run_id, **w.run_values})
         if w.contact_set and walker.run.contact_id:

@@ -33,11 +33,12 @@ from relayflow.engine.outcome import (
     WaitUntil,
 )
 from relayflow.services import delivery as delivery_service
+from relayflow.services import failures
 from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.secret import WorkspaceSecrets
 from relayflow.storage.ids import new_id
-from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
+from relayflow.storage.models import DeliveryAttempt, FailureGroup, RunStep, WorkflowRun
 from relayflow.storage.types import fit, storable
 
 _ATTEMPT_COLUMNS = ("id", "workspace_id", "run_id", "step_seq", "workflow_id", "contact_id",
@@ -78,6 +79,8 @@ class Writes:
     attempt_updates: list[dict[str, Any]] = field(default_factory=list)
     run_values: dict[str, Any] = field(default_factory=dict)
     contact_set: dict[str, Any] = field(default_factory=dict)
+    # The causes of this commit's failures, described (failure_groups) unless they are.
+    failure_groups: list[dict[str, Any]] = field(default_factory=list)
     children: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -98,6 +101,7 @@ class Writes:
             attempt_updates=rows(attempts, self.attempt_updates),
             run_values=fit(runs, storable(self.run_values)),
             contact_set=storable(self.contact_set),
+            failure_groups=rows(FailureGroup.__table__, self.failure_groups),
             children=[(fit(runs, storable(run)), fit(steps, storable(step)), job)
                       for run, step, job in self.children],
             job=self.job, due_at=self.due_at)
@@ -204,8 +208,8 @@ class RunWalker:
         if isinstance(outcome, Perform) and isinstance(outcome.effect, HttpCall):
             self.in_flight = InFlight(step.node_id, step.id, step.started_at, outcome.effect)
         else:  # the request can no longer be rendered: record the failure on that step
-            reason = outcome.reason if isinstance(outcome, Fail) else "cannot resume this step"
-            failure = Fail(reason=reason)
+            failure = outcome if isinstance(outcome, Fail) else Fail(
+                reason="cannot resume this step", error_class="NotResumable")
             self._close_step(step.id, step.started_at, failure)
             self._follow(step.node_id, failure, self.ctx.now)
 
@@ -311,6 +315,13 @@ class RunWalker:
         elif isinstance(outcome, Finish):
             self._end("COMPLETED", now, None)
         elif isinstance(outcome, Fail):
+            named = failures.of_run(
+                workspace_id=self.run.workspace_id, workflow_id=self.run.workflow_id,
+                workflow_key=self.ctx.run["workflow"], node_id=node_id,
+                node_type=self.graph.nodes[node_id].type, error_class=outcome.error_class,
+                error=outcome.reason, now=now)
+            self.writes.failure_groups.append(named.group)
+            self._set_run(fingerprint=named.fingerprint)
             self._end("FAILED", now, outcome.reason)
 
     def _end(self, status: str, now: datetime, error: str | None) -> None:
@@ -321,6 +332,20 @@ class RunWalker:
 
     def _set_run(self, **values: Any) -> None:
         self.writes.run_values.update(values)
+
+    def attempt_failed(self, node_id: str, attempt: dict[str, Any],
+                       values: dict[str, Any]) -> None:
+        """Write a FAILED attempt's final `values` (status, error, the provider's answer),
+        with its cause's fingerprint."""
+        named = failures.of_attempt(
+            workspace_id=self.run.workspace_id, workflow_id=self.run.workflow_id,
+            workflow_key=self.ctx.run["workflow"], node_id=node_id,
+            channel=str(attempt["channel"]), provider=str(attempt["provider"]),
+            code=failures.provider_code(values), error=str(values.get("error") or ""),
+            now=self.ctx.now)
+        self.writes.failure_groups.append(named.group)
+        self.writes.attempt_updates.append(
+            {"id": attempt["id"], **values, "fingerprint": named.fingerprint})
 
     # --- what the effect phase (services/effects.py) asks of the run --------------------------
 
@@ -343,12 +368,12 @@ class RunWalker:
     def cancel(self, now: datetime) -> None:
         """Cancel at this boundary: keep results of effects that happened, drop the rest."""
         sending = self.sending
-        if sending is not None and sending.attempt_id is not None:
-            self.writes.attempt_updates.append({
-                "id": sending.attempt_id, "status": "FAILED",
-                "error": "not sent: the run was canceled"})
+        if sending is not None and sending.attempt_id is not None and sending.attempt:
+            self.attempt_failed(sending.node_id, sending.attempt, {
+                "status": "FAILED", "error": "not sent: the run was canceled"})
         self.writes = Writes(step_updates=self.writes.step_updates,
                              attempt_updates=self.writes.attempt_updates,
+                             failure_groups=self.writes.failure_groups,
                              run_values={"status": "CANCELED", "finished_at": now,
                                          "wake_at": None, "error": None},
                              job="delete")

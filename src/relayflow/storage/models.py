@@ -34,6 +34,7 @@ from relayflow.storage.types import JSONType, UTCDateTime
 # The status most runs end in: the status index leaves it out (WorkflowRun.status_in).
 COMMON_STATUS = RunStatus.COMPLETED
 _NOT_COMMON = f"status <> '{COMMON_STATUS}'"
+_HAS_FINGERPRINT = "fingerprint IS NOT NULL"
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -162,6 +163,10 @@ class WorkflowRun(Base):
               sqlite_where=text(_NOT_COMMON), postgresql_where=text(_NOT_COMMON)),
         Index("ix_runs_ws_workflow_created", "workspace_id", "workflow_id", "created_at", "id"),
         Index("ix_runs_ws_contact_created", "workspace_id", "contact_id", "created_at", "id"),
+        # Failed runs by cause (/failures, ?fingerprint=); every other run has none.
+        Index("ix_runs_ws_fingerprint_created", "workspace_id", "fingerprint", "created_at",
+              "id", sqlite_where=text(_HAS_FINGERPRINT),
+              postgresql_where=text(_HAS_FINGERPRINT)),
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -184,6 +189,8 @@ class WorkflowRun(Base):
     current_node: Mapped[str | None] = mapped_column(String(64))
     wake_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # A FAILED run's cause (engine.fingerprint; described once in failure_groups).
+    fingerprint: Mapped[str | None] = mapped_column(String(16))
 
     @classmethod
     def status_in(cls, statuses: Collection[str]) -> ColumnElement[bool]:
@@ -253,6 +260,9 @@ class DeliveryAttempt(Base):
         Index("ix_deliveries_resend_of", "resend_of",
               sqlite_where=text("resend_of IS NOT NULL"),
               postgresql_where=text("resend_of IS NOT NULL")),
+        Index("ix_deliveries_ws_fingerprint_created", "workspace_id", "fingerprint",
+              "created_at", "id", sqlite_where=text(_HAS_FINGERPRINT),
+              postgresql_where=text(_HAS_FINGERPRINT)),
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -285,6 +295,27 @@ class DeliveryAttempt(Base):
     # this set was interrupted mid-send, and recovery must reconcile rather than resend.
     send_started_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # A FAILED or BOUNCED attempt's cause (engine.fingerprint).
+    fingerprint: Mapped[str | None] = mapped_column(String(16))
+
+
+class FailureGroup(Base):
+    """One cause of failure, described once: the first run or attempt to fail of it writes
+    this row (later ones find it there); counts, first and last seen are read from the
+    runs and attempts that carry its fingerprint, so they follow retention."""
+
+    __tablename__ = "failure_groups"
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # run | delivery
+    workflow_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    node_type: Mapped[str | None] = mapped_column(String(32))
+    error_class: Mapped[str] = mapped_column(String(64))
+    pattern: Mapped[str] = mapped_column(Text)
+    sample_error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
 
 
 class Provider(Base):

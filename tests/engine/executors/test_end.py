@@ -19,12 +19,12 @@ class TestStep:
     def test_stop_error_fails_with_the_rendered_message(self) -> None:
         outcome = step(GRAPH, "stop", make_ctx())
 
-        assert outcome == Fail(reason="plan pro is not supported",
+        assert outcome == Fail(reason="plan pro is not supported", error_class="StopError",
                                output={"message": "plan pro is not supported"})
 
     def test_stop_error_without_message_says_stopped(self) -> None:
-        assert step(GRAPH, "bare_stop", make_ctx()) == Fail(reason="stopped",
-                                                            output={"message": "stopped"})
+        assert step(GRAPH, "bare_stop", make_ctx()) == Fail(
+            reason="stopped", error_class="StopError", output={"message": "stopped"})
 
     def test_stop_error_with_missing_variable_fails_with_the_error(self) -> None:
         outcome = step(GRAPH, "broken_stop", make_ctx())

@@ -138,14 +138,17 @@ class TestResume:
         assert isinstance(outcome, Fail)
         assert outcome.reason == f"request failed after 3 attempt(s): HTTP {status}"
         assert outcome.output == {"status": status, "error": f"HTTP {status}", "attempts": 3}
+        assert outcome.error_class == f"HTTP {status}"
 
     def test_transport_error_fails_with_the_error(self) -> None:
-        result = HttpResult(status=None, error="ConnectTimeout: timed out", attempts=1)
+        result = HttpResult(status=None, error="ConnectTimeout: timed out",
+                            error_class="ConnectTimeout", attempts=1)
 
         outcome = resume(_graph(), "lookup", _ctx(), result)
 
         assert isinstance(outcome, Fail)
         assert outcome.reason == "request failed after 1 attempt(s): ConnectTimeout: timed out"
+        assert outcome.error_class == "ConnectTimeout"
 
     def test_failure_with_on_error_advances_to_it(self) -> None:
         result = HttpResult(status=502, attempts=2)

@@ -24,7 +24,8 @@ class TestResume:
 
         outcome = resume(GRAPH, "child", make_ctx(), result)
 
-        assert outcome == Fail(reason="workflow 'billing' is INACTIVE")
+        assert outcome == Fail(reason="workflow 'billing' is INACTIVE",
+                                      error_class="TriggerRefused")
 
     def test_no_run_id_and_no_error_fails(self) -> None:
         outcome = resume(GRAPH, "child", make_ctx(), StartResult(run_id=None))

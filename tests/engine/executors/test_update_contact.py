@@ -32,7 +32,8 @@ class TestStep:
     def test_run_without_contact_fails(self) -> None:
         outcome = step(GRAPH, "update", make_ctx(contact=None, steps={"lookup": {"tier": "x"}}))
 
-        assert outcome == Fail(reason="this run has no contact to update")
+        assert outcome == Fail(reason="this run has no contact to update",
+                                      error_class="NoContact")
 
     def test_missing_variable_fails(self) -> None:
         outcome = step(GRAPH, "update", make_ctx(steps={}))

@@ -16,4 +16,4 @@ class StopErrorExecutor(NoEffect):
     def run(self, node: Node, ctx: StepContext) -> Outcome:
         message = templates.render(node.config.get("message", "stopped"), ctx.variables(),
                                    field="message")
-        return Fail(reason=message, output={"message": message})
+        return Fail(reason=message, error_class="StopError", output={"message": message})

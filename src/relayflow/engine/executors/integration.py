@@ -69,6 +69,7 @@ class IntegrationExecutor:
             if "on_error" in node.config:
                 return Advance(next=node.config["on_error"], branch="on_error", output=output)
             return Fail(reason=f"request failed after {result.attempts} attempt(s): {reason}",
+                        error_class=result.error_class or f"HTTP {result.status}",
                         output=output)
         response = {"status": result.status, "headers": result.headers, "body": result.body}
         captured = {

@@ -30,7 +30,8 @@ class SendMessageExecutor:
         else:
             to = str((ctx.contact or {}).get(_ADDRESS_FIELD[channel]) or "")
         if not to:
-            return Fail(reason=f"no {_ADDRESS_FIELD[channel]} address to send the {channel} to")
+            return Fail(reason=f"no {_ADDRESS_FIELD[channel]} address to send the {channel} to",
+                        error_class="NoAddress")
         message = SendMessage(
             channel=channel,
             to=to,
@@ -48,5 +49,6 @@ class SendMessageExecutor:
         if result.error:
             output["error"] = result.error
         if result.error and node.config.get("on_failure", ON_FAILURE_DEFAULT) == "fail":
-            return Fail(reason=f"delivery failed: {result.error}", output=output)
+            return Fail(reason=f"delivery failed: {result.error}", error_class="DeliveryFailed",
+                        output=output)
         return Advance(next=node.config["next"], output=output)

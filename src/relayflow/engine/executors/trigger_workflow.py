@@ -20,6 +20,7 @@ class TriggerWorkflowExecutor:
     def resume(self, node: Node, ctx: StepContext, result: EffectResult) -> Outcome:
         assert isinstance(result, StartResult)
         if result.error or result.run_id is None:
-            return Fail(reason=result.error or "the upstream workflow did not start")
+            return Fail(reason=result.error or "the upstream workflow did not start",
+                        error_class="TriggerRefused")
         output = {"workflow": node.config["workflow"], "run_id": result.run_id}
         return Advance(next=node.config["next"], output=output)

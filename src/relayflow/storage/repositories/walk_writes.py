@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
 from relayflow.storage.notify import notify
 from relayflow.storage.repositories import contact as contact_repo
+from relayflow.storage.repositories import failure as failure_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 
@@ -43,6 +44,7 @@ class BatchWrites:
     attempt_updates: list[dict[str, Any]] = field(default_factory=list)
     run_updates: list[dict[str, Any]] = field(default_factory=list)
     contact_sets: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    failure_groups: list[dict[str, Any]] = field(default_factory=list)
     children_runs: list[dict[str, Any]] = field(default_factory=list)
     children_steps: list[dict[str, Any]] = field(default_factory=list)
     children_jobs: list[dict[str, Any]] = field(default_factory=list)
@@ -96,6 +98,7 @@ def apply(session: Session, prepared: Prepared, now: datetime) -> None:
             if contact is not None:
                 contact.attributes = {**(contact.attributes or {}), **values}
                 contact.updated_at = now
+    failure_repo.describe(session, writes.failure_groups)
     job_repo.remove(session, writes.finished)
     job_repo.park(session, writes.parked)
 
