@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -280,6 +281,18 @@ class RunQuery:
     range: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    fingerprint: str | None = None
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def parse_fingerprint(text: str | None) -> str | None:
+    if not text:
+        return None
+    if not _FINGERPRINT.fullmatch(text.strip().lower()):
+        raise InvalidInput("fingerprint must be 16 hexadecimal digits, as /failures gives it")
+    return text.strip().lower()
 
 
 def encode_cursor(at: datetime, run_id: uuid.UUID) -> str:
@@ -347,6 +360,7 @@ def build_filter(
     """The filter for a run listing; None when it can match nothing (an unknown workflow,
     an address no contact has). Malformed input is an error even then."""
     statuses = parse_statuses(query.status)
+    fingerprint = parse_fingerprint(query.fingerprint)
     start, end = time_window(range_=query.range, created_from=query.created_from,
                              created_to=query.created_to, now=now)
     scope = resolve_scope(session, workspace_id=workspace_id, contact=query.contact,
@@ -354,7 +368,8 @@ def build_filter(
     if scope is None:
         return None
     return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=scope.workflow_id,
-                     contact_id=scope.contact_id, created_from=start, created_to=end)
+                     contact_id=scope.contact_id, created_from=start, created_to=end,
+                     fingerprint=fingerprint)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,8 @@ class TestAuditedActions:
 
         [event] = _events(client, action="run.retry")
 
-        assert (event["target_id"], event["detail"]) == (run_id, {"retry_run_id": retry_id})
+        assert (event["target_id"], event["detail"]) == (
+            run_id, {"retry_run_id": retry_id, "version": "original"})
 
     def test_workflow_activate_and_deactivate(self, client: TestClient) -> None:
         create(client, straight())

@@ -79,6 +79,33 @@ class TestRetryRun:
         fresh = client.get(f"/api/v1/runs/{trigger(client, 'onboarding')}").json()
         assert fresh["version"] == 2
 
+    def test_retry_on_the_current_version_runs_the_fix(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, straight(body="Version one"))
+        original = trigger(client, "onboarding")
+        drain(runtime)
+        create(client, straight(body="Version two"))
+
+        response = client.post(f"/api/v1/runs/{original}/retry", json={"version": "current"})
+        assert response.status_code == 202, response.text
+        drain(runtime)
+
+        retry = client.get(f"/api/v1/runs/{response.json()['id']}").json()
+        assert retry["version"] == 2
+        assert retry["status"] == "COMPLETED"
+        explicit = client.post(f"/api/v1/runs/{original}/retry", json={"version": "original"})
+        assert client.get(f"/api/v1/runs/{explicit.json()['id']}").json()["version"] == 1
+
+    @pytest.mark.parametrize("body", [{"version": "latest"}, {"version": 2}, {"other": 1}])
+    def test_a_bad_version_is_422_and_nothing_is_opened(
+        self, client: TestClient, runtime: Runtime, body: dict
+    ) -> None:
+        original = _failed_run(client, runtime)
+        response = client.post(f"/api/v1/runs/{original}/retry", json=body)
+        assert response.status_code == 422
+        assert client.get("/api/v1/runs").json()["counts"]["ALL"] == 1
+
     def test_original_lists_its_retries(self, client: TestClient, runtime: Runtime) -> None:
         original = _failed_run(client, runtime)
         first = client.post(f"/api/v1/runs/{original}/retry").json()["id"]
@@ -178,7 +205,7 @@ class TestRetryRun:
             events = list(session.scalars(select(AuditEvent).where(
                 AuditEvent.workspace_id == workspace.id, AuditEvent.action == "run.retry")))
         assert [(e.target_type, e.target_id, e.detail) for e in events] == [
-            ("run", original, {"retry_run_id": retry_id})]
+            ("run", original, {"retry_run_id": retry_id, "version": "original"})]
         assert events[0].actor == f"key:{workspace.api_key.split('.')[0]}"
 
     def test_viewer_is_403_and_nothing_is_opened(

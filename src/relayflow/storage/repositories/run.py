@@ -50,6 +50,7 @@ class RunFilter:
     contact_id: uuid.UUID | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    fingerprint: str | None = None  # failed runs of one cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,8 @@ def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
         query = query.where(WorkflowRun.created_at >= f.created_from)
     if f.created_to is not None:
         query = query.where(WorkflowRun.created_at < f.created_to)
+    if f.fingerprint is not None:
+        query = query.where(WorkflowRun.fingerprint == f.fingerprint)
     return query
 
 
@@ -248,7 +251,9 @@ def export_page(session: Session, f: RunFilter, *, limit: int,
 def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
     """Runs by status under the filter. Whole hours come from the rollup (rollup.py),
     whatever the history's size; a contact's runs, and the hours a window starts or ends
-    inside, are counted from the runs' own indexes."""
+    inside, are counted from the runs' own indexes, and so are a cause's failed runs."""
+    if f.fingerprint is not None:
+        return _count_by_status(session, f)
     return rollup.by_status(session, rollup.RUNS, f, _keys(f),
                             lambda part: _count_by_status(session, part))
 

@@ -8,6 +8,7 @@ from relayflow.web.api import (
     audit,
     contact,
     delivery,
+    failure,
     frequency,
     key,
     member,
@@ -26,6 +27,7 @@ router = APIRouter(prefix="/api/v1", responses=errors(429))
 router.include_router(workflow.router)
 router.include_router(webhook.router)
 router.include_router(run.router)
+router.include_router(failure.router)
 router.include_router(contact.router)
 router.include_router(secret.router)
 router.include_router(key.router)

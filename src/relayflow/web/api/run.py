@@ -7,7 +7,14 @@ from fastapi import APIRouter, Query, status
 
 from relayflow.services import run as run_service
 from relayflow.web.api.responses import errors
-from relayflow.web.api.schemas import RunCanceled, RunDetail, RunList, RunRetried, Text
+from relayflow.web.api.schemas import (
+    RunCanceled,
+    RunDetail,
+    RunList,
+    RunRetried,
+    RunRetry,
+    Text,
+)
 from relayflow.web.deps import (
     HistorySessionDep,
     PrincipalDep,
@@ -66,10 +73,16 @@ def list_runs(
                                       "Without a UTC offset the time is UTC."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=run_service.MAX_PAGE)] = 50,
+    fingerprint: Annotated[
+        Text | None,
+        Query(description="A cause of failure, as GET /api/v1/failures gives it: its "
+                          "FAILED runs."),
+    ] = None,
     cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> RunList:
     query = run_service.RunQuery(status=status, workflow=workflow, contact=contact, range=range_,
-                                 created_from=created_from, created_to=created_to)
+                                 created_from=created_from, created_to=created_to,
+                                 fingerprint=fingerprint)
     page = run_service.search(
         session, workspace_id=principal.workspace_id, query=query, limit=limit, cursor=cursor,
         now=runtime.clock(), phone_region=settings.default_phone_region,
@@ -112,19 +125,21 @@ def cancel_run(
     "/{run_id}/retry",
     name="runs:retry",
     summary="Retry a finished run",
-    description="Opens a new run of the same workflow version, for the same contact and "
-                "trigger payload, with `retry_of` set to this run. Only COMPLETED, FAILED or "
-                "CANCELED runs (409 otherwise). Works on a deactivated workflow too.",
+    description="Opens a new run for the same contact and trigger payload, with `retry_of` "
+                "set to this run, on the version this run ran (`version: original`, the "
+                "default) or on the workflow's current one (`current`). Only COMPLETED, "
+                "FAILED or CANCELED runs (409 otherwise). Works on a deactivated workflow too.",
     response_model=RunRetried,
     status_code=status.HTTP_202_ACCEPTED,
     responses=errors(401, 403, 404, 409, 422),
 )
 def retry_run(
-    run_id: str, principal: WriterDep, session: SessionDep, runtime: RuntimeDep
+    run_id: str, principal: WriterDep, session: SessionDep, runtime: RuntimeDep,
+    body: RunRetry | None = None,
 ) -> RunRetried:
     run = run_service.retry(
         session, workspace_id=principal.workspace_id, run_id=run_id, actor=principal.actor,
-        now=runtime.clock(),
+        now=runtime.clock(), version=(body or RunRetry()).version,
     )
     wake_worker_after_commit(session)
     assert run.retry_of is not None

@@ -231,6 +231,8 @@ class RunRead(BaseModel):
     parent_run_id: uuid.UUID | None
     retry_of: uuid.UUID | None
     duplicates_ignored: int
+    fingerprint: str | None = Field(
+        description="A FAILED run's cause (GET /api/v1/failures); null otherwise.")
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRead:
@@ -259,7 +261,17 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "retry_of": run.retry_of,
         "duplicates_ignored": run.duplicates_ignored,
+        "fingerprint": run.fingerprint,
     }
+
+
+class RunRetry(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"version": "current"}]})
+
+    version: Literal["original", "current"] = Field(
+        "original", description="Run the version the original ran (`original`), or the "
+                                "workflow's current version, with any fix saved since.")
 
 
 class RunRetried(BaseModel):
