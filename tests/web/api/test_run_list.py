@@ -208,7 +208,7 @@ class TestListRunsItems:
         assert set(r4) == {
             "id", "workflow", "version", "contact", "status", "trigger", "created_at",
             "started_at", "finished_at", "duration_ms", "current_node", "waiting_until",
-            "error", "parent_run_id", "retry_of", "duplicates_ignored",
+            "error", "parent_run_id", "retry_of", "duplicates_ignored", "fingerprint",
         }
         assert r4["workflow"] == "onboarding"
         assert r4["version"] == 1
