@@ -38,6 +38,7 @@ class DeliveryQuery:
     range: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ def build_filter(
     """The filter for a listing; None when it can match nothing (an unknown workflow key,
     an address no contact has). Malformed input is an error even then."""
     statuses = parse_statuses(query.status)
+    fingerprint = run_service.parse_fingerprint(query.fingerprint)
     channel = query.channel.strip().lower() if query.channel and query.channel.strip() else None
     if channel is not None and channel not in CHANNELS:
         raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
@@ -75,7 +77,7 @@ def build_filter(
         return None
     return DeliveryFilter(workspace_id=workspace_id, statuses=statuses, channel=channel,
                           workflow_id=scope.workflow_id, contact_id=scope.contact_id,
-                          created_from=start, created_to=end)
+                          created_from=start, created_to=end, fingerprint=fingerprint)
 
 
 def status_counts(session: Session, delivery_filter: DeliveryFilter | None) -> dict[str, int]:

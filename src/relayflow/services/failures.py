@@ -87,6 +87,12 @@ def _group(workspace_id: uuid.UUID, name: str, kind: str, workflow_id: uuid.UUID
 # --- reading the groups ---------------------------------------------------------------
 
 
+def describe(session: Session, *, workspace_id: uuid.UUID,
+             fingerprint: str) -> FailureGroup | None:
+    """One cause as its first failure described it; None for a fingerprint unknown here."""
+    return session.get(FailureGroup, (workspace_id, fingerprint.strip().lower()))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailureQuery:
     kind: str | None = None  # None: both

@@ -46,6 +46,7 @@ class DeliveryFilter:
     contact_id: uuid.UUID | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    fingerprint: str | None = None  # failed or bounced attempts of one cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ def _filtered(query, f: DeliveryFilter):  # type: ignore[no-untyped-def]
         query = query.where(DeliveryAttempt.created_at >= f.created_from)
     if f.created_to is not None:
         query = query.where(DeliveryAttempt.created_at < f.created_to)
+    if f.fingerprint is not None:
+        query = query.where(DeliveryAttempt.fingerprint == f.fingerprint)
     return query
 
 

@@ -252,8 +252,6 @@ def count_by_status(session: Session, f: RunFilter) -> dict[str, int]:
     """Runs by status under the filter. Whole hours come from the rollup (rollup.py),
     whatever the history's size; a contact's runs, and the hours a window starts or ends
     inside, are counted from the runs' own indexes, and so are a cause's failed runs."""
-    if f.fingerprint is not None:
-        return _count_by_status(session, f)
     return rollup.by_status(session, rollup.RUNS, f, _keys(f),
                             lambda part: _count_by_status(session, part))
 

@@ -69,11 +69,16 @@ def list_deliveries(
                                       "Without a UTC offset the time is UTC."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=delivery_ops.MAX_PAGE)] = 50,
+    fingerprint: Annotated[
+        Text | None,
+        Query(description="A cause of failure, as GET /api/v1/failures gives it: its FAILED "
+                          "or BOUNCED attempts."),
+    ] = None,
     cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> DeliveryList:
     query = delivery_ops.DeliveryQuery(status=status, channel=channel, workflow=workflow,
                                        contact=contact, range=range_, created_from=created_from,
-                                       created_to=created_to)
+                                       created_to=created_to, fingerprint=fingerprint)
     page = delivery_ops.search(
         session, workspace_id=principal.workspace_id, query=query, limit=limit, cursor=cursor,
         now=runtime.clock(), phone_region=settings.default_phone_region,

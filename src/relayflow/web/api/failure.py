@@ -43,7 +43,7 @@ class FailureGroupRead(BaseModel):
     def from_group(cls, group: Group) -> FailureGroupRead:
         assert group.first_seen is not None
         assert group.last_seen is not None
-        return cls(fingerprint=group.fingerprint, kind=group.kind,  # type: ignore[arg-type]
+        return cls(fingerprint=group.fingerprint, kind=group.kind,
                    workflow=group.workflow_key, node_id=group.node_id,
                    node_type=group.node_type, error_class=group.error_class,
                    pattern=group.pattern, sample_error=group.sample_error, count=group.count,

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from relayflow.web.pages import auth, contacts, deliveries, run_detail, runs, settings, workflows
+from relayflow.web.pages import (
+    auth,
+    contacts,
+    deliveries,
+    failures,
+    run_detail,
+    runs,
+    settings,
+    workflows,
+)
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, runs, run_detail, deliveries, workflows, contacts, settings):
+for module in (auth, runs, run_detail, failures, deliveries, workflows, contacts, settings):
     router.include_router(module.router)

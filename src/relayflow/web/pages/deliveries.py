@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import HTMLResponse
 
 from relayflow.errors import Conflict, InvalidInput
-from relayflow.services import delivery_ops
+from relayflow.services import delivery_ops, failures
 from relayflow.services import resend as resend_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.login import Viewer
@@ -60,6 +60,7 @@ class Filters:
     limit: str = ""
     cursor: str = ""
     after: str = ""
+    fingerprint: str = ""
 
     @classmethod
     def from_params(cls, params: QueryParams) -> Filters:
@@ -73,7 +74,7 @@ class Filters:
         return cls(status=get("status").upper(), channel=get("channel").lower(),
                    workflow=get("workflow"), contact=get("contact"), range=range_,
                    from_=from_, to=to, limit=get("limit"), cursor=get("cursor"),
-                   after=get("after"))
+                   after=get("after"), fingerprint=get("fingerprint"))
 
     def href(self, **changes: str) -> str:
         """This view's URL with `changes`; paging cursors are dropped unless given."""
@@ -92,7 +93,8 @@ class Filters:
         return delivery_ops.DeliveryQuery(
             status=self.status or None, channel=self.channel or None,
             workflow=self.workflow or None, contact=self.contact or None, range=preset,
-            created_from=_when(self.from_, "from"), created_to=_when(self.to, "to"))
+            created_from=_when(self.from_, "from"), created_to=_when(self.to, "to"),
+            fingerprint=self.fingerprint or None)
 
     def page_size(self) -> int:
         if not self.limit:
@@ -129,6 +131,9 @@ def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, r
         "workflows": [w.key for w in workflow_service.list_all(
             session, workspace_id=viewer.workspace_id)],
     }
+    if filters.fingerprint:
+        ctx["cause"] = failures.describe(session, workspace_id=viewer.workspace_id,
+                                         fingerprint=filters.fingerprint)
     try:
         page = delivery_ops.browse(
             session, workspace_id=viewer.workspace_id, query=filters.query(),

@@ -22,8 +22,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from relayflow.engine.status import CHIPS as STATUSES_OF_CHIP
 from relayflow.errors import InvalidInput
+from relayflow.services import failures, run_history
 from relayflow.services import run as run_service
-from relayflow.services import run_history
 from relayflow.services import workflow as workflow_service
 from relayflow.storage.repositories.run import ExportRow
 from relayflow.web.deps import HistorySessionDep, RuntimeDep, SessionDep, SettingsDep
@@ -59,6 +59,7 @@ class Filters:
     from_: str = ""
     to: str = ""
     tz: str = ""
+    fingerprint: str = ""
     limit: str = ""
     cursor: str = ""
 
@@ -78,7 +79,7 @@ class Filters:
     @property
     def narrowed(self) -> bool:
         """Whether anything but the default range (and paging) narrows the listing."""
-        return bool(self.status or self.workflow or self.contact
+        return bool(self.status or self.workflow or self.contact or self.fingerprint
                     or self.range_choice != DEFAULT_RANGE)
 
     def href(self, path: str = "/runs", **changes: str) -> str:
@@ -128,6 +129,7 @@ def run_query(filters: Filters, zone: tzinfo) -> run_service.RunQuery:
         contact=filters.contact or None, range=None if custom else choice,
         created_from=_when(filters.from_, "from", zone) if custom else None,
         created_to=_when(filters.to, "to", zone) if custom else None,
+        fingerprint=filters.fingerprint or None,
     )
 
 
@@ -186,6 +188,9 @@ def runs_page(
     zone, zone_name = viewer_zone(request, filters)
     workflows = workflow_service.list_all(session, workspace_id=viewer.workspace_id)
     ctx = _base_context(filters, zone, zone_name, workflows)
+    if filters.fingerprint:
+        ctx["cause"] = failures.describe(session, workspace_id=viewer.workspace_id,
+                                         fingerprint=filters.fingerprint)
     now = runtime.clock()
     try:
         history = run_history.history(

@@ -146,6 +146,11 @@ def _schedule(trigger: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     }
 
 
+def _node_of(request: Request, definition: dict[str, Any]) -> str | None:
+    node = request.query_params.get("node")
+    return node if node and node in definition.get("nodes", {}) else None
+
+
 def _workflow_page(
     request: Request, session: Session, runtime: Runtime, settings: Settings, viewer: Viewer,
     key: str, *, run_form: RunForm | None = None, status_code: int = 200,
@@ -160,7 +165,8 @@ def _workflow_page(
     return render(request, "workflows/detail.html", {
         "summary": summary, "workflow": workflow, "current": current,
         "versions": summary.detail.versions, "trigger": trigger,
-        "graph": render_graph(current.definition),
+        # ?node= (from /failures): the node a cause of failure points at, marked on the graph.
+        "graph": render_graph(current.definition, failed=_node_of(request, current.definition)),
         "webhook_url": webhook_url,
         "webhook_curl": (_webhook_curl(webhook_url, trigger, summary.signing is not None)
                          if webhook_url else None),
