@@ -32,7 +32,8 @@ bench on a server with autovacuum off. The header says whether the planner has s
 
 `relayflow serve --no-worker` is then timed over HTTP, one call at a time: each line of
 PROBES (GET /api/v1/runs under each filter and at page 50, a run's detail, GET
-/api/v1/deliveries, the /runs, /delivery-ops and /runs/{id} pages signed in as the member)
+/api/v1/deliveries, GET /api/v1/failures and the runs of its largest cause, the /runs,
+/delivery-ops, /failures and /runs/{id} pages signed in as the member)
 3 calls to warm up, then p50/p95/max of 20; the CSV export of every run once (rows/s);
 `relayflow prune --older-than 60d --dry-run` if prune has a dry run, the real prune with
 --prune, with GET /api/v1/runs called back to back for IDLE_SECONDS before it and for as
@@ -793,6 +794,7 @@ class Facts:
     custom_to: str = ""
     cursor50: str = ""
     page49_at: str = ""
+    fingerprint: str = ""  # the cause with the most failed runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -807,7 +809,7 @@ class Probe:
     expect: str = ""
 
 
-RUNS, DAY = "/api/v1/runs", timedelta(days=1)
+RUNS, FAILURES, DAY = "/api/v1/runs", "/api/v1/failures", timedelta(days=1)
 PROBES = (
     Probe("api runs: no filter (page 1)", RUNS),
     Probe("api runs: status=FAILED", RUNS, {"status": "FAILED"}),
@@ -830,14 +832,25 @@ PROBES = (
     Probe("page /delivery-ops: BOUNCED, all time", "/delivery-ops",
           {"range": "all", "status": "BOUNCED"}, 'data-attempt="'),
     Probe("page /runs/{{id}}", "/runs/{run_id}", expect="{run_id}"),
+    Probe("api failures: 30d", FAILURES, {"range": "30d"}),
+    Probe("api failures: runs of {workflow}, 7d", FAILURES,
+          {"kind": "run", "workflow": "{workflow}", "range": "7d"}),
+    Probe("api runs: one cause (fingerprint)", RUNS,
+          {"status": "FAILED", "fingerprint": "{fingerprint}"}),
+    Probe("page /failures: 30d", "/failures", {"range": "30d"}, 'data-fingerprint="'),
 )
 
 
 def fits(item: dict[str, Any], params: dict[str, str], facts: Facts) -> bool:
     """Whether one row of a listing is what the filters in `params` ask for."""
+    if "pattern" in item:  # a failure group
+        return (item["count"] > 0 and sum(item["sparkline"]) == item["count"]
+                and params.get("kind") in (None, item["kind"])
+                and params.get("workflow") in (None, item["workflow"]))
     at = datetime.fromisoformat(item["created_at"])
     span = run_service.RANGES.get(params.get("range", ""))
     return (params.get("status") in (None, item["status"])
+            and params.get("fingerprint") in (None, item.get("fingerprint"))
             and params.get("workflow") in (None, item["workflow"])
             and params.get("contact") in (None, (item["contact"] or {}).get("email"))
             and (span is None or at >= facts.now - span)
@@ -932,13 +945,17 @@ def find_facts(url: str, api: httpx.Client) -> Facts:
             DeliveryAttempt.contact_id.in_([c for c, _ in near if c is not None]))))
         contact_id, facts.contact_runs = next(((c, n) for c, n in near if c in sent), (None, 0))
         facts.contact = conn.scalar(select(Contact.email).where(Contact.id == contact_id)) or ""
+        facts.fingerprint = conn.scalar(
+            select(WorkflowRun.fingerprint).where(WorkflowRun.workspace_id == ws,
+                                                  WorkflowRun.fingerprint.is_not(None))
+            .group_by(WorkflowRun.fingerprint).order_by(func.count().desc()).limit(1)) or ""
         facts.run_id = str(conn.scalar(
             select(DeliveryAttempt.run_id)
             .where(DeliveryAttempt.workspace_id == ws, DeliveryAttempt.run_id.is_not(None),
                    DeliveryAttempt.created_at < now - WINDOW / 2)
             .order_by(DeliveryAttempt.created_at.desc()).limit(1)) or "")
     engine.dispose()
-    if not (facts.workflow and facts.contact and facts.run_id):
+    if not (facts.workflow and facts.contact and facts.run_id and facts.fingerprint):
         raise SystemExit(f"the history lacks what the probes need: {facts}")
     cursor: str | None = None
     for _ in range(49):
@@ -1033,6 +1050,8 @@ def verdicts(header: dict[str, Any], results: list[Result]) -> list[tuple[str, s
           and "back to back" not in r.what]),
         ("pages /runs and /delivery-ops, p95 <= 150 ms", 150.0,
          [r for r in results if r.what.startswith(("page /runs:", "page /delivery-ops:"))]),
+        ("failures, API and page, p95 <= 150 ms", 150.0,
+         [r for r in results if r.what.startswith(("api failures:", "page /failures:"))]),
         ("run detail, API and page, p95 <= 20 ms", 20.0,
          [r for r in results if r.what in ("api run detail", "page /runs/{id}")]),
         ("a month's runs dropped in < 5 s", 5000.0,

@@ -110,6 +110,27 @@ class TestDemo:
         key2 = second.stdout.split("API key ")[1].split()[0]
         assert key1 != key2
 
+    def test_demo_shows_failures_their_fix_and_a_bulk_retry(self, cli, runtime):
+        from sqlalchemy import select
+
+        from relayflow.storage.models import BulkOperation, FailureGroup, WorkflowRun
+
+        assert cli("demo").exit_code == 0
+        with session_scope(runtime.sessions) as session:
+            groups = session.scalars(select(FailureGroup).where(
+                FailureGroup.kind == "run")).all()
+            [operation] = session.scalars(select(BulkOperation)).all()
+            retries = session.execute(select(WorkflowRun.status, WorkflowRun.version_id)
+                                      .where(WorkflowRun.retry_of.is_not(None))).all()
+            canceled = session.scalars(select(WorkflowRun).where(
+                WorkflowRun.status == "CANCELED")).all()
+        assert {g.error_class for g in groups} >= {"StopError", "UndefinedError"}
+        assert (operation.status, operation.version) == ("COMPLETED", "current")
+        assert operation.done > 0
+        assert len({version for _, version in retries}) == 2  # on both versions
+        assert {status for status, _ in retries} == {"FAILED", "COMPLETED"}
+        assert all(run.cancel_reason for run in canceled)
+
     def test_demo_prints_a_sign_in_that_works_and_changes_each_time(self, cli, runtime):
         from relayflow.errors import Unauthorized
         from relayflow.services import login

@@ -342,6 +342,122 @@ def workspace_retention(
                   f"failures {f'{failed} days' if failed else 'as long as the rest'}")
 
 
+bulk_app = typer.Typer(help="Retry or cancel every run a filter matches.", no_args_is_help=True)
+app.add_typer(bulk_app, name="bulk")
+StatusOpt = Annotated[str | None, typer.Option(help="Run statuses, comma-separated.")]
+WorkflowOpt = Annotated[str | None, typer.Option(help="A workflow key.")]
+FingerprintOpt = Annotated[str | None, typer.Option(help="A cause of failure (/failures).")]
+RangeOpt = Annotated[str | None, typer.Option("--range", help="24h, 7d or 30d.")]
+ContactOpt = Annotated[str | None, typer.Option(help="A contact's email, phone or id.")]
+ReasonOpt = Annotated[str, typer.Option(help="Kept on the operation (and canceled runs).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would happen; do nothing.")]
+WaitOpt = Annotated[bool, typer.Option(
+    "--wait/--no-wait", help="Follow it to the end (acting too, beside any worker).")]
+
+
+@bulk_app.command("retry")
+def bulk_retry(
+    workspace: WorkspaceOpt = "demo", status: StatusOpt = None, workflow: WorkflowOpt = None,
+    fingerprint: FingerprintOpt = None, range_: RangeOpt = None, contact: ContactOpt = None,
+    version: Annotated[str, typer.Option(
+        help="original: each run's own version; current: the workflow's.")] = "original",
+    reason: ReasonOpt = "", dry_run: DryRunOpt = False, wait: WaitOpt = True,
+) -> None:
+    """Retry every finished run the filters match; runs retried successfully are skipped."""
+    _bulk("retry", workspace, {"status": status, "workflow": workflow, "contact": contact,
+                               "fingerprint": fingerprint, "range": range_},
+          version=version, reason=reason, dry_run=dry_run, wait=wait)
+
+
+@bulk_app.command("cancel")
+def bulk_cancel(
+    workspace: WorkspaceOpt = "demo", status: StatusOpt = None, workflow: WorkflowOpt = None,
+    fingerprint: FingerprintOpt = None, range_: RangeOpt = None, contact: ContactOpt = None,
+    reason: ReasonOpt = "", dry_run: DryRunOpt = False, wait: WaitOpt = True,
+) -> None:
+    """Cancel every pending or running run the filters match."""
+    _bulk("cancel", workspace, {"status": status, "workflow": workflow, "contact": contact,
+                                "fingerprint": fingerprint, "range": range_},
+          version=None, reason=reason, dry_run=dry_run, wait=wait)
+
+
+def _bulk(action: str, workspace: str, filter_: dict[str, str | None], *,
+          version: str | None, reason: str, dry_run: bool, wait: bool) -> None:
+    import getpass
+
+    from relayflow.services import bulk
+
+    runtime = _runtime()
+    try:
+        request = bulk.spec(action=action, filter={k: v for k, v in filter_.items() if v},
+                            version=version, reason=reason)
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            if dry_run:
+                seen = bulk.preview(session, workspace_id=ws.id, request=request,
+                                    now=runtime.clock())
+            else:
+                operation = bulk.create(session, workspace_id=ws.id, request=request,
+                                        actor=f"cli:{getpass.getuser()}", now=runtime.clock())
+                operation_id, total = operation.id, operation.total
+    except RelayflowError as exc:
+        _fail(exc)
+    if dry_run:
+        _show_preview(action, seen)
+        return
+    console.print(f"bulk {action} {operation_id}: {total:,} runs")
+    if wait:
+        _follow(runtime, operation_id, total)
+
+
+def _show_preview(action: str, seen: Any) -> None:
+    verb = "retried" if action == "retry" else "canceled"
+    console.print(f"{seen.count:,} runs match; {seen.acting:,} would be {verb}")
+    for why, n in seen.skipped.items():
+        console.print(f"  {n:,} skipped: {why}")
+    if action == "retry":
+        console.print(f"up to {seen.effects.messages:,} messages may be sent again and "
+                      f"{seen.effects.integrations:,} integration requests made again"
+                      + (" (more where a path loops)" if seen.effects.loops else ""))
+    table = Table("run", "workflow", "contact", "status", "error")
+    for row in seen.sample:
+        table.add_row(str(row.run.id)[-12:], row.workflow_key,
+                      row.contact_email or row.contact_phone or "-", row.run.status,
+                      (row.run.error or "")[:60])
+    if seen.sample:
+        console.print(table)
+
+
+def _follow(runtime: Runtime, operation_id: Any, total: int) -> None:
+    """A progress bar until the operation ends. This process acts on it too, as one more
+    worker would (the operation's lease keeps one at a time)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from relayflow.services import bulk
+    from relayflow.storage.models import BulkOperation
+
+    me = f"cli:{os.getpid()}"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task("acting", total=total)
+        while True:
+            acted = bulk.advance(runtime, worker=me)
+            with session_scope(runtime.sessions) as session:
+                found = session.get(BulkOperation, operation_id)
+                assert found is not None
+                status, done, skipped, failed = (found.status, found.done, found.skipped,
+                                                 found.failed)
+            bar.update(task, completed=done + skipped + failed,
+                       description=f"{done:,} done, {skipped:,} skipped, {failed:,} failed")
+            if status != "RUNNING":
+                break
+            if not acted:
+                time.sleep(0.2)
+    console.print(f"{status}: {done:,} done, {skipped:,} skipped, {failed:,} failed")
+
+
 @app.command("demo")
 def demo_command(
     quiet: Annotated[bool, typer.Option(help="Only print the key lines.")] = False,

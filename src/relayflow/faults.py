@@ -13,7 +13,8 @@ import os
 import signal
 from collections.abc import Iterable
 
-POINTS = ("after_claim", "after_intent", "after_effect", "after_commit")
+POINTS = ("after_claim", "after_intent", "after_effect", "after_commit", "bulk_acted",
+          "bulk_committed")
 _spec = os.environ.get("RELAYFLOW_FAULT", "")
 _point, _, _arg = _spec.partition(":")
 _remaining = int(_arg or 1) if _point in POINTS else 0

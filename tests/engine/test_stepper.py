@@ -75,8 +75,8 @@ class TestStep:
         outcome = step(graph, "greet", make_ctx())
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
-        assert "missing" in outcome.reason
+        assert outcome.reason == ("UndefinedError: body: 'dict object' has no attribute "
+                                  "'missing' in {{ contact.missing }}")
 
     def test_default_filter_renders_the_default(self) -> None:
         graph = graph_of({"greet": {"type": "SEND_MESSAGE", "channel": "email",
@@ -107,8 +107,8 @@ class TestStep:
         outcome = step(graph, "greet", make_ctx(steps={}))
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
-        assert "lookup" in outcome.reason
+        assert outcome.reason == ("UndefinedError: body: 'dict object' has no attribute "
+                                  "'lookup' in {{ steps.lookup.tier }}")
 
     def test_contact_is_undefined_on_an_event_run(self) -> None:
         graph = graph_of({"check": {"type": "CONDITION", "when": "contact.plan == 'pro'",
@@ -117,7 +117,8 @@ class TestStep:
         outcome = step(graph, "check", make_ctx(contact=None))
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
+        assert outcome.reason == ("UndefinedError: when: 'contact' is undefined in "
+                                  "contact.plan == 'pro'")
 
     @pytest.mark.parametrize("expression", ESCAPES)
     def test_sandbox_escape_in_a_message_body_is_refused(self, expression: str) -> None:
@@ -194,6 +195,64 @@ class TestStep:
             step(graph, node_id, ctx)
 
         assert (ctx.contact, ctx.steps, dict(ctx.secrets)) == before
+
+
+class TestErrorsNameTheirPlace:
+    """A template error names the node field and the expression in it that raised."""
+
+    def _fail(self, body: str, **ctx: Any) -> str:
+        graph = graph_of({"greet": {"type": "SEND_MESSAGE", "channel": "email",
+                                    "subject": "Hello", "body": body, "next": "done"}})
+        outcome = step(graph, "greet", make_ctx(**ctx))
+        assert isinstance(outcome, Fail), outcome
+        return outcome.reason
+
+    def test_the_failing_expression_among_several_lines(self) -> None:
+        reason = self._fail("Hi {{ contact.first_name }},\n"
+                            "{% if contact.plan == 'pro' %}Pro{% endif %}\n"
+                            "your card {{ contact.card_last4 }} expires")
+
+        assert reason == ("UndefinedError: body: 'dict object' has no attribute "
+                          "'card_last4' in {{ contact.card_last4 }}")
+
+    def test_the_expression_naming_what_is_missing_on_a_shared_line(self) -> None:
+        reason = self._fail("{{ contact.first_name }} {{ event.order.total }} {{ run.id }}",
+                            event={})
+
+        assert reason.endswith("'order' in {{ event.order.total }}")
+
+    def test_an_error_that_names_nothing_gives_the_expressions_of_its_line(self) -> None:
+        reason = self._fail("Hi {{ contact.first_name }}\n"
+                            "{% for i in [1] %}{{ 10 // (i - 1) }}{% endfor %}\nBye")
+
+        assert reason == ("ZeroDivisionError: body: integer division or modulo by zero "
+                          "in {% for i in [1] %}{{ 10 // (i - 1) }}{% endfor %}")
+
+    def test_a_long_expression_is_cut(self) -> None:
+        reason = self._fail("{{ contact.nope ~ '" + "x" * 500 + "' }}")
+
+        expression = reason.split(" in ", 1)[1]
+        assert len(expression) == 200
+        assert expression.endswith("…")
+
+    def test_a_secret_the_error_quotes_is_still_redacted(self) -> None:
+        graph = graph_of({"call": {"type": "INTEGRATION", "next": "done", "request": {
+            "method": "GET", "url": "https://x.example.com/{{ {}[secrets.TOKEN].id }}"}}})
+
+        outcome = step(graph, "call", make_ctx(secrets={"TOKEN": "tok-5f4dcc3b5aa7"}))
+
+        assert isinstance(outcome, Fail)
+        assert "tok-5f4dcc3b5aa7" not in outcome.reason
+        assert outcome.reason == ("UndefinedError: request.url: 'dict object' has no "
+                                  "attribute '[secret:TOKEN]' in {{ {}[secrets.TOKEN].id }}")
+
+    def test_an_error_outside_any_template_is_told_as_it_was(self) -> None:
+        graph = graph_of({"pause": {"type": "WAIT", "until": "tomorrow-ish", "next": "d"}})
+
+        outcome = step(graph, "pause", make_ctx())
+
+        assert isinstance(outcome, Fail)
+        assert outcome.reason == "ValueError: Invalid isoformat string: 'tomorrow-ish'"
 
 
 class TestResume:

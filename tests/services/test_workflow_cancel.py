@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from relayflow.services import run as run_service
 from relayflow.services import walk
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
@@ -19,10 +20,11 @@ from tests.support.parked import drip, park
 from tests.support.worker import drain
 
 
-def _deactivate(runtime: Runtime, workspace_id, key: str = "drip", batch: int = 500):
+def _deactivate(runtime: Runtime, workspace_id, key: str = "drip", batch: int = 500,
+                actor: str = "t"):
     with session_scope(runtime.sessions) as session:
         workflow, canceled = workflow_service.deactivate(
-            session, workspace_id=workspace_id, key=key, actor="t", now=runtime.clock(),
+            session, workspace_id=workspace_id, key=key, actor=actor, now=runtime.clock(),
             batch_size=batch)
         return workflow.cancel_total, canceled
 
@@ -142,3 +144,92 @@ class TestDeactivate:
         with session_scope(runtime.sessions) as session:
             found = workflow_service.detail(session, workspace_id=workspace.id, key="drip")
         assert found.canceling == workflow_service.Cancellation(to_cancel=30, canceled=10)
+
+
+BY_OLGA = ("deactivation", "workflow drip was deactivated by olga@acme.test")
+
+
+def _named(runtime: Runtime, ids) -> set[tuple[str | None, str | None, str]]:
+    with session_scope(runtime.sessions) as session:
+        rows = session.execute(select(WorkflowRun.canceled_by, WorkflowRun.cancel_reason,
+                                      WorkflowRun.status).where(WorkflowRun.id.in_(ids)))
+        return {tuple(row) for row in rows}
+
+
+class TestWhoCanceled:
+    """Each run a deactivation cancels says so, and who deactivated the workflow, whichever
+    path stops it: the request's batch, the sweep, or the worker that holds it."""
+
+    def test_the_request_batch_and_the_sweep_name_the_deactivation(
+        self, runtime, workspace, settings
+    ):
+        install(runtime, workspace.id, drip())
+        ids = park(runtime, workspace.id, "drip", 30, now=runtime.clock())
+
+        _deactivate(runtime, workspace.id, batch=10, actor="olga@acme.test")
+        Worker(runtime, settings).cancel_once()
+        Worker(runtime, settings).cancel_once()
+
+        assert _named(runtime, ids) == {(*BY_OLGA, "CANCELED")}
+
+    def test_an_api_key_deactivating_is_named_as_one(self, runtime, workspace):
+        install(runtime, workspace.id, drip())
+        ids = park(runtime, workspace.id, "drip", 2, now=runtime.clock())
+
+        _deactivate(runtime, workspace.id, actor="key:rf_1a2b3c")
+
+        assert _named(runtime, ids) == {
+            ("deactivation", "workflow drip was deactivated by API key rf_1a2b3c", "CANCELED")}
+
+    def test_a_held_run_is_named_at_once_and_keeps_it_when_its_worker_stops(
+        self, runtime, workspace
+    ):
+        install(runtime, workspace.id, drip())
+        [run_id] = start(runtime, workspace.id, "drip", email="h@example.com")
+        walkers = walk.claim(runtime, worker="w", limit=10, lease_seconds=30)
+
+        _deactivate(runtime, workspace.id, actor="olga@acme.test")
+        assert _named(runtime, [run_id]) == {(*BY_OLGA, "PENDING")}  # flagged, still held
+
+        walk.commit(runtime, walkers)
+        assert _named(runtime, [run_id]) == {(*BY_OLGA, "CANCELED")}
+
+    def test_a_run_the_worker_stops_before_the_sweep_reaches_it_is_named_by_the_worker(
+        self, runtime, workspace
+    ):
+        install(runtime, workspace.id, drip())
+        ids = start(runtime, workspace.id, "drip", count=2)
+        walkers = walk.claim(runtime, worker="w", limit=10, lease_seconds=30)
+        _deactivate(runtime, workspace.id, batch=1, actor="olga@acme.test")  # flags one
+
+        for walker in walkers:
+            walker.walk(walk.make_child_starter(runtime))
+        walk.commit(runtime, walkers)  # the other is stopped by its worker's commit
+
+        assert _named(runtime, ids) == {(*BY_OLGA, "CANCELED")}
+
+    def test_a_run_claimed_after_the_deactivation_is_named_when_it_is_loaded(
+        self, runtime, workspace
+    ):
+        install(runtime, workspace.id, drip())
+        ids = start(runtime, workspace.id, "drip", count=2)
+        _deactivate(runtime, workspace.id, batch=1, actor="olga@acme.test")
+
+        drain(runtime)
+
+        assert _named(runtime, ids) == {(*BY_OLGA, "CANCELED")}
+
+    def test_an_operator_who_asked_first_is_kept(self, runtime, workspace):
+        install(runtime, workspace.id, drip())
+        [run_id] = start(runtime, workspace.id, "drip", email="h@example.com")
+        walkers = walk.claim(runtime, worker="w", limit=10, lease_seconds=30)
+        with session_scope(runtime.sessions) as session:
+            run_service.cancel(session, workspace_id=workspace.id, run_id=run_id,
+                               actor="ada@acme.test", now=runtime.clock(),
+                               reason="wrong audience")
+
+        _deactivate(runtime, workspace.id, actor="olga@acme.test")
+        walk.commit(runtime, walkers)
+
+        assert _named(runtime, [run_id]) == {
+            ("member:ada@acme.test", "wrong audience", "CANCELED")}

@@ -33,7 +33,7 @@ from relayflow.services.run import RunQuery, build_filter
 from relayflow.services.runtime import Runtime, SecretCipher
 from relayflow.storage.db import make_engine, make_sessionmaker, read_scope, session_scope
 from relayflow.storage.ids import id_at
-from relayflow.storage.models import DeliveryAttempt, RunStep, WorkflowRun
+from relayflow.storage.models import DeliveryAttempt, FailureGroup, RunStep, WorkflowRun
 from relayflow.web.app import create_app
 from tests.conftest import TEST_SECRET_KEY, WorkspaceHandle, make_workspace
 from tests.support.flows import install
@@ -43,6 +43,7 @@ TABLES = ("workflow_runs", "run_steps", "delivery_attempts")
 NOW = datetime.now(UTC).replace(microsecond=0)
 FLOW = {"key": "welcome", "trigger": {"type": "manual"}, "start": "done",
         "nodes": {"done": {"type": "END"}}}
+CAUSES = ("0f1e2d3c4b5a6978", "8796a5b4c3d2e1f0", "00ff11ee22dd33cc")
 
 
 def _load(runtime: Runtime, workspace_id: uuid.UUID, runs: int) -> dict[str, Any]:
@@ -63,11 +64,15 @@ def _load(runtime: Runtime, workspace_id: uuid.UUID, runs: int) -> dict[str, Any
         workflow = workflows[i % 2]
         at = NOW - timedelta(seconds=rng.uniform(0, 90 * 86400))
         run_id, contact = id_at(at, rng), contacts[i % 1000]
+        status = rng.choice(statuses)
         rows["runs"].append({
             "id": run_id, "workspace_id": workspace_id, "workflow_id": workflow.id,
             "version_id": workflow.current_version_id, "contact_id": contact,
             "trigger_type": "manual", "trigger_payload": {"order": i}, "duplicates_ignored": 0,
-            "status": rng.choice(statuses), "created_at": at, "trigger_depth": 0})
+            "status": status, "created_at": at, "trigger_depth": 0,
+            # failures of two causes, and now and then a retry of the run before
+            "fingerprint": CAUSES[i % 2] if status == "FAILED" else None,
+            "retry_of": rows["runs"][-1]["id"] if i % 97 == 1 else None})
         for seq in (0, 1):
             rows["steps"].append({
                 "id": id_at(at, rng), "workspace_id": workspace_id, "run_id": run_id, "seq": seq,
@@ -79,19 +84,27 @@ def _load(runtime: Runtime, workspace_id: uuid.UUID, runs: int) -> dict[str, Any
                 "id": id_at(at, rng), "workspace_id": workspace_id, "run_id": run_id, "step_seq": 1,
                 "workflow_id": workflow.id, "contact_id": contact, "channel": "email",
                 "provider": "outbox", "recipient": f"c{i % 1000}@example.com",
-                "status": rng.choice(["SENT", "DELIVERED", "BOUNCED", "FAILED"]),
+                "status": (sent := rng.choice(["SENT", "DELIVERED"] * 12
+                                              + ["BOUNCED", "FAILED"])),
+                "fingerprint": CAUSES[2] if sent in ("BOUNCED", "FAILED") else None,
                 "created_at": at})
     with session_scope(runtime.sessions) as session:
         for table, model in (("runs", WorkflowRun), ("steps", RunStep),
                              ("attempts", DeliveryAttempt)):
             for start in range(0, len(rows[table]), 5000):
                 session.execute(insert(model), rows[table][start:start + 5000])
+        session.execute(insert(FailureGroup), [
+            {"workspace_id": workspace_id, "fingerprint": cause, "kind": kind,
+             "workflow_id": workflows[0].id, "node_id": "done", "node_type": "END",
+             "error_class": "StopError", "pattern": "declined", "sample_error": "declined",
+             "created_at": NOW} for cause, kind in zip(CAUSES, ("run", "run", "delivery"),
+                                                       strict=True)])
     engine = _engine(runtime)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE")
     return {"run": rows["runs"][0]["id"], "attempt": rows["attempts"][0]["id"],
-            "contact": "c7@example.com"}
+            "contact": "c7@example.com", "cause": CAUSES[0], "bounce": CAUSES[2]}
 
 
 def _engine(runtime: Runtime) -> Engine:
@@ -316,6 +329,49 @@ def test_the_status_index_serves_a_list_of_failed_runs(planned: Planned) -> None
     plan = _indexes(engine, *lists[0])
     assert re.search(r"ix_runs_ws_status_created|_workspace_id_status_created_at_id_idx",
                      plan), plan
+
+
+def test_failures_and_their_runs_read_through_indexes(planned: Planned) -> None:
+    """/failures groups the failures through the index that holds only them, and counts
+    what retries resolved from the retries; a cause's runs and attempts are listed by it."""
+    settings, runtime, workspace, history = (planned.settings, planned.runtime,
+                                             planned.workspace, planned.history)
+    engine = _engine(runtime)
+    app = create_app(settings, runtime=runtime)
+    with TestClient(app, headers=workspace.headers) as client, _captured(engine) as seen:
+        for params in ({}, {"range": "30d"}, {"kind": "run", "workflow": "welcome"},
+                       {"kind": "delivery", "range": "24h"}):
+            response = client.get("/api/v1/failures", params=params)
+            assert response.status_code == 200, response.text
+        groups = client.get("/api/v1/failures", params={"range": "30d"}).json()["items"]
+        assert {g["fingerprint"] for g in groups} == {history["cause"], CAUSES[1],
+                                                      history["bounce"]}
+        runs = client.get("/api/v1/runs", params={"fingerprint": history["cause"]})
+        assert runs.status_code == 200
+        assert {r["fingerprint"] for r in runs.json()["items"]} == {history["cause"]}
+        attempts = client.get("/api/v1/deliveries", params={"fingerprint": history["bounce"]})
+        assert attempts.status_code == 200
+    assert len([s for s, _ in seen if "fingerprint" in s]) >= 8
+    scans = {statement: found for statement, parameters in seen
+             if (found := _scans(engine, statement, parameters))}
+    assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
+    # Not only no scan: a range's failures are read from their own index, not among the
+    # range's every run, and the resolved ones from the retries.
+    grouped = [(s, p) for s, p in seen if "GROUP BY" in s and "fingerprint" in s]
+    resolving = [(s, p) for s, p in seen
+                 if re.search(r"ON \w+\.id = \w+\.(retry_of|resend_of)\b", s)]
+    assert grouped
+    assert resolving
+    # On PostgreSQL each partition's index is named from its columns.
+    for statement, parameters in grouped:
+        plan = _indexes(engine, statement, parameters)
+        assert re.search(r"ix_(runs|deliveries)_ws_fingerprint_created"
+                         r"|_workspace_id_fingerprint_created", plan), (statement, plan)
+    for statement, parameters in resolving:
+        plan = _indexes(engine, statement, parameters)
+        assert re.search(r"ix_runs_retry_of|ix_deliveries_(retry|resend)_of"
+                         r"|_(retry|resend)_of_idx", plan), (statement, plan)
+
 
 
 def test_a_scan_is_seen(planned: Planned) -> None:

@@ -13,7 +13,7 @@ Runs, newest first (age → workflow, contact → status):
    45 min   welcome        linus    COMPLETED (email SUPPRESSED: linus unsubscribed)
     1 h     welcome        ada      COMPLETED (email DELIVERED by callback)
     2 h     welcome        ada      COMPLETED (email SENT)
-    4 h     nurture        grace    CANCELED  (by an operator)
+    4 h     nurture        grace    CANCELED  (by olga@acme.test: wrong audience)
     3 d     welcome        grace    COMPLETED (email BOUNCED by callback)
    10 d     payment-failed grace    FAILED
    40 d     welcome        ada      COMPLETED (outside 30d)
@@ -162,7 +162,8 @@ def seed(runtime: Runtime, workspace_id: uuid.UUID, *, http_url: str | None = No
 
     with session_scope(runtime.sessions) as session:
         run_service.cancel(session, workspace_id=workspace_id, run_id=out.runs["nurture_grace"],
-                           actor="olga@acme.test", now=now - timedelta(hours=3))
+                           actor="olga@acme.test", now=now - timedelta(hours=3),
+                           reason="wrong audience")
         attempts = {a.run_id: a for a in session.scalars(
             select(DeliveryAttempt).where(DeliveryAttempt.workspace_id == workspace_id))}
         for label in ("welcome_ada_old", "welcome_grace", "welcome_ada_2h", "welcome_ada_1h",

@@ -314,7 +314,7 @@ def detail(session: Session, *, workspace_id: uuid.UUID, contact_id: str) -> Det
     contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
     runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
                                                  contact_id=contact.id), limit=RECENT_RUNS)
-    return Detail(contact, runs)
+    return Detail(contact, run_repo.with_latest_retries(session, workspace_id, runs))
 
 
 # --- for the contact pages ----------------------------------------------------------------

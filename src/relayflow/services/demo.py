@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,6 +118,7 @@ def ensure(runtime: Runtime, *, days: int = 30, runs_per_day: int = 14,
         runtime.clock = real_clock
     _drain(runtime)  # waits whose time has come
     _cancel_some(runtime, workspace_id)
+    _fix_and_retry(runtime, workspace_id)
     return DemoResult(True, api_key, total, password, DEMO_MEMBERS)
 
 
@@ -162,5 +164,53 @@ def _cancel_some(runtime: Runtime, workspace_id: object) -> None:
             limit=200, cursor=None)
         for row in page.rows[::2]:
             run_service.cancel(session, workspace_id=row.run.workspace_id, run_id=row.run.id,
-                               actor="demo", now=now)
+                               actor="demo@example.com", now=now,
+                               reason="the contact asked support to stop these e-mails")
+
+
+RENEWAL = "renewal-reminder"
+FIX = "Your card ending {{ contact.card_last4 | default('on file') }} will be charged next week."
+
+
+def _fix_and_retry(runtime: Runtime, workspace_id: uuid.UUID) -> None:
+    """What an operator does about last month's failures: a renewal reminder failed for
+    every contact without `card_last4`; the fix is saved as version 2, two of the failed
+    runs are retried by hand on version 1 (and fail again), then a bulk retry runs all the
+    runs of that cause on version 2. The free-plan refusals are left as they are."""
+    from relayflow.services import bulk
+    from relayflow.storage.repositories.run import RunFilter
+
+    now = runtime.clock()
+    with session_scope(runtime.sessions) as session:
+        workflow = workflow_service.get(session, workspace_id=workspace_id, key=RENEWAL)
+        failed = run_service.list_page(session, run_filter=RunFilter(
+            workspace_id=workspace_id, statuses=("FAILED",), workflow_id=workflow.id),
+            limit=200, cursor=None).rows
+        undefined = [row.run for row in failed if (row.run.error or "").find("card_last4") >= 0]
+        if not undefined or undefined[0].fingerprint is None:
+            return
+        definition = parse_definition((WORKFLOWS / "renewal.yaml").read_text(),
+                                      content_type="yaml")
+        definition["nodes"]["remind"]["body"] = FIX
+        workflow_service.save(session, workspace_id=workspace_id, definition=definition,
+                              now=now)
+        for run in undefined[:2]:
+            run_service.retry(session, workspace_id=workspace_id, run_id=run.id,
+                              actor="demo@example.com", now=now, version="original")
+    _drain(runtime)
+    with session_scope(runtime.sessions) as session:
+        operation = bulk.create(
+            session, workspace_id=workspace_id, actor="demo@example.com", now=now, rate=1000,
+            request=bulk.spec(action="retry", version="current",
+                              filter={"status": "FAILED", "fingerprint": undefined[0].fingerprint},
+                              reason="card_last4 has a default since version 2"))
+        operation_id = operation.id
+    while True:
+        if not bulk.advance(runtime, worker="demo-seed"):
+            with session_scope(runtime.sessions) as session:
+                if bulk.get(session, workspace_id=workspace_id,
+                            operation_id=operation_id).status != "RUNNING":
+                    break
+            time.sleep(0.01)  # ahead of its pace
+    _drain(runtime)
 

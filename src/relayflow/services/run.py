@@ -18,6 +18,7 @@ from relayflow.services import contact as contact_service
 from relayflow.services import paging
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
+from relayflow.services.canceler import canceler
 from relayflow.storage.ids import new_id, parse_id
 from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow, WorkflowRun
 from relayflow.storage.notify import notify
@@ -25,7 +26,7 @@ from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
-from relayflow.storage.repositories.run import RunFilter, RunRow
+from relayflow.storage.repositories.run import RetryRef, RunFilter, RunRow
 
 STATUSES = tuple(RunStatus)
 MAX_PAGE = paging.MAX_PAGE
@@ -188,17 +189,30 @@ def get(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -
     return run
 
 
+MAX_CANCEL_REASON = 1000
+
+
 def cancel(
     session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID, actor: str,
     now: datetime, reason: str = "canceled by an operator", audit: bool = True,
 ) -> WorkflowRun:
     """Cancel at once when no worker holds the run (PENDING or parked at a WAIT); otherwise
-    flag it, and the worker stops at the next step boundary."""
+    flag it, and the worker stops at the next step boundary. Either way the run records
+    who asked (`canceled_by`, see services.canceler) and why (`cancel_reason`; an empty
+    reason is none) at once; of a run its worker has still to stop, the first to ask is
+    the one kept."""
+    if len(reason) > MAX_CANCEL_REASON:
+        raise InvalidInput(f"a cancel reason is at most {MAX_CANCEL_REASON} characters")
+    if "\x00" in reason:
+        raise InvalidInput("a cancel reason must not contain NUL (\\u0000) characters")
     run = get(session, workspace_id=workspace_id, run_id=run_id)
     job = job_repo.get_for_update(session, run.id)
     session.refresh(run)
     if run.status in TERMINAL:
         raise Conflict(f"run {run.id} is already {run.status}")
+    if run.canceled_by is None:
+        run.canceled_by = canceler(actor)
+        run.cancel_reason = reason.strip() or None
     # By the database's clock, as workers judge leases: this process's clock may be off.
     held = job is not None and job_repo.held(session, run.id)
     if held:
@@ -227,7 +241,8 @@ RETRY_VERSIONS = ("original", "current")
 
 def retry(
     session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID, actor: str,
-    now: datetime, version: str = "original",
+    now: datetime, version: str = "original", idempotency_key: str | None = None,
+    audit: bool = True,
 ) -> WorkflowRun:
     """A new run for the same contact and payload, linked to the original by `retry_of`,
     on the original's version or on the workflow's `current` one (a fix saved since).
@@ -248,16 +263,18 @@ def retry(
                if original.contact_id else None)
     enrolled = enroll(session, workflow=workflow, contact=contact, trigger_type="retry",
                       event=dict(original.trigger_payload or {}), now=now,
-                      retry_of=original.id,
+                      retry_of=original.id, idempotency_key=idempotency_key,
                       version_id=(original.version_id if version == "original"
                                   else workflow.current_version_id),
                       # A retry stands where the original stood in its chain of upstream
                       # triggers, so retrying a run at the depth cap cannot start it over.
                       trigger_depth=original.trigger_depth)
-    workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
-                            action="run.retry", target_type="run", target_id=str(original.id),
-                            now=now, detail={"retry_run_id": str(enrolled.run.id),
-                                             "version": version})
+    if audit:  # a bulk operation audits itself once, not each of its runs
+        workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
+                                action="run.retry", target_type="run",
+                                target_id=str(original.id), now=now,
+                                detail={"retry_run_id": str(enrolled.run.id),
+                                        "version": version})
     return enrolled.run
 
 
@@ -313,6 +330,7 @@ def list_page(
         rows = rows[:limit]
         last = rows[-1].run
         next_cursor = encode_cursor(last.created_at, last.id)
+    rows = run_repo.with_latest_retries(session, run_filter.workspace_id, rows)
     return RunPage(rows, next_cursor)
 
 
@@ -431,12 +449,12 @@ def search(
 
 
 def get_row(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID) -> RunRow:
-    """A run with its workflow key, version number and contact address."""
+    """A run with its workflow key, version number, contact address and newest retry."""
     parsed = run_id if isinstance(run_id, uuid.UUID) else parse_id(run_id)
     row = run_repo.get_row(session, workspace_id, parsed) if parsed else None
     if row is None:
         raise NotFound(f"no run {run_id!s} in this workspace")
-    return row
+    return run_repo.with_latest_retries(session, workspace_id, [row])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +487,9 @@ def detail(session: Session, *, workspace_id: uuid.UUID, run_id: str | uuid.UUID
     run = row.run
     linked_runs = [Linked(r, "retry" if r.run.retry_of == run.id else "child")
                    for r in family if run.id in (r.run.parent_run_id, r.run.retry_of)]
+    retries = [link.row.run for link in linked_runs if link.relation == "retry"]
+    if retries:  # the family is oldest first
+        row = replace(row, latest_retry=RetryRef(retries[-1].id, retries[-1].status))
     steps: list[RunStep] = []
     attempts: dict[int, list[DeliveryAttempt]] = {}
     for step, attempt in run_repo.steps_with_attempts(session, workspace_id, run.id):

@@ -235,6 +235,8 @@ def history(
         return History(rows=[], older_cursor=None, newer_cursor=None, at_top=True,
                        summary=above)
     rows, older, newer, at_top = _keyset_page(session, run_filter, limit=limit, cursor=cursor)
+    # One more query for the page, not one per row: the newest retry of each finished run.
+    rows = run_repo.with_latest_retries(session, workspace_id, rows)
     return History(rows=rows, older_cursor=older, newer_cursor=newer, at_top=at_top,
                    summary=above)
 

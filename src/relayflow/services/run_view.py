@@ -5,6 +5,7 @@ run is now in its graph (visited, failed, current or parked node)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,37 @@ from relayflow.storage.repositories import workflow as workflow_repo
 MIN_BAR_PCT = 0.6
 
 
+def handled_error(step: RunStep) -> bool:
+    """An INTEGRATION step whose request failed and that took its `on_error` edge: it is
+    COMPLETED (the run went on, as the workflow says) but it is no success."""
+    return (step.node_type == "INTEGRATION" and step.branch == "on_error"
+            and step.status == "COMPLETED")
+
+
+def current_attempt(step: RunStep, attempts: Sequence[DeliveryAttempt]
+                    ) -> DeliveryAttempt | None:
+    """A SEND_MESSAGE step's delivery attempt as it is now: the one the step points at
+    (after a transient failure, its latest retry), else its newest."""
+    for attempt in attempts:
+        if attempt.id == step.delivery_attempt_id:
+            return attempt
+    return attempts[-1] if attempts else None
+
+
+def shown_output(step: RunStep, attempt: DeliveryAttempt | None) -> dict[str, Any]:
+    """A step's output bag as the run page and the API show it. A SEND_MESSAGE step's bag
+    holds the status its attempt had when the step ran (usually SENT); what is shown is
+    the attempt's status now (DELIVERED, BOUNCED, ...), with its id and error."""
+    output = dict(step.output or {})
+    if step.node_type != "SEND_MESSAGE" or attempt is None:
+        return output
+    output.update(status=attempt.status, delivery_attempt_id=str(attempt.id))
+    output.pop("error", None)
+    if attempt.error:
+        output["error"] = attempt.error
+    return output
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepView:
     """A step with its place on the run's time axis (ms from the run's creation)."""
@@ -39,6 +71,12 @@ class StepView:
     attempts: list[DeliveryAttempt]
     captured: dict[str, Any]  # INTEGRATION: each `capture` name with the value it got
     child_run_id: uuid.UUID | None  # TRIGGER_WORKFLOW: the run it started
+    handled_error: bool  # INTEGRATION: failed, and the run went on by its on_error edge
+    attempt: DeliveryAttempt | None  # SEND_MESSAGE: its attempt as it is now
+    output: dict[str, Any]  # the bag as shown (shown_output)
+    sent_status: str | None  # SEND_MESSAGE: the status the bag holds, when it is not now's
+    expression: str | None  # CONDITION: its `when`
+    went_on_to: str | None  # a handled error: the node its on_error edge leads to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +96,8 @@ class RunView:
     waiting_until: datetime | None
     children: list[run_service.Linked]
     retries: list[run_service.Linked]
+    handled: list[str]  # nodes whose request failed and whose on_error edge was taken
+    current_version: int | None  # the workflow's version now, when newer than the run's
 
     @property
     def run(self) -> WorkflowRun:
@@ -120,11 +160,21 @@ def place_steps(
         width = span * 100 / axis_ms if axis_ms else 0.0
         width = min(max(width, MIN_BAR_PCT), 100.0)
         left = min(left, 100.0 - width)
+        tried = attempts.get(step.seq, [])
+        attempt = current_attempt(step, tried) if step.node_type == "SEND_MESSAGE" else None
+        sent = (step.output or {}).get("status")
+        config = _node_config(definition, step.node_id)
         out.append(StepView(
             step=step, offset_ms=offset, span_ms=span, ongoing=ongoing,
             left_pct=round(left, 2), width_pct=round(width, 2),
-            attempts=attempts.get(step.seq, []), captured=_captured(definition, step),
-            child_run_id=_child_run(step),
+            attempts=tried, captured=_captured(definition, step),
+            child_run_id=_child_run(step), handled_error=handled_error(step),
+            attempt=attempt, output=shown_output(step, attempt),
+            sent_status=str(sent) if attempt is not None and sent and sent != attempt.status
+            else None,
+            expression=(str(config.get("when"))
+                        if step.node_type == "CONDITION" and "when" in config else None),
+            went_on_to=str(config.get("on_error")) if handled_error(step) else None,
         ))
     return out, axis_ms
 
@@ -152,6 +202,9 @@ def build(
     version = workflow_repo.get_version(session, run.version_id)
     assert workflow is not None  # foreign keys guarantee both
     assert version is not None
+    current_id = workflow.current_version_id
+    current = (workflow_repo.get_version(session, current_id)
+               if current_id is not None and current_id != version.id else None)
     steps, axis_ms = place_steps(run, detail.steps, detail.attempts, version.definition,
                                  now=now)
     terminal = run.status in TERMINAL
@@ -171,4 +224,7 @@ def build(
         waiting_until=run.wake_at if parked else None,
         children=[link for link in detail.linked if link.relation == "child"],
         retries=[link for link in detail.linked if link.relation == "retry"],
+        handled=[s.step.node_id for s in steps if s.handled_error],
+        current_version=(current.number if current is not None
+                         and current.number > version.number else None),
     )

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from relayflow.engine.outcome import SendMessage, StartResult, StartRun
 from relayflow.engine.status import TERMINAL
 from relayflow.faults import crash_point, refuse_write
+from relayflow.services import canceler, effects
 from relayflow.services import delivery as delivery_service
-from relayflow.services import effects
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
@@ -99,7 +99,9 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
             provider_of=lambda ws, channel: providers.get((ws, channel), "outbox")))
     for walker in walkers:
         if walker.cancel_requested:
-            walker.cancel(now)
+            workflow = workflows[walker.run.workflow_id]
+            walker.cancel(now, None if cancels[walker.run_id] else canceler.deactivation(
+                workflow.key, workflow.deactivated_by))
     return walkers, ended
 
 
@@ -175,9 +177,11 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
                             extra={"run_id": str(walker.run_id)})
                 walker.dropped = True
                 continue
-            deactivated = _deactivated(walker.run, marks.get(walker.run.workflow_id))
+            mark = marks.get(walker.run.workflow_id)
+            deactivated = _deactivated(walker.run, mark[0] if mark else None)
             if (state.cancel_requested or deactivated) and not walker.canceled:
-                walker.cancel(now)
+                walker.cancel(now, None if state.cancel_requested or mark is None else
+                              canceler.deactivation(str(walker.ctx.run["workflow"]), mark[1]))
                 ready[walker.run_id] = walker.writes.storable()
             accepted.append(walker)
         if len(accepted) < len(live) or any(w.canceled for w in accepted):

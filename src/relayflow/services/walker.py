@@ -365,8 +365,11 @@ class RunWalker:
         self.writes.job, self.writes.due_at = "park", due
         self.node_id = None
 
-    def cancel(self, now: datetime) -> None:
-        """Cancel at this boundary: keep results of effects that happened, drop the rest."""
+    def cancel(self, now: datetime, named: tuple[str, str] | None = None) -> None:
+        """Cancel at this boundary: keep results of effects that happened, drop the rest.
+        `named` is (canceled_by, cancel_reason) when nobody asked for the cancel (the
+        workflow was deactivated); a cancel someone asked for named itself on the run
+        when it was asked (services.run.cancel), and that is left as it is."""
         sending = self.sending
         if sending is not None and sending.attempt_id is not None and sending.attempt:
             self.attempt_failed(sending.node_id, sending.attempt, {
@@ -375,7 +378,9 @@ class RunWalker:
                              attempt_updates=self.writes.attempt_updates,
                              failure_groups=self.writes.failure_groups,
                              run_values={"status": "CANCELED", "finished_at": now,
-                                         "wake_at": None, "error": None},
+                                         "wake_at": None, "error": None,
+                                         **({"canceled_by": named[0],
+                                             "cancel_reason": named[1]} if named else {})},
                              job="delete")
         self.in_flight = None
         self.finished = True

@@ -15,7 +15,9 @@ from relayflow.engine import validation
 from relayflow.engine.graph import WorkflowGraph
 from relayflow.engine.status import CHIPS
 from relayflow.errors import Conflict, NotFound
+from relayflow.services import canceler
 from relayflow.services import workspace as workspace_service
+from relayflow.services.canceler import MAX_CANCELED_BY
 from relayflow.storage.models import Workflow, WorkflowVersion
 from relayflow.storage.repositories import run_cancel as run_cancel_repo
 from relayflow.storage.repositories import secret as secret_repo
@@ -159,6 +161,7 @@ def deactivate(
     workflow.status = "INACTIVE"
     workflow.updated_at = now
     workflow.cancel_before = now
+    workflow.deactivated_by = actor[:MAX_CANCELED_BY]
     workflow.cancel_total = run_cancel_repo.count_open(session, workspace_id, workflow.id, now)
     canceled = _cancel_batch(session, workflow, now=now, limit=batch_size)
     workspace_service.audit(session, workspace_id=workspace_id, actor=actor,
@@ -174,9 +177,10 @@ def _cancel_batch(session: Session, workflow: Workflow, *, now: datetime, limit:
     before = workflow.cancel_before
     if before is None:
         return 0
+    canceled_by, reason = canceler.deactivation(workflow.key, workflow.deactivated_by)
     batch = run_cancel_repo.cancel_batch(session, workspace_id=workflow.workspace_id,
                                          workflow_id=workflow.id, before=before, now=now,
-                                         limit=limit)
+                                         limit=limit, canceled_by=canceled_by, reason=reason)
     if batch.selected < limit and batch.skipped == 0:  # this batch took the last of them
         workflow.cancel_before = None
     return batch.canceled + batch.flagged

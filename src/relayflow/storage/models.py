@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -136,6 +137,8 @@ class Workflow(Base):
     # `cancel_total` is how many there were, for "canceling N of M".
     cancel_before: Mapped[datetime | None]
     cancel_total: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Who last deactivated it: the reason its background cancel gives each run it stops.
+    deactivated_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class WorkflowVersion(Base):
@@ -167,6 +170,10 @@ class WorkflowRun(Base):
         Index("ix_runs_ws_fingerprint_created", "workspace_id", "fingerprint", "created_at",
               "id", sqlite_where=text(_HAS_FINGERPRINT),
               postgresql_where=text(_HAS_FINGERPRINT)),
+        # A run's retries (its page, /failures' unresolved counts, bulk retry's skips); most
+        # runs are none.
+        Index("ix_runs_retry_of", "retry_of", sqlite_where=text("retry_of IS NOT NULL"),
+              postgresql_where=text("retry_of IS NOT NULL")),
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -178,7 +185,7 @@ class WorkflowRun(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     duplicates_ignored: Mapped[int] = mapped_column(BigInteger, default=0)
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
-    retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     # Hops of upstream triggers above this run (0: started by a manual, webhook, schedule
     # trigger or a retry); capped by Runtime.max_trigger_depth.
     trigger_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -191,6 +198,11 @@ class WorkflowRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # A FAILED run's cause (engine.fingerprint; described once in failure_groups).
     fingerprint: Mapped[str | None] = mapped_column(String(16))
+    # Who asked for the cancel ("member:<email>", "api-key:<prefix>", "deactivation",
+    # "bulk:<operation id>") and why; set when it is asked for, so a run its worker has
+    # still to stop shows them too.
+    canceled_by: Mapped[str | None] = mapped_column(String(320))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
     @classmethod
     def status_in(cls, statuses: Collection[str]) -> ColumnElement[bool]:
@@ -552,3 +564,48 @@ class FrequencyReservation(Base):
     channel: Mapped[str] = mapped_column(String(16))
     day: Mapped[date]
     created_at: Mapped[datetime]
+
+
+class BulkOperation(Base):
+    """Retry or cancel every run a filter matched when the operation was made (DESIGN
+    §8.2). Its runs are frozen then, as bulk_items; workers act on them a few at a time
+    (services/bulk.py) and keep the counts here as they go."""
+
+    __tablename__ = "bulk_operations"
+    __table_args__ = (Index("ix_bulk_operations_ws_created", "workspace_id", "created_at"),)
+    id: Mapped[uuid.UUID] = _id()
+    workspace_id: Mapped[uuid.UUID] = _workspace()
+    action: Mapped[str] = mapped_column(String(16))  # retry | cancel
+    version: Mapped[str | None] = mapped_column(String(16))  # retry: original | current
+    status: Mapped[str] = mapped_column(String(16), default="RUNNING")
+    filter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(320))
+    rate: Mapped[float] = mapped_column(Float)  # runs a second at most
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    # One worker at a time acts for an operation: the one whose lease has not run out.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+
+
+class BulkItem(Base):
+    """One run of an operation: PENDING until a worker acts on it, then DONE (retried or
+    canceled: `result_run_id` is the retry), SKIPPED (`detail` says why) or FAILED. The
+    item changes state in the transaction that acts, so no run is acted on twice."""
+
+    __tablename__ = "bulk_items"
+    __table_args__ = (Index("ix_bulk_items_pending", "operation_id", "run_id",
+                            sqlite_where=text("state = 'PENDING'"),
+                            postgresql_where=text("state = 'PENDING'")),)
+    operation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("bulk_operations.id", ondelete="CASCADE"), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    result_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    detail: Mapped[str | None] = mapped_column(Text)
+    acted_at: Mapped[datetime | None]

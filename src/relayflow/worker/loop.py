@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from relayflow.config import Settings
 from relayflow.faults import crash_point
+from relayflow.services import bulk as bulk_service
 from relayflow.services import resend as resend_service
 from relayflow.services import retention as retention_service
 from relayflow.services import run_history, walk
@@ -243,6 +244,8 @@ class Worker:
                 claimed = self.run_once() + resend_service.send_queued(
                     self.runtime, lease_seconds=self.settings.lease_seconds)
                 claimed += self.cancel_once()
+                claimed += bulk_service.advance(self.runtime, worker=self.name,
+                                                lease_seconds=self.settings.lease_seconds)
             except Exception as exc:  # the loop survives anything; the fence keeps us safe
                 failures += 1
                 self.stop_event.wait(self._pause_after(exc, failures))

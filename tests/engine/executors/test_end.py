@@ -30,4 +30,5 @@ class TestStep:
         outcome = step(GRAPH, "broken_stop", make_ctx())
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
+        assert outcome.reason == ("UndefinedError: message: 'dict object' has no attribute "
+                                  "'lookup' in {{ steps.lookup.error }}")

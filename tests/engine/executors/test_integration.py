@@ -82,7 +82,8 @@ class TestStep:
         outcome = step(_graph(), "lookup", make_ctx(secrets={"CRM_TOKEN": TOKEN}))
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
+        assert outcome.reason == ("UndefinedError: request.url: 'dict object' has no attribute "
+                                  "'SIG' in {{ secrets.SIG }}")
 
     def test_secrets_internals_are_refused(self) -> None:
         graph = _graph(request={"url": "https://x.example.com/{{ secrets.__class__ }}"})

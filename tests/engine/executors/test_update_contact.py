@@ -39,4 +39,5 @@ class TestStep:
         outcome = step(GRAPH, "update", make_ctx(steps={}))
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
+        assert outcome.reason == ("UndefinedError: set.tier: 'dict object' has no attribute "
+                                  "'lookup' in {{ steps.lookup.tier }}")

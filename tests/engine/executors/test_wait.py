@@ -83,4 +83,5 @@ class TestStep:
         outcome = step(graph, "pause", make_ctx(event={}))
 
         assert isinstance(outcome, Fail)
-        assert "UndefinedError" in outcome.reason
+        assert outcome.reason == ("UndefinedError: until: 'dict object' has no attribute "
+                                  "'at' in {{ event.at }}")

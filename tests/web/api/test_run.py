@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import time
 from datetime import datetime
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from relayflow.services import callback as callback_service
 from relayflow.services import walk
 from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from tests.conftest import WorkspaceHandle
+from tests.support.flows import set_provider
 from tests.support.worker import drain
 from tests.web.api.definitions import (
     create,
@@ -319,3 +326,148 @@ class TestCancelRun:
 
     def test_malformed_id_is_404(self, client: TestClient) -> None:
         assert client.post("/api/v1/runs/xyz/cancel").status_code == 404
+
+
+def guarded_call(url: str, key: str = "guarded") -> dict[str, Any]:
+    """An INTEGRATION POST to `url` that goes on by `on_error` when it fails, then ends."""
+    return {"key": key, "trigger": {"type": "manual"}, "start": "call", "nodes": {
+        "call": {"type": "INTEGRATION", "request": {"method": "POST", "url": url},
+                 "next": "done", "on_error": "fallback"},
+        "fallback": {"type": "END"}, "done": {"type": "END"}}}
+
+
+def _key_prefix(workspace: WorkspaceHandle) -> str:
+    return workspace.api_key.split(".", 1)[0]
+
+
+class TestWhoCanceled:
+    def test_the_api_key_and_its_reason_are_on_the_run(
+        self, client: TestClient, workspace: WorkspaceHandle
+    ) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+
+        body = client.post(f"/api/v1/runs/{run_id}/cancel",
+                           json={"reason": "sent to the wrong audience"}).json()
+
+        assert body["canceled_by"] == f"api-key:{_key_prefix(workspace)}"
+        assert body["cancel_reason"] == "sent to the wrong audience"
+        again = client.get(f"/api/v1/runs/{run_id}").json()
+        assert (again["canceled_by"], again["cancel_reason"]) == (
+            body["canceled_by"], "sent to the wrong audience")
+        [listed] = client.get("/api/v1/runs", params={"status": "CANCELED"}).json()["items"]
+        assert listed["canceled_by"] == body["canceled_by"]
+
+    def test_no_reason_is_none_and_a_run_never_canceled_has_neither(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        create(client, straight())
+        canceled, finished = trigger(client, "onboarding"), trigger(client, "onboarding")
+        client.post(f"/api/v1/runs/{canceled}/cancel")
+        drain(runtime)
+
+        assert client.get(f"/api/v1/runs/{canceled}").json()["cancel_reason"] is None
+        done = client.get(f"/api/v1/runs/{finished}").json()
+        assert (done["status"], done["canceled_by"], done["cancel_reason"]) == (
+            "COMPLETED", None, None)
+
+    def test_a_run_its_worker_holds_shows_who_asked_before_and_after_it_stops(
+        self, client: TestClient, runtime: Runtime, workspace: WorkspaceHandle
+    ) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        walkers = walk.claim(runtime, worker="busy-worker", limit=10, lease_seconds=30)
+
+        body = client.post(f"/api/v1/runs/{run_id}/cancel", json={"reason": "duplicate"}).json()
+        assert body["cancel_requested"] is True
+        assert (body["canceled_by"], body["cancel_reason"]) == (
+            f"api-key:{_key_prefix(workspace)}", "duplicate")
+        walk.commit(runtime, walkers)
+
+        after = client.get(f"/api/v1/runs/{run_id}").json()
+        assert after["status"] == "CANCELED"
+        assert (after["canceled_by"], after["cancel_reason"]) == (
+            f"api-key:{_key_prefix(workspace)}", "duplicate")
+
+    @pytest.mark.parametrize("body", [{"reason": "x" * 1001}, {"reason": "a\u0000b"},
+                                      {"reason": 7}, {"why": "x"}])
+    def test_a_bad_reason_is_422_and_the_run_goes_on(self, client: TestClient,
+                                                      body: dict[str, Any]) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+
+        response = client.post(f"/api/v1/runs/{run_id}/cancel", json=body)
+
+        assert response.status_code == 422, response.text
+        assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "PENDING"
+
+
+class TestStepTruth:
+    def test_a_failed_request_that_took_on_error_is_a_handled_error(
+        self, client: TestClient, runtime: Runtime, http_server: Any
+    ) -> None:
+        create(client, guarded_call(f"{http_server.url}/status/500"))
+        run_id = trigger(client, "guarded")
+        drain(runtime)
+
+        run = client.get(f"/api/v1/runs/{run_id}").json()
+        call = next(s for s in run["steps"] if s["node_id"] == "call")
+        assert (call["status"], call["branch"], call["handled_error"]) == (
+            "COMPLETED", "on_error", True)
+        assert [s["handled_error"] for s in run["steps"] if s["node_id"] != "call"] == [
+            False, False]
+
+    def test_a_request_that_succeeded_is_no_handled_error(
+        self, client: TestClient, runtime: Runtime, http_server: Any
+    ) -> None:
+        create(client, guarded_call(f"{http_server.url}/json"))
+        run_id = trigger(client, "guarded")
+        drain(runtime)
+
+        call = client.get(f"/api/v1/runs/{run_id}").json()["steps"][1]
+        assert (call["branch"], call["handled_error"]) == ("next", False)
+
+    def test_a_send_step_shows_its_attempt_status_now(
+        self, client: TestClient, runtime: Runtime, workspace: WorkspaceHandle
+    ) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        drain(runtime)
+        send = client.get(f"/api/v1/runs/{run_id}").json()["steps"][2]
+        assert (send["delivery_status"], send["output"]["status"]) == ("SENT", "SENT")
+
+        with session_scope(runtime.sessions) as session:  # reported by the provider later
+            callback_service.apply_event(
+                session, workspace_id=workspace.id, channel="email", now=runtime.clock(),
+                event={"type": "bounced", "bounce": "hard",
+                       "attempt_id": send["delivery_attempt_id"]})
+
+        send = client.get(f"/api/v1/runs/{run_id}").json()["steps"][2]
+        assert send["delivery_status"] == "BOUNCED"
+        assert send["output"]["status"] == "BOUNCED"
+        assert send["attempts"][-1]["status"] == "BOUNCED"
+        assert send["status"] == "COMPLETED"  # the step's own status stays as it was
+
+    def test_a_send_step_retried_shows_its_latest_attempt(
+        self, client: TestClient, runtime: Runtime, workspace: WorkspaceHandle, http_server: Any
+    ) -> None:
+        # The provider refuses the first request (429, Retry-After 1 s), takes the second.
+        set_provider(runtime, workspace.id, "sms", {
+            "type": "http", "url": f"{http_server.url}/ratelimited/1",
+            "body": {"to": "{{ to }}", "text": "{{ body }}"}, "message_id_path": "body.id"})
+        runtime.delivery_retry_base_seconds = 0.05
+        create(client, {"key": "sms", "trigger": {"type": "manual"}, "start": "send", "nodes": {
+            "send": {"type": "SEND_MESSAGE", "channel": "sms", "to": "+14155550123",
+                     "body": "Code 4242", "next": "done"}, "done": {"type": "END"}}})
+        run_id = trigger(client, "sms")
+        deadline = time.monotonic() + 15
+        while client.get(f"/api/v1/runs/{run_id}").json()["status"] != "COMPLETED":
+            assert time.monotonic() < deadline, "the run did not finish"
+            drain(runtime)
+            time.sleep(0.05)
+
+        send = client.get(f"/api/v1/runs/{run_id}").json()["steps"][1]
+        assert [(a["attempt_number"], a["status"]) for a in send["attempts"]] == [
+            (1, "FAILED"), (2, "SENT")]
+        assert send["delivery_attempt_id"] == send["attempts"][1]["id"]
+        assert send["delivery_status"] == send["output"]["status"] == "SENT"

@@ -209,6 +209,7 @@ class TestListRunsItems:
             "id", "workflow", "version", "contact", "status", "trigger", "created_at",
             "started_at", "finished_at", "duration_ms", "current_node", "waiting_until",
             "error", "parent_run_id", "retry_of", "duplicates_ignored", "fingerprint",
+            "canceled_by", "cancel_reason", "latest_retry",
         }
         assert r4["workflow"] == "onboarding"
         assert r4["version"] == 1
@@ -221,6 +222,7 @@ class TestListRunsItems:
         assert r4["error"] is None
         assert r4["parent_run_id"] is None
         assert r4["retry_of"] is None
+        assert (r4["canceled_by"], r4["cancel_reason"], r4["latest_retry"]) == (None, None, None)
 
     def test_parked_run_says_where_it_waits_and_until_when(
         self, client: TestClient, history: History

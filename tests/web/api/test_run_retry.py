@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
@@ -230,3 +230,67 @@ class TestRetryRun:
 
     def test_malformed_id_is_404(self, client: TestClient) -> None:
         assert client.post("/api/v1/runs/not-a-run/retry").status_code == 404
+
+
+class TestLatestRetry:
+    """A retried run names its newest retry and that retry's status (DESIGN 8.1)."""
+
+    def test_the_newest_retry_and_its_status_in_the_run_and_the_list(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        original = _failed_run(client, runtime)
+        client.post(f"/api/v1/runs/{original}/retry")
+        drain(runtime)
+        client.post("/api/v1/workflows", json={**rejecting(), "nodes": {"stop": {
+            "type": "END"}}})  # fixed: version 2 ends instead of stopping
+        newest = client.post(f"/api/v1/runs/{original}/retry", json={"version": "current"})
+        pending = {"id": newest.json()["id"], "status": "PENDING"}
+
+        assert client.get(f"/api/v1/runs/{original}").json()["latest_retry"] == pending
+        drain(runtime)
+        done = {"id": pending["id"], "status": "COMPLETED"}
+        assert client.get(f"/api/v1/runs/{original}").json()["latest_retry"] == done
+        listed = {r["id"]: r for r in client.get("/api/v1/runs").json()["items"]}
+        assert listed[original]["latest_retry"] == done
+        assert listed[pending["id"]]["latest_retry"] is None  # a retry, never retried itself
+        assert len(listed) == 3
+
+    def test_a_run_never_retried_has_none(self, client: TestClient, runtime: Runtime) -> None:
+        original = _failed_run(client, runtime)
+
+        assert client.get(f"/api/v1/runs/{original}").json()["latest_retry"] is None
+        assert client.get("/api/v1/runs").json()["items"][0]["latest_retry"] is None
+
+    def test_the_list_reads_the_retries_of_a_page_in_one_query(
+        self, client: TestClient, runtime: Runtime
+    ) -> None:
+        def selects_of_a_page() -> list[str]:
+            engine = runtime.sessions.kw["bind"]
+            statements: list[str] = []
+
+            def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+                if statement.lstrip().upper().startswith("SELECT"):
+                    statements.append(statement)
+
+            event.listen(engine, "before_cursor_execute", record)
+            try:
+                assert client.get("/api/v1/runs").status_code == 200
+            finally:
+                event.remove(engine, "before_cursor_execute", record)
+            return statements
+
+        create(client, rejecting())
+        originals = [trigger(client, "rejecter", event={"reason": str(n)}) for n in range(2)]
+        drain(runtime)
+        client.post(f"/api/v1/runs/{originals[0]}/retry")
+        few = selects_of_a_page()
+        for n in range(6):
+            originals.append(trigger(client, "rejecter", event={"reason": f"more {n}"}))
+        drain(runtime)
+        for run_id in originals[1:]:
+            client.post(f"/api/v1/runs/{run_id}/retry")
+
+        many = selects_of_a_page()
+
+        assert len(many) == len(few)
+        assert sum("retry_of IN" in s for s in many) == 1

@@ -53,6 +53,21 @@ class TestRenderGraph:
         current = states(parse(render_graph(LOOP, visited=["trigger", "a"], current="b")))
         assert current["b"] == "current"
 
+    def test_a_node_whose_error_was_handled_is_marked_so_not_as_visited(self) -> None:
+        root = parse(render_graph(LOOP, visited=["trigger", "a", "b", "c", "f"],
+                                  handled=["c"]))
+        assert states(root) == {"trigger": "visited", "a": "visited", "w": "idle",
+                                "b": "visited", "c": "handled", "e": "idle", "f": "visited"}
+        node = next(g for g in root.iter(f"{SVG}g") if g.get("data-node") == "c")
+        assert "wf-node-handled" in (node.get("class") or "")
+        assert "⚠ c" in "".join(node.itertext())
+        title = node.find(f"{SVG}title")
+        assert title is not None
+        assert title.text == "c (Integration): failed, handled by its on_error edge"
+        desc = root.find(f"{SVG}desc")
+        assert desc is not None
+        assert desc.text == "This run visited a → b → c → f. c failed and went on by on_error."
+
     def test_layers_go_down_and_loops_do_not_break_the_layout(self) -> None:
         root = parse(render_graph(LOOP))
         y = {g.get("data-node"): int(re.findall(r"translate\(\d+,(\d+)\)",

@@ -15,9 +15,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from relayflow.storage.dialect import not_indexed
 from relayflow.storage.models import DeliveryAttempt, FailureGroup, Workflow, WorkflowRun
 
 _DONE = {"run": ("COMPLETED",), "delivery": ("SENT", "DELIVERED")}
+
 
 
 @dataclass(slots=True)
@@ -72,8 +74,10 @@ def groups(session: Session, *, workspace_id: uuid.UUID, kinds: Sequence[str],
     counted: dict[str, list[tuple[int, int, datetime, datetime]]] = {}
     for kind in kinds:
         table: Any = WorkflowRun if kind == "run" else DeliveryAttempt
+        # Only the failures, in their own index: SQLite, without statistics, would rather
+        # walk the range's every run in the time index, so the time is kept from it.
         where = [table.workspace_id == workspace_id, table.fingerprint.is_not(None),
-                 table.created_at >= start, table.created_at < end]
+                 not_indexed(table.created_at) >= start, not_indexed(table.created_at) < end]
         if workflow_id is not None:
             where.append(table.fingerprint.in_(
                 select(FailureGroup.fingerprint).where(FailureGroup.workspace_id == workspace_id,
@@ -116,7 +120,10 @@ def _resolved(session: Session, workspace_id: uuid.UUID, kinds: Sequence[str],
               start: datetime, end: datetime) -> dict[str, int]:
     """By fingerprint: the failures in the range that a later run or attempt made good (a
     retry of the run that COMPLETED; a retry or resend of the attempt that was SENT or
-    DELIVERED). Driven from the retries, which are few."""
+    DELIVERED). Driven from the retries, which are few: through the index of the link,
+    then each failure by its id. SQLite, without statistics, is kept from the other
+    columns' indexes (not_indexed): left to itself it walked every sent attempt for each
+    failure of the range (34 ms at 5,000 runs)."""
     done: dict[str, set[uuid.UUID]] = {}
     for kind in kinds:
         table: Any = WorkflowRun if kind == "run" else DeliveryAttempt
@@ -125,12 +132,13 @@ def _resolved(session: Session, workspace_id: uuid.UUID, kinds: Sequence[str],
             later, failed = aliased(table), aliased(table)
             query = (select(failed.fingerprint, failed.id)
                      .join(later, failed.id == getattr(later, link))
-                     .where(later.workspace_id == workspace_id,
+                     .where(not_indexed(later.workspace_id) == workspace_id,
                             getattr(later, link).is_not(None),
-                            later.status.in_(_DONE[kind]),
-                            failed.workspace_id == workspace_id,
-                            failed.fingerprint.is_not(None),
-                            failed.created_at >= start, failed.created_at < end))
+                            not_indexed(later.status).in_(_DONE[kind]),
+                            not_indexed(failed.workspace_id) == workspace_id,
+                            not_indexed(failed.fingerprint).is_not(None),
+                            not_indexed(failed.created_at) >= start,
+                            not_indexed(failed.created_at) < end))
             for name, failed_id in session.execute(query):
                 done.setdefault(name, set()).add(failed_id)
     return {name: len(ids) for name, ids in done.items()}

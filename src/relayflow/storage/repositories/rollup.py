@@ -182,7 +182,8 @@ def whole_hours(f: Window) -> tuple[int | None, int | None] | None:
     the end; None: unbounded), or None when a rollup cannot answer: a contact filter (a
     contact's rows are few and indexed), a cause of failure (likewise), or a window inside
     a single hour."""
-    if f.contact_id is not None or getattr(f, "fingerprint", None) is not None:
+    if f.contact_id is not None or getattr(f, "fingerprint", None) is not None \
+            or getattr(f, "ids", None) is not None:
         return None
     first = None if f.created_from is None else -(-math.ceil(f.created_from.timestamp())
                                                   // HOUR) * HOUR

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from relayflow.engine.status import TERMINAL
 from relayflow.storage.dialect import not_indexed, utc_text, uuid_text
 from relayflow.storage.models import (
     Contact,
@@ -51,6 +52,15 @@ class RunFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     fingerprint: str | None = None  # failed runs of one cause
+    ids: tuple[uuid.UUID, ...] | None = None  # these runs only (a bulk operation's list)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRef:
+    """The newest run retrying a run (retry_of), and where it is."""
+
+    id: uuid.UUID
+    status: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,8 @@ class RunRow:
     version_number: int
     contact_email: str | None
     contact_phone: str | None
+    # Its newest retry: filled in by with_latest_retries, None until then (and when none).
+    latest_retry: RetryRef | None = None
 
 
 _RUNS = typing.cast(Table, WorkflowRun.__table__)
@@ -148,7 +160,14 @@ def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
         query = query.where(WorkflowRun.created_at < f.created_to)
     if f.fingerprint is not None:
         query = query.where(WorkflowRun.fingerprint == f.fingerprint)
+    if f.ids is not None:
+        query = query.where(WorkflowRun.id.in_(f.ids))
     return query
+
+
+def matching(f: RunFilter) -> Select[uuid.UUID]:
+    """The ids of the runs under the filter, as a query to count or insert from."""
+    return typing.cast("Select[uuid.UUID]", _filtered(select(WorkflowRun.id), f))
 
 
 def _rows() -> Select[WorkflowRun, str, int, str | None, str | None]:
@@ -188,6 +207,34 @@ def family_rows(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID) ->
         .order_by(WorkflowRun.created_at, WorkflowRun.id)
     )
     return [_to_row(row) for row in session.execute(query)]
+
+
+def latest_retries(session: Session, workspace_id: uuid.UUID,
+                   run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RetryRef]:
+    """The newest retry of each of the runs that has one, in one query the retry_of index
+    serves: every retry of them, oldest first, the last of each run kept."""
+    if not run_ids:
+        return {}
+    query = (
+        select(WorkflowRun.retry_of, WorkflowRun.id, WorkflowRun.status)
+        .where(WorkflowRun.retry_of.in_(list(run_ids)),
+               not_indexed(WorkflowRun.workspace_id) == workspace_id)
+        .order_by(WorkflowRun.created_at, WorkflowRun.id)
+    )
+    found: dict[uuid.UUID, RetryRef] = {}
+    for original, retry_id, status in session.execute(query):
+        if original is not None:  # always: the query asks for runs retrying others
+            found[original] = RetryRef(retry_id, status)
+    return found
+
+
+def with_latest_retries(session: Session, workspace_id: uuid.UUID,
+                        rows: Sequence[RunRow]) -> list[RunRow]:
+    """The rows with their newest retry filled in: one query for all of them, none when
+    none is finished (only a finished run can be retried)."""
+    finished = [r.run.id for r in rows if r.run.status in TERMINAL]
+    found = latest_retries(session, workspace_id, finished)
+    return [replace(r, latest_retry=found.get(r.run.id)) for r in rows]
 
 
 def steps_with_attempts(session: Session, workspace_id: uuid.UUID, run_id: uuid.UUID

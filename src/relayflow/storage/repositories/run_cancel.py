@@ -66,9 +66,10 @@ def count_open(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID
 
 def cancel_batch(
     session: Session, *, workspace_id: uuid.UUID, workflow_id: uuid.UUID, before: datetime,
-    now: datetime, limit: int,
+    now: datetime, limit: int, canceled_by: str, reason: str,
 ) -> Batch:
-    """Cancel up to `limit` of the runs `count_open` counts, oldest first."""
+    """Cancel up to `limit` of the runs `count_open` counts, oldest first; each records
+    `canceled_by` and `reason` unless someone asked to cancel it before."""
     query = _open(select(WorkflowRun.id), workspace_id, workflow_id, before)
     ids = list(session.scalars(query.order_by(WorkflowRun.created_at, WorkflowRun.id)
                                .limit(limit)))
@@ -83,11 +84,28 @@ def cancel_batch(
     locked = {run_id: bool(is_held) for run_id, is_held in session.execute(locking)}
     held = [run_id for run_id, is_held in locked.items() if is_held]
     free = [i for i in ids if i not in with_job or (i in locked and i not in held)]
+    # Only runs whose job row this transaction holds (or that have none): a run row a
+    # worker's commit is writing would make the sweep wait behind it.
+    named(session, [*free, *held], canceled_by, reason)
     canceled = finish(session, free, now)
     if held:
         session.execute(update(Job).where(Job.run_id.in_(held)).values(cancel_requested=True)
                         .execution_options(synchronize_session=False))
     return Batch(len(ids), len(canceled), len(held), len(with_job) - len(locked))
+
+
+def named(session: Session, run_ids: Sequence[uuid.UUID], canceled_by: str,
+          reason: str) -> None:
+    """Who cancels the runs and why, on those still in flight that nobody asked to cancel
+    before (what a run a worker holds shows until the worker stops it)."""
+    if not run_ids:
+        return
+    session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.id.in_(run_ids), WorkflowRun.status.in_(IN_FLIGHT),
+               WorkflowRun.canceled_by.is_(None))
+        .values(canceled_by=canceled_by, cancel_reason=reason)
+        .execution_options(synchronize_session=False))
 
 
 def finish(session: Session, run_ids: Sequence[uuid.UUID], now: datetime) -> list[uuid.UUID]:

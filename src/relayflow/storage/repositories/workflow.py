@@ -95,12 +95,13 @@ def next_to_sweep(session: Session) -> Workflow | None:
 
 def cancel_marks(
     session: Session, workflow_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, datetime]:
-    """`{workflow_id: cancel_before}` for those of the workflows being swept."""
+) -> dict[uuid.UUID, tuple[datetime, str | None]]:
+    """`{workflow_id: (cancel_before, deactivated_by)}` for those of the workflows being
+    swept."""
     ids = list(set(workflow_ids))
     if not ids:
         return {}
-    query = select(Workflow.id, Workflow.cancel_before).where(
+    query = select(Workflow.id, Workflow.cancel_before, Workflow.deactivated_by).where(
         Workflow.id.in_(ids), Workflow.cancel_before.is_not(None))
-    return {found_id: before for found_id, before in session.execute(query)
+    return {found_id: (before, by) for found_id, before, by in session.execute(query)
             if before is not None}

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from relayflow.web.api import (
     audit,
+    bulk,
     contact,
     delivery,
     failure,
@@ -28,6 +29,7 @@ router.include_router(workflow.router)
 router.include_router(webhook.router)
 router.include_router(run.router)
 router.include_router(failure.router)
+router.include_router(bulk.router)
 router.include_router(contact.router)
 router.include_router(secret.router)
 router.include_router(key.router)

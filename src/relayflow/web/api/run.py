@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from relayflow.services import run as run_service
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import (
+    RunCancel,
     RunCanceled,
     RunDetail,
     RunList,
@@ -107,15 +108,18 @@ def get_run(run_id: str, session: SessionDep, principal: PrincipalDep) -> RunDet
     "/{run_id}/cancel",
     name="runs:cancel",
     summary="Cancel a PENDING or RUNNING run",
+    description="The run records who canceled it (`canceled_by`: this API key, as "
+                "`api-key:<prefix>`) and the `reason` given, if any (`cancel_reason`).",
     response_model=RunCanceled,
     responses=errors(401, 403, 404, 409, 422),
 )
 def cancel_run(
-    run_id: str, principal: WriterDep, session: SessionDep, runtime: RuntimeDep
+    run_id: str, principal: WriterDep, session: SessionDep, runtime: RuntimeDep,
+    body: RunCancel | None = None,
 ) -> RunCanceled:
     run = run_service.cancel(
         session, workspace_id=principal.workspace_id, run_id=run_id, actor=principal.actor,
-        now=runtime.clock(),
+        now=runtime.clock(), reason=(body.reason or "") if body is not None else "",
     )
     row = run_service.get_row(session, workspace_id=principal.workspace_id, run_id=run.id)
     return RunCanceled.from_canceled(row)

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from relayflow.engine.status import RunStatus, StepStatus
 from relayflow.services import run as run_service
+from relayflow.services import run_view
 from relayflow.services import schedule as schedule_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.secret import SecretInfo
@@ -212,6 +213,13 @@ class Waiting(BaseModel):
     until: datetime = Field(description="When the run wakes up and continues.")
 
 
+class RetryRead(BaseModel):
+    """The newest run retrying a run, and its status."""
+
+    id: uuid.UUID
+    status: RunStatus
+
+
 class RunRead(BaseModel):
     id: uuid.UUID
     workflow: str
@@ -233,6 +241,16 @@ class RunRead(BaseModel):
     duplicates_ignored: int
     fingerprint: str | None = Field(
         description="A FAILED run's cause (GET /api/v1/failures); null otherwise.")
+    canceled_by: str | None = Field(
+        description="Who asked to cancel the run: `member:<email>`, `api-key:<prefix>`, "
+                    "`deactivation` (its workflow was deactivated) or `bulk:<operation id>`; "
+                    "set as soon as the cancel is asked for, so also on a run its worker has "
+                    "still to stop. Null when nobody did.")
+    cancel_reason: str | None = Field(
+        description="Why it was canceled, as the canceler said; null when no reason was given.")
+    latest_retry: RetryRead | None = Field(
+        description="The newest run retrying this one (retry_of), with its status; null when "
+                    "the run was never retried.")
 
     @classmethod
     def from_row(cls, row: RunRow) -> RunRead:
@@ -262,6 +280,10 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
         "retry_of": run.retry_of,
         "duplicates_ignored": run.duplicates_ignored,
         "fingerprint": run.fingerprint,
+        "canceled_by": run.canceled_by,
+        "cancel_reason": run.cancel_reason,
+        "latest_retry": (RetryRead(id=row.latest_retry.id, status=row.latest_retry.status)
+                         if row.latest_retry is not None else None),
     }
 
 
@@ -272,6 +294,15 @@ class RunRetry(BaseModel):
     version: Literal["original", "current"] = Field(
         "original", description="Run the version the original ran (`original`), or the "
                                 "workflow's current version, with any fix saved since.")
+
+
+class RunCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"reason": "sent to the wrong audience"}]})
+
+    reason: Text | None = Field(
+        None, max_length=run_service.MAX_CANCEL_REASON,
+        description="Why, shown on the run as its cancel_reason.")
 
 
 class RunRetried(BaseModel):
@@ -316,17 +347,31 @@ class StepRead(BaseModel):
         default_factory=list,
         description="SEND_MESSAGE: every delivery attempt of this step (retries included), "
         "oldest first; empty for other steps.")
+    handled_error: bool = Field(
+        False, description="True for an INTEGRATION step whose request failed and that took "
+                           "its `on_error` edge: its status stays COMPLETED (the run went on) "
+                           "but it did not succeed.")
+    delivery_status: str | None = Field(
+        None, description="SEND_MESSAGE: the status of its delivery attempt now (the latest "
+                          "retry's; DELIVERED, BOUNCED, ... as reported after the send). "
+                          "`output.status` says the same; the run's later nodes saw the "
+                          "status at send time.")
 
     @classmethod
     def from_step(cls, step: RunStep, attempts: list[DeliveryAttempt] | None = None) -> StepRead:
+        attempt = (run_view.current_attempt(step, attempts or [])
+                   if step.node_type == "SEND_MESSAGE" else None)
         return cls(
             seq=step.seq, node_id=step.node_id, type=step.node_type, status=step.status,
             started_at=step.started_at, finished_at=step.finished_at,
-            duration_ms=step.duration_ms, branch=step.branch, output=step.output or {},
+            duration_ms=step.duration_ms, branch=step.branch,
+            output=run_view.shown_output(step, attempt),
             error=step.error, request=step.request, response=step.response,
-            delivery_attempt_id=step.delivery_attempt_id,
+            delivery_attempt_id=attempt.id if attempt is not None else step.delivery_attempt_id,
             attempts=[StepAttemptRead(id=a.id, status=a.status, attempt_number=a.attempt_number)
                       for a in attempts or ()],
+            handled_error=run_view.handled_error(step),
+            delivery_status=attempt.status if attempt is not None else None,
         )
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from relayflow.web.pages import (
     auth,
+    bulk,
     contacts,
     deliveries,
     failures,
@@ -16,5 +17,6 @@ from relayflow.web.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, runs, run_detail, failures, deliveries, workflows, contacts, settings):
+for module in (auth, runs, run_detail, failures, bulk, deliveries, workflows, contacts,
+               settings):
     router.include_router(module.router)

@@ -149,28 +149,31 @@ def _label(text: str) -> str:
 
 
 def _state(node_id: str, visited: set[str], failed: str | None, current: str | None,
-           waiting: str | None) -> str:
+           waiting: str | None, handled: set[str]) -> str:
     if node_id == failed:
         return "failed"
     if node_id == waiting:
         return "waiting"
     if node_id == current:
         return "current"
+    if node_id in handled:
+        return "handled"
     return "visited" if node_id in visited else "idle"
 
 
 STATE_WORDS = {"failed": "failed here", "waiting": "waiting here", "current": "running now",
-               "visited": "visited", "idle": "not visited"}
+               "handled": "failed, handled by its on_error edge", "visited": "visited",
+               "idle": "not visited"}
 
 
 def render_graph(
     definition: Mapping[str, Any], *, visited: Sequence[str] = (), failed: str | None = None,
-    current: str | None = None, waiting: str | None = None,
+    current: str | None = None, waiting: str | None = None, handled: Sequence[str] = (),
 ) -> Markup:
     """Inline SVG of a workflow definition. `visited` is the run's step node ids in order
     (its first entry may be the trigger step); the edges between consecutive visits are
     highlighted, `failed` is marked as the failing node, `current`/`waiting` as where the
-    run is now."""
+    run is now, `handled` as nodes that failed and went on by their on_error edge."""
     graph = WorkflowGraph.from_dict(definition)
     trigger_id = TRIGGER if TRIGGER not in graph.nodes else "\x00trigger"
     path = list(visited)
@@ -195,15 +198,15 @@ def render_graph(
         left = PAD + (spread - row_width) / 2
         for i, node in enumerate(row):
             xy[node] = (left + i * (NODE_W + GAP_X), PAD + r * (NODE_H + GAP_Y))
-    seen = set(path)
+    seen, errored = set(path), set(handled)
     taken = set(itertools.pairwise(path))
     parts = [_edge_svg(e, xy, (e.source, e.target) in taken, width) for e in edges]
     trigger_label = f"{graph.trigger_type} trigger"
     for node_id in order:
         parts.append(_node_svg(node_id, kinds[node_id], xy[node_id],
-                               _state(node_id, seen, failed, current, waiting),
+                               _state(node_id, seen, failed, current, waiting, errored),
                                trigger_label if node_id == trigger_id else node_id))
-    summary = _summary(path[1:], failed, waiting, current)
+    summary = _summary(path[1:], failed, waiting, current, handled)
     # Safe markup: every label is escaped above.
     return Markup(  # nosec B704
         f'<svg class="wf-graph" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
@@ -223,10 +226,12 @@ def _marker(marker_id: str) -> str:
 
 
 def _summary(path: list[str], failed: str | None, waiting: str | None,
-             current: str | None) -> str:
+             current: str | None, handled: Sequence[str] = ()) -> str:
     if not path:
         return "The nodes of this workflow and the edges between them."
     text = "This run visited " + " → ".join(path) + "."
+    if handled:
+        text += f" {', '.join(dict.fromkeys(handled))} failed and went on by on_error."
     if failed:
         text += f" It failed at {failed}."
     elif waiting:
@@ -277,7 +282,7 @@ def _node_svg(node_id: str, kind: str, at: tuple[float, float], state: str,
               label: str) -> str:
     x, y = at
     shown = "trigger" if kind == "TRIGGER" else node_id
-    mark = {"failed": "✕ ", "waiting": "‖ ", "current": "▶ "}.get(state, "")
+    mark = {"failed": "✕ ", "waiting": "‖ ", "current": "▶ ", "handled": "⚠ "}.get(state, "")
     return (
         f'<g class="wf-node wf-node-{state} wf-type-{kind.lower()}" data-node="{escape(shown)}" '
         f'data-state="{state}" transform="translate({x:.0f},{y:.0f})">'

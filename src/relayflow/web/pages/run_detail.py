@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 
+from relayflow.services import canceler, run_view
 from relayflow.services import run as run_service
-from relayflow.services import run_view
 from relayflow.services.run_view import RunView
 from relayflow.web.deps import RuntimeDep, SessionDep, wake_worker_after_commit
 from relayflow.web.pages.deps import FormDep, OperatorDep, ViewerDep
@@ -34,11 +34,30 @@ def _flash(notice: str | None, view: RunView) -> dict[str, str] | None:
 def _graph(view: RunView) -> Markup:
     return render_graph(view.version.definition, visited=view.visited,
                         failed=view.failed_node, current=view.current_node,
-                        waiting=view.waiting_node)
+                        waiting=view.waiting_node, handled=view.handled)
+
+
+def canceler_view(canceled_by: str | None) -> dict[str, str | None] | None:
+    """Who canceled a run, as the page names them (`text`), with a link when there is one
+    to follow (a bulk operation)."""
+    if not canceled_by:
+        return None
+    kind, _, name = canceled_by.partition(":")
+    if kind == "member" and name:
+        return {"text": name, "href": None}
+    if kind == "api-key" and name:
+        return {"text": f"API key {name}", "href": None}
+    if kind == "bulk" and name:
+        return {"text": f"bulk operation {short_id(name)}", "href": f"/bulk-operations/{name}"}
+    if canceled_by == canceler.DEACTIVATION:
+        return {"text": "the workflow's deactivation", "href": None}
+    return {"text": canceled_by, "href": None}
 
 
 def _context(view: RunView) -> dict[str, Any]:
-    return {"view": view, "run": view.run, "row": view.detail.row, "graph": _graph(view)}
+    return {"view": view, "run": view.run, "row": view.detail.row, "graph": _graph(view),
+            "canceler": canceler_view(view.run.canceled_by),
+            "max_cancel_reason": run_service.MAX_CANCEL_REASON}
 
 
 @router.get("/runs/{run_id}", name="pages:run_detail")
@@ -67,7 +86,8 @@ def cancel_run(
     run_id: str, viewer: OperatorDep, form: FormDep, session: SessionDep, runtime: RuntimeDep,
 ) -> RedirectResponse:
     run = run_service.cancel(session, workspace_id=viewer.workspace_id, run_id=run_id,
-                             actor=viewer.email, now=runtime.clock())
+                             actor=viewer.principal.actor, now=runtime.clock(),
+                             reason=str(form.get("reason") or "").strip())
     # A worker holding the run only stops at its next step boundary.
     notice = "canceled" if run.status == "CANCELED" else "cancel-requested"
     return RedirectResponse(f"/runs/{run.id}?notice={notice}", status_code=303)
@@ -78,6 +98,7 @@ def retry_run(
     run_id: str, viewer: OperatorDep, form: FormDep, session: SessionDep, runtime: RuntimeDep,
 ) -> RedirectResponse:
     run = run_service.retry(session, workspace_id=viewer.workspace_id, run_id=run_id,
-                            actor=viewer.email, now=runtime.clock())
+                            actor=viewer.principal.actor, now=runtime.clock(),
+                            version=str(form.get("version") or "original"))
     wake_worker_after_commit(session)
     return RedirectResponse(f"/runs/{run.id}?notice=retried", status_code=303)

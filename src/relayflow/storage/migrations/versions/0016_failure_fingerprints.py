@@ -7,6 +7,8 @@
    partition, present or future, gets them.
 2. failure_groups describes each cause once (kind, workflow, node, error class, the
    normalised pattern and a sample error).
+3. The index of runs' retry_of holds only retries (ix_runs_retry_of): the unresolved
+   counts walk it whole, and it was as large as the table, every run's NULL included.
 
 Revision ID: 0016
 Revises: 0015
@@ -34,6 +36,10 @@ def upgrade() -> None:
         op.add_column(table, sa.Column("fingerprint", sa.String(16), nullable=True))
         op.create_index(index, table, ["workspace_id", "fingerprint", "created_at", "id"],
                         sqlite_where=_HAS, postgresql_where=_HAS)
+    op.drop_index("ix_workflow_runs_retry_of", table_name="workflow_runs")
+    op.create_index("ix_runs_retry_of", "workflow_runs", ["retry_of"],
+                    sqlite_where=sa.text("retry_of IS NOT NULL"),
+                    postgresql_where=sa.text("retry_of IS NOT NULL"))
     op.create_table(
         "failure_groups",
         sa.Column("workspace_id", sa.Uuid(), nullable=False),
@@ -55,6 +61,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("failure_groups")
+    op.drop_index("ix_runs_retry_of", table_name="workflow_runs")
+    op.create_index("ix_workflow_runs_retry_of", "workflow_runs", ["retry_of"])
     for table, index in _INDEXES:
         op.drop_index(index, table_name=table)
         with op.batch_alter_table(table) as batch:
