@@ -54,10 +54,11 @@ class TestBulkCli:
             retried = Counter(session.scalars(select(WorkflowRun.retry_of).where(
                 WorkflowRun.retry_of.is_not(None))))
             [event] = session.scalars(select(AuditEvent).where(
-                AuditEvent.action == "bulk.retry")).all()
+                AuditEvent.action == "bulk.create")).all()
         assert retried == Counter(dict.fromkeys(failed, 1))
         assert event.actor.startswith("cli:")
         assert event.detail["filter"] == {"fingerprint": fingerprint}
+        assert (event.detail["action"], event.detail["total"]) == ("retry", 4)
 
     def test_cancel(self, cli, runtime):  # noqa: F811
         _setup(cli, runtime)

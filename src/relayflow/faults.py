@@ -13,11 +13,13 @@ import os
 import signal
 from collections.abc import Iterable
 
-POINTS = ("after_claim", "after_intent", "after_effect", "after_commit", "bulk_acted",
-          "bulk_committed")
+# The points of a run's walk, which every worker passes while it has runs to walk.
+POINTS = ("after_claim", "after_intent", "after_effect", "after_commit")
+# A bulk operation's (services/bulk.py): inside a batch's transaction, and after its commit.
+BULK_POINTS = ("bulk_acted", "bulk_committed")
 _spec = os.environ.get("RELAYFLOW_FAULT", "")
 _point, _, _arg = _spec.partition(":")
-_remaining = int(_arg or 1) if _point in POINTS else 0
+_remaining = int(_arg or 1) if _point in POINTS + BULK_POINTS else 0
 
 
 def crash_point(name: str) -> None:

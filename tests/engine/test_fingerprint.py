@@ -107,3 +107,14 @@ def test_what_varies_becomes_a_placeholder_and_the_rest_stays(text: str, expecte
 
 def test_a_long_message_keeps_its_first_characters() -> None:
     assert len(fingerprint.pattern("word " * 1000)) == fingerprint.MAX_PATTERN
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "a\x00b", "\udfff"])
+def test_any_text_an_error_can_hold_has_one(text: str) -> None:
+    """A template can render a lone surrogate or a NUL into a STOP_ERROR's message: the
+    failure is still named (and the row made storable afterwards), never an exception."""
+    first = fingerprint.of_run(workflow="w", node_id="n", node_type="STOP_ERROR",
+                               error_class="StopError", error=text)
+    assert first == fingerprint.of_run(workflow="w", node_id="n", node_type="STOP_ERROR",
+                                       error_class="StopError", error=text)
+    assert len(first) == fingerprint.LENGTH

@@ -186,7 +186,7 @@ class TestActing:
         assert {i.result_run_id for i in items} == set().union(*[
             {r} for r in _retry_ids(runtime)])
         assert keys == {f"bulk:{operation.id}:{run_id}" for run_id in ids}
-        assert actions.count("bulk.retry") == 1
+        assert actions.count("bulk.create") == 1
         assert actions.count("bulk.finish") == 1
         assert "run.retry" not in actions
 

@@ -44,8 +44,9 @@ def _ids(client: TestClient) -> dict[str, list[str]]:
     deliveries = [d["id"] for d in client.get("/api/v1/deliveries?limit=100").json()["items"]]
     workflows = [w["key"] for w in client.get("/api/v1/workflows").json()["items"]]
     contacts = [c["id"] for c in client.get(f"/api/v1/contacts?email={EMAIL}").json()["items"]]
+    operations = [o["id"] for o in client.get("/api/v1/bulk-operations").json()["items"]]
     return {"run_id": runs, "delivery_id": deliveries, "key": workflows,
-            "contact_id": contacts, "channel": ["email", "sms"]}
+            "contact_id": contacts, "channel": ["email", "sms"], "operation_id": operations}
 
 
 def _pages(ids: dict[str, list[str]]) -> list[str]:
@@ -56,6 +57,9 @@ def _pages(ids: dict[str, list[str]]) -> list[str]:
     pages += [f"/delivery-ops/{d}" for d in ids["delivery_id"]]
     pages += [f"/workflows/{k}" for k in ids["key"]]
     pages += [f"/contacts/{c}" for c in ids["contact_id"]]
+    pages += ["/failures", "/failures?kind=delivery", "/bulk-operations",
+              "/bulk-operations/new?action=retry&range=24h"]
+    pages += [f"/bulk-operations/{o}" for o in ids["operation_id"]]
     return pages
 
 
@@ -75,11 +79,18 @@ def test_no_form_of_any_canary_in_api_responses_or_pages(app, client, page_clien
     scenario = run_scenario(runtime, workspace.id, http_server, tmp_path)
     check_the_secrets_went_out(runtime, scenario, http_server)
     _resend_failed_text(client, runtime)
+    # A bulk retry of every run: its dry run shows runs' errors, and so may its page.
+    search = Search()
+    for dry_run in (True, False):
+        made = client.post("/api/v1/bulk-operations", json={
+            "action": "retry", "filter": {"range": "24h"}, "dry_run": dry_run, "rate": 0.001})
+        assert made.status_code in (200, 202), made.text
+        search.look(f"POST /api/v1/bulk-operations dry_run={dry_run}", made.text)
 
     ids = _ids(client)
     assert len(ids["run_id"]) == len(scenario.runs)
     assert len(ids["delivery_id"]) >= 5
-    search = Search()
+    assert len(ids["operation_id"]) == 1
     api_paths = _api_paths(app, ids)
     for path in api_paths:
         response = client.get(path)

@@ -56,7 +56,7 @@ def pattern(text: str) -> str:
 def _digest(kind: str, *parts: str) -> str:
     h = hashlib.sha256(f"relayflow-fingerprint/{VERSION}/{kind}".encode())
     for part in parts:
-        data = part.encode()
+        data = part.encode("utf-8", "surrogatepass")  # an error may quote a lone surrogate
         h.update(len(data).to_bytes(4, "big"))
         h.update(data)
     return h.hexdigest()[:LENGTH]

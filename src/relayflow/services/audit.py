@@ -36,6 +36,9 @@ ACTIONS = {
     "network.set": "the workspace's network allow-list was replaced",
     "frequency.set": "the workspace's per-contact frequency caps were replaced",
     "retention.set": "how long the workspace keeps its history was changed",
+    "bulk.create": "an operator started a bulk retry or cancel (its filter and run count)",
+    "bulk.stop": "an operator stopped a bulk operation before its end",
+    "bulk.finish": "a bulk operation acted on all its runs (its counts)",
 }
 
 

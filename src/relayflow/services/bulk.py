@@ -315,9 +315,9 @@ def create(session: Session, *, workspace_id: uuid.UUID, request: Spec, actor: s
     operation.total = int(session.scalar(select(func.count()).select_from(BulkItem).where(
         BulkItem.operation_id == operation.id)) or 0)
     workspace_service.audit(
-        session, workspace_id=workspace_id, actor=actor, action=f"bulk.{request.action}",
+        session, workspace_id=workspace_id, actor=actor, action="bulk.create",
         target_type="bulk_operation", target_id=str(operation.id), now=now,
-        detail={"filter": request.filter, "version": request.version,
+        detail={"action": request.action, "filter": request.filter, "version": request.version,
                 "reason": request.reason, "total": operation.total})
     return operation
 
@@ -375,7 +375,7 @@ def cancel(session: Session, *, workspace_id: uuid.UUID, operation_id: str, acto
         raise Conflict(f"bulk operation {operation.id} is already {operation.status}")
     operation.status, operation.finished_at = "CANCELED", now
     workspace_service.audit(
-        session, workspace_id=workspace_id, actor=actor, action="bulk.cancel",
+        session, workspace_id=workspace_id, actor=actor, action="bulk.stop",
         target_type="bulk_operation", target_id=str(operation.id), now=now,
         detail={"done": operation.done, "skipped": operation.skipped,
                 "failed": operation.failed, "left": operation.total - _acted(operation)})

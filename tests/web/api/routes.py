@@ -43,4 +43,5 @@ def visible_state(client: TestClient) -> dict[str, Any]:
         "providers": client.get("/api/v1/providers").json(),
         "network": client.get("/api/v1/settings/network").json(),
         "deliveries": client.get("/api/v1/deliveries", params={"limit": 200}).json(),
+        "bulk_operations": client.get("/api/v1/bulk-operations").json(),
     }

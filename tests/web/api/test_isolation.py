@@ -45,6 +45,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),
     ("POST", "/api/v1/deliveries/{delivery_id}/resend"): Case(
         "delivery_id", "delivery", MISSING_ID, {"reason": "asked again"}),
+    ("GET", "/api/v1/bulk-operations/{operation_id}"): Case("operation_id", "bulk", MISSING_ID),
+    ("POST", "/api/v1/bulk-operations/{operation_id}/cancel"): Case(
+        "operation_id", "bulk", MISSING_ID),
 }
 # PUT /secrets/{name} creates or replaces a secret of the caller's own workspace: a name
 # another workspace also uses is no id of theirs. TestUpsertByName checks theirs is untouched.
@@ -69,9 +72,11 @@ def theirs(other_client: TestClient, runtime: Runtime) -> dict[str, str]:
     other_client.put("/api/v1/secrets/THEIR_TOKEN", json={"value": "theirs"})
     key = other_client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
     contact = other_client.get("/api/v1/contacts").json()["items"][0]["id"]
+    bulk = other_client.post("/api/v1/bulk-operations", json={
+        "action": "cancel", "filter": {"ids": [pending]}, "rate": 0.001}).json()["id"]
     return {"workflow": "theirs-only", "webhook_workflow": "their-hook", "pending_run": pending,
             "finished_run": finished, "contact": contact, "secret": "THEIR_TOKEN", "key": key,
-            "delivery": delivery}
+            "delivery": delivery, "bulk": bulk}
 
 
 def _masked(response: Any, value: str) -> dict[str, Any]:

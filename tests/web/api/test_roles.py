@@ -57,6 +57,10 @@ WRITES: dict[tuple[str, str], Case] = {
         "admin", body={"allow": ["127.0.0.1/32", "crm.internal"]}),
     ("PUT", "/api/v1/settings/frequency-caps"): Case("admin", body={"email": 3, "sms": 2}),
     ("PUT", "/api/v1/settings/retention"): Case("admin", body={"days": 30, "failed_days": 90}),
+    ("POST", "/api/v1/bulk-operations"): Case(
+        "operator", body={"action": "retry", "filter": {"status": "CANCELED"}}, status=202),
+    ("POST", "/api/v1/bulk-operations/{operation_id}/cancel"): Case(
+        "operator", {"operation_id": "bulk"}),
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),
@@ -80,9 +84,11 @@ def objects(client: TestClient, runtime: Runtime) -> dict[str, str]:
     client.post(f"/api/v1/runs/{finished}/cancel")
     client.put("/api/v1/secrets/CRM_TOKEN", json={"value": "v1"})
     spare = client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
+    bulk = client.post("/api/v1/bulk-operations", json={
+        "action": "cancel", "filter": {"ids": [pending]}, "rate": 0.001}).json()["id"]
     return {"workflow": "onboarding", "webhook_workflow": "inbound", "pending_run": pending,
             "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare,
-            "channel": "email", "delivery": delivery}
+            "channel": "email", "delivery": delivery, "bulk": bulk}
 
 
 @pytest.fixture
@@ -144,7 +150,8 @@ class TestRoleMatrix:
     ) -> None:
         caller = as_role(role)
         values = {"key": "onboarding", "run_id": objects["pending_run"], "contact_id": "",
-                  "channel": objects["channel"], "delivery_id": objects["delivery"]}
+                  "channel": objects["channel"], "delivery_id": objects["delivery"],
+                  "operation_id": objects["bulk"]}
         contact = client.get("/api/v1/contacts").json()["items"][0]["id"]
         values["contact_id"] = contact
 
