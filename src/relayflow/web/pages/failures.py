@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from relayflow.errors import InvalidInput
 from relayflow.services import failures
@@ -55,17 +56,26 @@ class Filters:
                                      range=self.range or DEFAULT_RANGE)
 
 
-def sparkline(counts: list[int]) -> dict[str, Any]:
-    """Bars of an inline SVG, tallest at full height; every bar at least a hairline where
-    there was a failure, so one failure among thousands still shows."""
-    peak = max(counts, default=0) or 1
+def sparkline(counts: list[int]) -> Markup:
+    """An inline SVG of the counts, the tallest bar at full height, every bar at least a
+    hairline where there was a failure (one failure among thousands still shows). Made
+    here as one string: drawn by the template, 30 bars a row cost the page 30 ms at 40
+    rows."""
+    peak = max(counts, default=0)
     width = SPARK_W / max(len(counts), 1)
     bars = []
     for i, n in enumerate(counts):
-        height = 0.0 if n == 0 else max(1.5, SPARK_H * n / peak)
-        bars.append({"x": round(i * width, 2), "w": round(max(width - 1, 1), 2),
-                     "y": round(SPARK_H - height, 2), "h": round(height, 2), "n": n})
-    return {"bars": bars, "width": SPARK_W, "height": SPARK_H, "peak": max(counts, default=0)}
+        if n:
+            height = max(1.5, SPARK_H * n / peak)
+            bars.append(f'<rect x="{i * width:.2f}" y="{SPARK_H - height:.2f}" '
+                        f'width="{max(width - 1, 1):.2f}" height="{height:.2f}">'
+                        f"<title>{n}</title></rect>")
+    label = (f"{sum(counts)} over the range, at most {peak} in one of {len(counts)} "
+             "equal parts")
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {SPARK_W} {SPARK_H}" width="{SPARK_W}" '
+        f'height="{SPARK_H}" role="img" aria-label="{label}">{"".join(bars)}'
+        f'<line x1="0" y1="{SPARK_H - 0.5}" x2="{SPARK_W}" y2="{SPARK_H - 0.5}"/></svg>')
 
 
 def links(group: Group) -> dict[str, str | None]:
