@@ -21,8 +21,9 @@ from relayflow.storage.models import DeliveryAttempt, FailureGroup, Workflow, Wo
 _DONE = {"run": ("COMPLETED",), "delivery": ("SENT", "DELIVERED")}
 # (the later run or attempt, the failed one): made once, as building an alias's columns
 # costs more than the query it serves (16 ms a call at 300,000 runs).
-_PAIRS = {kind: (aliased(table), aliased(table))
-          for kind, table in (("run", WorkflowRun), ("delivery", DeliveryAttempt))}
+_PAIRS: dict[str, tuple[Any, Any]] = {
+    "run": (aliased(WorkflowRun), aliased(WorkflowRun)),
+    "delivery": (aliased(DeliveryAttempt), aliased(DeliveryAttempt))}
 
 
 
