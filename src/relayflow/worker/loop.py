@@ -102,6 +102,7 @@ class Worker:
         self._next_sweep = 0.0  # and of the next look for runs of a deactivated workflow
         self._next_fold = 0.0  # and of the next fold of run counts
         self._next_partitions = 0.0  # and of the next look at the coming months' partitions
+        self._next_bulk = 0.0  # and of the next look for a bulk operation to act on
         self._folded = 0  # count changes folded since the last vacuum
         self.outage = Outage()
         # The batch's effects run here side by side (see services/effects.py); with a
@@ -151,6 +152,18 @@ class Worker:
         else:
             self._next_sweep = time.monotonic() + self.settings.poll_seconds
         return canceled
+
+    def bulk_once(self) -> int:
+        """Act on an open bulk operation, as far as its pace allows; how many runs. With
+        nothing to act on now, look again only after a poll interval: a busy worker would
+        otherwise read bulk_operations after every batch it walks."""
+        if time.monotonic() < self._next_bulk:
+            return 0
+        acted = bulk_service.advance(self.runtime, worker=self.name,
+                                     lease_seconds=self.settings.lease_seconds)
+        if not acted:
+            self._next_bulk = time.monotonic() + self.settings.poll_seconds
+        return acted
 
     def schedule_once(self) -> int:
         """Fire due schedule ticks if `schedule_poll_seconds` have passed since the last
@@ -244,8 +257,7 @@ class Worker:
                 claimed = self.run_once() + resend_service.send_queued(
                     self.runtime, lease_seconds=self.settings.lease_seconds)
                 claimed += self.cancel_once()
-                claimed += bulk_service.advance(self.runtime, worker=self.name,
-                                                lease_seconds=self.settings.lease_seconds)
+                claimed += self.bulk_once()
             except Exception as exc:  # the loop survives anything; the fence keeps us safe
                 failures += 1
                 self.stop_event.wait(self._pause_after(exc, failures))
