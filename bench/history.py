@@ -23,8 +23,9 @@ PostgreSQL by COPY, both through the tables' own INSERT, so their triggers fire.
 every template is checked against it, column by column (null or not; on SQLite also the
 storage class, and the length of ids and times).
 
-Then what workers do in the background is done, as serve runs without them: the run count
-changes the triggers wrote are folded into the rollup (timed). Nothing the product does not
+What workers do in the background is done as they would, since serve runs without them: the
+run count changes the triggers wrote are folded into the rollup after each commit of the
+load, and what is left before timing (timed). Nothing the product does not
 do itself: no ANALYZE on SQLite. SQLite's -wal file is checkpointed (big transactions leave
 it as large as the last one, which is not data); on PostgreSQL autovacuum's ANALYZE is
 awaited (3 minutes at most), as 90 days of real history would have had it, or run by the
@@ -545,9 +546,12 @@ def pick(templates: list[Template], by_workflow: dict[str, dict[str, list[int]]]
 
 
 def load_runs(writer: Writer, templates: list[Template], pool: list[tuple[uuid.UUID, Swap]],
-              runs: int, now: datetime, rng: random.Random,
-              progress: Progress) -> dict[int, Swap]:
-    """`runs` copies over the last 90 days, oldest first; the last copy of each template."""
+              runs: int, now: datetime, rng: random.Random, progress: Progress,
+              fold: Callable[[], object]) -> dict[int, Swap]:
+    """`runs` copies over the last 90 days, oldest first; the last copy of each template.
+    After each commit the count changes its triggers wrote are folded (`fold`), as workers
+    fold them every few seconds: the changes table stays small and the pages its folded rows
+    free are written again, so the database's size is the history's, not the load's."""
     with_phone = [n for n, (_, contact) in enumerate(pool) if contact.phone]
     by_workflow: dict[str, dict[str, list[int]]] = {}
     for i, t in enumerate(templates):
@@ -575,6 +579,7 @@ def load_runs(writer: Writer, templates: list[Template], pool: list[tuple[uuid.U
             batch[table.name] = []
         if (i + 1) % RUNS_PER_COMMIT == 0 or i + 1 == runs:
             writer.conn.commit()
+            fold()
         rate = writer.rows / (time.perf_counter() - started)
         progress.update(task, completed=i + 1, rate=f"{rate:,.0f} rows/s")
     return last
@@ -691,7 +696,8 @@ def build(relayflow: Relayflow, url: str, runs: int) -> tuple[dict[str, Any], st
             pool = load_contacts(writer, bases, max(50, min(100_000, runs // 10)),
                                  now - WINDOW, rng)
             progress.update(task, completed=1)
-            last = load_runs(writer, templates, pool, runs, now, rng, progress)
+            last = load_runs(writer, templates, pool, runs, now, rng, progress,
+                             lambda: catch_up(url))
         seconds = time.perf_counter() - started
         writer.conn.close()
         checked = check_copies(engine, templates, last, bases, pool)

@@ -13,6 +13,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, insert, inspect, text
+from sqlalchemy.exc import OperationalError
 
 from relayflow.storage.db import make_engine
 from relayflow.storage.migrate import alembic_config, downgrade, drift, upgrade
@@ -118,14 +119,14 @@ class TestDatabaseFromAnEarlyRelease:
         assert [(r[0], r[1], bool(r[2])) for r in rows] == [("a@example.com", 3, False)]
 
 
-def _one_run(url: str) -> None:
+def _one_run(url: str, slug: str = "kept") -> None:
     """A workspace, a workflow, its version and one run, written through the models."""
     now = datetime(2026, 12, 1, tzinfo=UTC)
     ws, wf, version = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(insert(Workspace.__table__).values(
-            id=ws, slug="kept", name="Kept", created_at=now))
+            id=ws, slug=slug, name="Kept", created_at=now))
         conn.execute(insert(Workflow.__table__).values(
             id=wf, workspace_id=ws, key="k", name="K", created_at=now, updated_at=now))
         conn.execute(insert(WorkflowVersion.__table__).values(
@@ -171,3 +172,73 @@ class TestDowngrade:
         assert left == set()
         upgrade(empty_url)
         assert drift(empty_url) == []
+
+
+class TestLeanerRuns:
+    """0019: on SQLite, runs and the rollups keep no rowid (their key is their order), and
+    the rebuild keeps every row, index and trigger; on both, the parent index holds only
+    runs with a parent."""
+
+    def test_the_rebuild_keeps_rows_indexes_and_triggers(self, empty_url):
+        upgrade(empty_url, "0018")
+        _one_run(empty_url)
+        before = _schema_of(empty_url)
+        upgrade(empty_url)
+        assert _counts(empty_url) == {"workflows": 1, "workflow_versions": 1,
+                                      "workflow_runs": 1}
+        after = _schema_of(empty_url)
+        assert after["triggers"] == before["triggers"]
+        assert after["indexes"] == (before["indexes"] - {"ix_workflow_runs_parent_run_id"}
+                                    | {"ix_runs_parent_run_id"})
+        _one_run(empty_url, "another")  # the insert trigger still writes its count change
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            changes = conn.execute(text("SELECT count(*) FROM run_count_changes")).scalar_one()
+        engine.dispose()
+        assert changes == 2
+        assert drift(empty_url) == []
+
+    def test_runs_and_rollups_have_no_rowid_on_sqlite(self, empty_url):
+        if not empty_url.startswith("sqlite"):
+            pytest.skip("SQLite only: PostgreSQL tables have no rowid")
+        upgrade(empty_url)
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            for table in ("workflow_runs", "run_counts", "run_totals", "delivery_counts",
+                          "delivery_totals"):
+                with pytest.raises(OperationalError, match="no such column: rowid"):
+                    conn.execute(text(f"SELECT rowid FROM {table}"))
+        engine.dispose()
+
+    def test_the_parent_index_holds_only_runs_with_a_parent(self, empty_url):
+        upgrade(empty_url)
+        engine = make_engine(empty_url)
+        with engine.connect() as conn:
+            found = inspect(conn).get_indexes("workflow_runs")
+        engine.dispose()
+        parent = [i for i in found if i["column_names"] == ["parent_run_id"]]
+        assert [i["name"] for i in parent] == ["ix_runs_parent_run_id"]
+        where = parent[0]["dialect_options"].get("sqlite_where",
+                                                 parent[0]["dialect_options"].get(
+                                                     "postgresql_where"))
+        assert "parent_run_id IS NOT NULL" in str(where)
+
+
+def _schema_of(url: str) -> dict[str, set[str]]:
+    """The names of the indexes and triggers on workflow_runs and the rollups."""
+    tables = ("workflow_runs", "run_counts", "run_totals", "delivery_counts", "delivery_totals")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            rows = conn.execute(text(
+                "SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger') "
+                "AND sql IS NOT NULL AND tbl_name IN " + str(tables))).all()
+        else:
+            rows = conn.execute(text(
+                "SELECT 'index', indexname FROM pg_indexes WHERE tablename IN " + str(tables)
+                + " UNION ALL SELECT 'trigger', tgname FROM pg_trigger t JOIN pg_class c "
+                "ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relname IN "
+                + str(tables))).all()
+    engine.dispose()
+    return {"indexes": {n for t, n in rows if t == "index"},
+            "triggers": {n for t, n in rows if t == "trigger"}}

@@ -174,6 +174,13 @@ class WorkflowRun(Base):
         # runs are none.
         Index("ix_runs_retry_of", "retry_of", sqlite_where=text("retry_of IS NOT NULL"),
               postgresql_where=text("retry_of IS NOT NULL")),
+        # The runs TRIGGER_WORKFLOW steps started (a run's family and children); most have
+        # no parent.
+        Index("ix_runs_parent_run_id", "parent_run_id",
+              sqlite_where=text("parent_run_id IS NOT NULL"),
+              postgresql_where=text("parent_run_id IS NOT NULL")),
+        # SQLite: the id is the table's own order, not a second index beside a rowid.
+        {"sqlite_with_rowid": False},
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -184,7 +191,7 @@ class WorkflowRun(Base):
     trigger_payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     duplicates_ignored: Mapped[int] = mapped_column(BigInteger, default=0)
-    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid(), index=True)
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     retry_of: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     # Hops of upstream triggers above this run (0: started by a manual, webhook, schedule
     # trigger or a retry); capped by Runtime.max_trigger_depth.
@@ -386,6 +393,10 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+# SQLite: a rollup's primary key is the table's own order, not an index beside a rowid.
+_NO_ROWID = {"sqlite_with_rowid": False}
+
+
 class RunCount(Base):
     """Runs of one workflow created in one hour (epoch seconds of its start, UTC) that are
     now in one status: the rollup chip counts and the volume chart read instead of the
@@ -395,6 +406,7 @@ class RunCount(Base):
     run_counts.py); a reader adds what is not folded yet."""
 
     __tablename__ = "run_counts"
+    __table_args__ = _NO_ROWID
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -407,6 +419,7 @@ class RunTotal(Base):
     year of it is about 9,000 hours times the statuses, whatever the number of runs)."""
 
     __tablename__ = "run_totals"
+    __table_args__ = _NO_ROWID
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -434,6 +447,7 @@ class DeliveryCount(Base):
     RunCount (storage/repositories/rollup.py)."""
 
     __tablename__ = "delivery_counts"
+    __table_args__ = _NO_ROWID
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -446,6 +460,7 @@ class DeliveryTotal(Base):
     """DeliveryCount over every workflow of the workspace."""
 
     __tablename__ = "delivery_totals"
+    __table_args__ = _NO_ROWID
     workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
     hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
