@@ -40,7 +40,7 @@ test: install
 		$(BIN)/python -m pytest -p no:cacheprovider --basetemp=$$work/faults $(DB_FAULTS); \
 		dbfaults=$$?; \
 		echo "== PostgreSQL pass started beside this one ($$RELAYFLOW_TEST_DATABASE_URL)"; \
-		RELAYFLOW_TEST_DATABASE_ONLY=1 $(BIN)/python -m pytest -m "not browser" \
+		RELAYFLOW_TEST_DATABASE_ONLY=1 $(BIN)/python -m pytest -m "not browser" --durations=20 \
 			-p no:cacheprovider --basetemp=$$work/postgres --ignore=$(DB_FAULTS) \
 			> $$work/postgres.log 2>&1 & \
 		pg=$$!; \

@@ -84,11 +84,20 @@ def db_url(_database_template: str, tmp_path: Path) -> str:
         shutil.copy(_database_template, target)
         return f"sqlite:///{target}"
     engine = create_engine(normalize_url(_database_template))
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        # Every table an earlier test wrote to is emptied by DELETE: a tenth of the time of
+        # one TRUNCATE of them all, which makes new files for every table and index (90 ms
+        # a test). Triggers and foreign keys stay quiet meanwhile (the replica role), so no
+        # delete writes a count change and the order does not matter.
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for name in conn.execute(text(_WRITTEN)).scalars().all():
+            conn.exec_driver_sql(f"DELETE FROM {name}")
     engine.dispose()
     return _database_template
+
+
+_WRITTEN = " UNION ALL ".join(f"SELECT '{t.name}' WHERE EXISTS (SELECT FROM {t.name})"
+                              for t in Base.metadata.sorted_tables)
 
 
 @pytest.fixture
