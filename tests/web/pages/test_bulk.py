@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from relayflow.services import bulk
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
-from relayflow.storage.models import BulkOperation
+from relayflow.storage.models import BulkOperation, WorkflowRun
 from tests.support.flows import run_of
 from tests.support.pages import csrf_token
 from tests.support.seed import Seeded, seed
@@ -106,3 +107,28 @@ class TestNew:
         assert "Retry these…" not in operator_page_client.get("/runs").text
         text = html.unescape(operator_page_client.get("/runs?status=FAILED").text)
         assert "/bulk-operations/new?status=FAILED&action=retry" in text
+
+
+class TestCustomRange:
+    def test_retry_these_keeps_the_viewers_zone(self, operator_page_client, runtime, seeded):
+        # The viewer picks a custom range in Tokyo's time (UTC+9) around one failed run;
+        # the bulk operation must act on that window, not on the same clock times in UTC.
+        failed = run_of(runtime, seeded.runs["payment_linus"])
+        tokyo = ZoneInfo("Asia/Tokyo")
+        local = failed.created_at.astimezone(tokyo).replace(tzinfo=None)
+        start, end = local - timedelta(minutes=1), local + timedelta(minutes=1)
+        listed = operator_page_client.get(
+            "/runs?status=FAILED&range=custom&tz=Asia/Tokyo"
+            f"&from={start:%Y-%m-%dT%H:%M}&to={end:%Y-%m-%dT%H:%M}")
+        assert listed.status_code == 200
+        [link] = re.findall(r'href="(/bulk-operations/new\?[^"]*action=retry)"', listed.text)
+        link = html.unescape(link)
+        assert f"from={start:%Y-%m-%dT%H:%M}%2B09:00" in link
+        with session_scope(runtime.sessions) as session:
+            expected = session.scalar(select(func.count()).select_from(WorkflowRun).where(
+                WorkflowRun.status == "FAILED",
+                WorkflowRun.created_at >= start.replace(tzinfo=tokyo),
+                WorkflowRun.created_at < end.replace(tzinfo=tokyo)))
+        assert expected >= 1
+        shown = operator_page_client.get(link)
+        assert f'data-count="{expected}"' in shown.text

@@ -119,6 +119,16 @@ def _when(text: str, name: str, zone: tzinfo) -> datetime | None:
     return at.replace(tzinfo=zone) if at.tzinfo is None else at
 
 
+def _with_offset(text: str, zone: tzinfo) -> str:
+    """A custom from/to as read in the viewer's zone, written with its UTC offset (as given
+    when it cannot be read: the page says why)."""
+    try:
+        at = _when(text, "", zone)
+    except InvalidInput:
+        return text
+    return at.isoformat(timespec="minutes") if at is not None else ""
+
+
 def run_query(filters: Filters, zone: tzinfo) -> run_service.RunQuery:
     choice = filters.range_choice
     if choice != "custom" and choice not in run_service.RANGES:
@@ -175,6 +185,11 @@ def _base_context(filters: Filters, zone: tzinfo, zone_name: str,
         "to_value": local_input(filters.to, zone) if filters.to else "",
         "summary_href": filters.href("/runs/-/summary", cursor="", limit=""),
         "csv_href": filters.href("/runs.csv", cursor="", limit=""),
+        # A bulk operation reads its filter without the viewer's zone: a custom range goes
+        # there with its offset, as the viewer meant it.
+        "bulk_href": filters.href("/bulk-operations/new", cursor="", limit="", tz="",
+                                  from_=_with_offset(filters.from_, zone),
+                                  to=_with_offset(filters.to, zone)),
         "waiting": run_service.waiting,
     }
 
