@@ -81,3 +81,34 @@ class TestHeaders:
     def test_a_value_that_is_not_ascii_is_written_as_encoded_words(self):
         written = mime.header("Subject", "Café")
         assert written == "Subject: =?utf-8?q?Caf=C3=A9?=\r\n"
+
+
+# RFC 5322 §3.6.4 msg-id and §3.3 date-time, as strict grammars (no obsolete forms).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+_DATE = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|"
+                   r"Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+
+
+class TestStrictlyValid:
+    @pytest.mark.parametrize("sender", ["ops@relay.test", "Relay Ops <ops@relay.test>"])
+    def test_message_id_date_and_from_read_under_a_strict_parser(self, sink, sender):
+        long_url = f"<https://relay.example.com/u/{'a1b2c3d4' * 30}>"  # 240+ characters
+        smtpserver.provider(sink.port, **{"from": sender}).send(smtpserver.message(headers={
+            "List-Unsubscribe": long_url, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}))
+        raw = sink.raw[0]
+        head = _head(raw).decode("ascii")
+        assert f"\r\nList-Unsubscribe: {long_url}\r\n" in head + "\r\n"
+        parsed = message_from_bytes(raw, policy=policy.strict)
+        assert parsed.defects == []
+        fields = {name: _unfold(line.split(":", 1)[1]).strip()
+                  for line in re.split(r"\r\n(?![ \t])", head)
+                  for name in [line.split(":", 1)[0]]}
+        assert _MSG_ID.fullmatch(fields["Message-ID"]), fields["Message-ID"]
+        assert _DATE.fullmatch(fields["Date"]), fields["Date"]
+        for name in ("From", "Date", "Message-ID"):
+            assert parsed[name].defects == (), name
+        assert parsed["Date"].datetime.tzinfo is not None
+        [address] = parsed["From"].addresses
+        assert address.addr_spec == "ops@relay.test"

@@ -29,7 +29,8 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine, Hashable, Sequence
-from email.utils import formatdate
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import aiosmtplib
@@ -55,7 +56,9 @@ def message_id(attempt_id: str, sender: str) -> str:
 def build_email(message: OutboundMessage, *, sender: str) -> bytes:
     """The message as it goes over the wire (see mime.py for why it is written directly)."""
     fields = [("From", sender), ("To", message.to), ("Subject", message.subject),
-              ("Date", formatdate(localtime=False)),
+              # +0000, a time in UTC: formatdate's -0000 says the zone is unknown
+              # (RFC 5322 §3.3), and strict parsers read it as a time without one.
+              ("Date", format_datetime(datetime.now(UTC))),
               ("Message-ID", message_id(message.attempt_id, sender)),
               *message.headers.items()]
     return mime.build(fields, text=message.body, html=message.html)
