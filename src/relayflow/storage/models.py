@@ -50,6 +50,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, uuid.UUID: Uuid()}
 
 
+# SQLite: the table's primary key is its own order, not an index beside a rowid (the runs,
+# their steps and the rollups, where a second copy of every key was most of an index).
+_NO_ROWID = {"sqlite_with_rowid": False}
+
+
 def _id() -> Mapped[uuid.UUID]:
     return mapped_column(Uuid(), primary_key=True, default=new_id)
 
@@ -179,8 +184,7 @@ class WorkflowRun(Base):
         Index("ix_runs_parent_run_id", "parent_run_id",
               sqlite_where=text("parent_run_id IS NOT NULL"),
               postgresql_where=text("parent_run_id IS NOT NULL")),
-        # SQLite: the id is the table's own order, not a second index beside a rowid.
-        {"sqlite_with_rowid": False},
+        _NO_ROWID,
     )
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
@@ -243,7 +247,7 @@ class RunStep(Base):
     by, run_id (storage/partitions.py)."""
 
     __tablename__ = "run_steps"
-    __table_args__ = (PrimaryKeyConstraint("run_id", "seq"), {"sqlite_with_rowid": False})
+    __table_args__ = (PrimaryKeyConstraint("run_id", "seq"), _NO_ROWID)
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), default=new_id)
     workspace_id: Mapped[uuid.UUID] = _workspace()
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
@@ -391,10 +395,6 @@ class Job(Base):
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     claims: Mapped[int] = mapped_column(BigInteger, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-# SQLite: a rollup's primary key is the table's own order, not an index beside a rowid.
-_NO_ROWID = {"sqlite_with_rowid": False}
 
 
 class RunCount(Base):
