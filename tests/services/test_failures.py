@@ -126,8 +126,14 @@ class TestGroups:
         assert group.first_seen == min(r.created_at for r in runs)
         assert group.last_seen == max(r.created_at for r in runs)
         assert sum(group.buckets) == 4
-        assert len(group.buckets) == failures.BUCKETS
-        assert group.buckets[-1] == 4  # all of them in the last of 30 parts of the day
+        # Bars of an hour from the hour the day began in, each run in its hour's.
+        assert page.bars.width == timedelta(hours=1)
+        assert page.bars.origin <= page.start < page.bars.origin + page.bars.width
+        assert len(group.buckets) == page.bars.count in (24, 25)
+        bars = [0] * page.bars.count
+        for run in runs:
+            bars[(run.created_at - page.bars.origin) // page.bars.width] += 1
+        assert group.buckets == bars
         assert (group.workflow_key, group.kind) == ("stopper", "run")
 
     def test_a_completed_retry_resolves_its_failure(self, runtime, workspace):

@@ -12,12 +12,31 @@ import pytest
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, insert, inspect, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from relayflow.storage.db import make_engine
 from relayflow.storage.migrate import alembic_config, downgrade, drift, upgrade
-from relayflow.storage.models import Base, Workflow, WorkflowRun, WorkflowVersion, Workspace
+from relayflow.storage.models import (
+    Base,
+    DeliveryAttempt,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+    Workspace,
+)
+from relayflow.storage.repositories import rollup
 from tests.support.databases import empty_database
 
 
@@ -222,6 +241,50 @@ class TestLeanerRuns:
                                                  parent[0]["dialect_options"].get(
                                                      "postgresql_where"))
         assert "parent_run_id IS NOT NULL" in str(where)
+
+
+class TestFailureCounts:
+    """0020: the failures already stored are counted once by hour and cause; from then on
+    the triggers write each change's fingerprints for the fold."""
+
+    def test_the_upgrade_counts_the_stored_failures_and_the_triggers_the_next(self, empty_url):
+        upgrade(empty_url, "0019")
+        _one_run(empty_url)
+        engine = make_engine(empty_url)
+        hour = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp())
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE workflow_runs SET status = 'FAILED', "
+                              "fingerprint = 'aaaaaaaaaaaaaaaa'"))
+            ws, wf = conn.execute(select(WorkflowRun.workspace_id,
+                                         WorkflowRun.workflow_id)).one()
+            for n, status in enumerate(("BOUNCED", "BOUNCED", "SENT")):
+                conn.execute(insert(DeliveryAttempt.__table__).values(
+                    id=uuid.uuid4(), workspace_id=ws, workflow_id=wf, channel="email",
+                    provider="outbox", recipient="a@example.com", status=status,
+                    fingerprint=None if status == "SENT" else "bbbbbbbbbbbbbbbb",
+                    created_at=datetime(2026, 12, 1, n, tzinfo=UTC)))
+        upgrade(empty_url)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT hour, fingerprint, failures "
+                                     "FROM run_failure_counts")).all() == [
+                (hour, "aaaaaaaaaaaaaaaa", 1)]
+            assert sorted(conn.execute(text("SELECT hour, fingerprint, failures "
+                                            "FROM delivery_failure_counts")).all()) == [
+                (hour, "bbbbbbbbbbbbbbbb", 1), (hour + 3600, "bbbbbbbbbbbbbbbb", 1)]
+            conn.execute(text("UPDATE workflow_runs SET fingerprint = 'cccccccccccccccc'"))
+            assert conn.execute(text(
+                "SELECT old_fingerprint, new_fingerprint FROM run_count_changes "
+                "WHERE old_fingerprint IS NOT NULL")).all() == [
+                ("aaaaaaaaaaaaaaaa", "cccccccccccccccc")]
+        with Session(engine) as session, session.begin():
+            while rollup.fold(session):
+                pass
+        with engine.connect() as conn:  # the changes of before the upgrade added nothing
+            assert sorted(conn.execute(text("SELECT hour, fingerprint, failures "
+                                            "FROM run_failure_counts")).all()) == [
+                (hour, "aaaaaaaaaaaaaaaa", 0), (hour, "cccccccccccccccc", 1)]
+        engine.dispose()
+        assert drift(empty_url) == []
 
 
 def _schema_of(url: str) -> dict[str, set[str]]:

@@ -99,8 +99,9 @@ def _history(runtime: Runtime, workspace: WorkspaceHandle,
         session.execute(insert(DeliveryAttempt), attempts)
         for run, (at, status) in zip(runs, specs, strict=True):
             finished = None if status not in TERMINAL else at + timedelta(hours=1)
+            cause = f"{at.day:016x}" if status == RunStatus.FAILED else None
             session.execute(update(WorkflowRun).where(WorkflowRun.id == run["id"])
-                            .values(status=status, finished_at=finished))
+                            .values(status=status, finished_at=finished, fingerprint=cause))
     return [run["id"] for run in runs]
 
 
@@ -116,7 +117,8 @@ def _count(runtime: Runtime, model: type, *where: object) -> int:
 
 
 def _rollups_match_rows(runtime: Runtime, workspace: WorkspaceHandle) -> None:
-    """Every status's count from the rollups equals the rows' own count."""
+    """Every status's count from the rollups equals the rows' own count, and so does each
+    cause's failures by hour."""
     with read_scope(runtime.sessions) as session:
         for kind, model in ((rollup.RUNS, WorkflowRun), (rollup.ATTEMPTS, DeliveryAttempt)):
             counted = {status: n for _, status, n in rollup.count(session, kind, workspace.id)}
@@ -124,6 +126,13 @@ def _rollups_match_rows(runtime: Runtime, workspace: WorkspaceHandle) -> None:
                 select(model.status, func.count()).where(model.workspace_id == workspace.id)
                 .group_by(model.status)).all())
             assert counted == rows, kind.detail
+            failed: dict[tuple[int, str], int] = {}
+            for name, at in session.execute(select(model.fingerprint, model.created_at).where(
+                    model.workspace_id == workspace.id, model.fingerprint.is_not(None))):
+                key = (int(at.timestamp()) // 3600 * 3600, name)
+                failed[key] = failed.get(key, 0) + 1
+            by_cause = rollup.failures(session, kind, workspace.id, first=0, end=2 ** 40)
+            assert {(hour, name): n for hour, name, n in by_cause} == failed, kind.failures
 
 
 def test_rows_live_in_their_ids_month_and_a_lookup_reads_one_partition(

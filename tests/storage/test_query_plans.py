@@ -355,22 +355,64 @@ def test_failures_and_their_runs_read_through_indexes(planned: Planned) -> None:
     scans = {statement: found for statement, parameters in seen
              if (found := _scans(engine, statement, parameters))}
     assert not scans, "\n\n".join(f"{s}\n  -> {f}" for s, f in scans.items())
-    # Not only no scan: a range's failures are read from their own index, not among the
-    # range's every run, and the resolved ones from the retries.
-    grouped = [(s, p) for s, p in seen if "GROUP BY" in s and "fingerprint" in s]
+    # Not only no scan: the failures themselves are read only in the range's partial
+    # hours at either end (its whole hours come from their rollup), and the resolved ones
+    # from the retries.
+    grouped = [(s, p) for s, p in seen if re.search(r"GROUP BY \S*fingerprint", s)]
     resolving = [(s, p) for s, p in seen
                  if re.search(r"ON \w+\.id = \w+\.(retry_of|resend_of)\b", s)]
     assert grouped
     assert resolving
-    # On PostgreSQL each partition's index is named from its columns.
     for statement, parameters in grouped:
-        plan = _indexes(engine, statement, parameters)
-        assert re.search(r"ix_(runs|deliveries)_ws_fingerprint_created"
-                         r"|_workspace_id_fingerprint_created", plan), (statement, plan)
+        times = _times(parameters)
+        assert len(times) == 2, (statement, parameters)
+        assert max(times) - min(times) <= timedelta(hours=1), (statement, parameters)
+    # On PostgreSQL each partition's index is named from its columns.
     for statement, parameters in resolving:
         plan = _indexes(engine, statement, parameters)
         assert re.search(r"ix_runs_retry_of|ix_deliveries_(retry|resend)_of"
                          r"|_(retry|resend)_of_idx", plan), (statement, plan)
+    # First and last seen: the two ends of each cause's range in the same index.
+    ends = [(s, p) for s, p in seen if "min(" in s and "fingerprint" in s]
+    assert ends
+    for statement, parameters in ends:
+        plan = _indexes(engine, statement, parameters)
+        assert re.search(r"ix_(runs|deliveries)_ws_fingerprint_created"
+                         r"|_workspace_id_fingerprint_created", plan), (statement, plan)
+
+
+def _times(parameters: Any) -> list[datetime]:
+    """The times among a statement's parameters (SQLite's as ISO text)."""
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    found = []
+    for value in values:
+        if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\d[ T]\d\d:", value):
+            value = datetime.fromisoformat(value)
+        if isinstance(value, datetime):
+            found.append(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return found
+
+
+def test_failures_count_whole_hours_from_their_rollup(planned: Planned) -> None:
+    """A range's whole hours are counted from the failures' rollup (its plan is the
+    planner's choice: here it is empty, every change still to be folded)."""
+    engine = _engine(planned.runtime)
+    app = create_app(planned.settings, runtime=planned.runtime)
+    read: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if re.search(r"\b(run|delivery)_failure_counts\b", statement):
+            read.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with TestClient(app, headers=planned.workspace.headers) as client:
+            response = client.get("/api/v1/failures", params={"range": "30d"})
+            assert response.status_code == 200, response.text
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert {t for s, _ in read for t in re.findall(r"\b\w+_failure_counts\b", s)} == {
+        "run_failure_counts", "delivery_failure_counts"}
 
 
 

@@ -5,15 +5,17 @@ error, a FAILED or BOUNCED delivery attempt by where it was sent from, its provi
 the provider's code; both with the error's pattern (engine.fingerprint). The run or
 attempt keeps the fingerprint; the cause is described once, in failure_groups, by the
 first failure of it. The groups are then read back from the failures themselves: counts,
-first and last seen and the sparkline follow what retention keeps.
+first and last seen and the sparkline follow what retention keeps (the counts by hour
+from a rollup of them that retention keeps in step).
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, select
@@ -30,7 +32,7 @@ from relayflow.storage.types import fit, storable
 
 KINDS = ("run", "delivery")
 _GROUPS = cast(Table, FailureGroup.__table__)
-BUCKETS = 30  # bars of a sparkline: the range cut in equal parts
+BUCKETS = 30  # a sparkline has about this many bars, and at most one more
 ALL_TIME = timedelta(days=3660)  # "from" alone, or "to" alone: ten years back at most
 MAX_ERROR = 2000  # characters of a sample error kept
 
@@ -103,12 +105,39 @@ class FailureQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Bars:
+    """A sparkline's bars: `count` of `width` each from `origin`, the first and the last
+    cut by the range."""
+
+    origin: datetime
+    width: timedelta
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class FailurePage:
     groups: list[failure_repo.Group]
     next_cursor: str | None
     start: datetime
     end: datetime
-    bucket: timedelta
+    bars: Bars
+
+
+_HOUR = 3600
+
+
+def bars(start: datetime, end: datetime) -> Bars:
+    """The bars of a sparkline over [start, end): the fewest whole hours each that keep
+    them to BUCKETS over the range, on multiples of that since 1970 (UTC), so that a bar
+    is a whole number of the hours the rollup counts: a day from midnight UTC for 30
+    days, six hours for 7 days, an hour for 24 hours. The range rarely starts on one, so
+    its two ends are usually parts of bars: BUCKETS + 1 at most."""
+    span = max(end.timestamp() - start.timestamp(), 1.0)
+    width = math.ceil(math.ceil(span / _HOUR) / BUCKETS) * _HOUR
+    first = int(start.timestamp()) // width * width
+    last = (math.ceil(end.timestamp()) - 1) // width * width
+    return Bars(datetime.fromtimestamp(first, UTC), timedelta(seconds=width),
+                max(1, (last - first) // width + 1))
 
 
 def window(query: FailureQuery, now: datetime) -> tuple[datetime, datetime]:
@@ -131,17 +160,18 @@ def search(session: Session, *, workspace_id: uuid.UUID, query: FailureQuery, li
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}")
     after = paging.decode_at(cursor) if cursor else None
     start, end = window(query, now)
-    bucket = max((end - start) / BUCKETS, timedelta(seconds=1))
+    sparkline = bars(start, end)
     workflow_id = None
     if query.workflow:
         workflow = workflow_repo.get_by_key(session, workspace_id, query.workflow)
         if workflow is None:
-            return FailurePage([], None, start, end, bucket)
+            return FailurePage([], None, start, end, sparkline)
         workflow_id = workflow.id
     kinds = (query.kind,) if query.kind else KINDS
     groups = failure_repo.groups(session, workspace_id=workspace_id, kinds=kinds,
                                  workflow_id=workflow_id, start=start, end=end,
-                                 bucket=bucket, buckets=BUCKETS)
+                                 origin=sparkline.origin, bucket=sparkline.width,
+                                 buckets=sparkline.count)
     groups.sort(key=_position, reverse=True)
     if after is not None:
         groups = [g for g in groups if _position(g) < after]
@@ -149,7 +179,7 @@ def search(session: Session, *, workspace_id: uuid.UUID, query: FailureQuery, li
     if len(groups) > limit:
         groups = groups[:limit]
         next_cursor = paging.encode_at(*_position(groups[-1]))
-    return FailurePage(groups, next_cursor, start, end, bucket)
+    return FailurePage(groups, next_cursor, start, end, sparkline)
 
 
 def _position(group: failure_repo.Group) -> tuple[datetime, uuid.UUID]:

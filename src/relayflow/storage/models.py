@@ -325,7 +325,8 @@ class DeliveryAttempt(Base):
 class FailureGroup(Base):
     """One cause of failure, described once: the first run or attempt to fail of it writes
     this row (later ones find it there); counts, first and last seen are read from the
-    runs and attempts that carry its fingerprint, so they follow retention."""
+    runs and attempts that carry its fingerprint (by hour through RunFailureCount and
+    DeliveryFailureCount), so they follow retention."""
 
     __tablename__ = "failure_groups"
     workspace_id: Mapped[uuid.UUID] = mapped_column(
@@ -439,6 +440,22 @@ class RunCountChange(Base):
     hour: Mapped[int] = mapped_column(BigInteger)
     old_status: Mapped[str | None] = mapped_column(String(16))
     new_status: Mapped[str | None] = mapped_column(String(16))
+    # The run's fingerprint before and after (a FAILED run's cause): folded into
+    # run_failure_counts.
+    old_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    new_fingerprint: Mapped[str | None] = mapped_column(String(16))
+
+
+class RunFailureCount(Base):
+    """FAILED runs of one cause (fingerprint) created in one hour: what /failures counts
+    instead of the runs, kept exact like RunCount (the same triggers and fold)."""
+
+    __tablename__ = "run_failure_counts"
+    __table_args__ = _NO_ROWID
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    failures: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeliveryCount(Base):
@@ -480,6 +497,19 @@ class DeliveryCountChange(Base):
     hour: Mapped[int] = mapped_column(BigInteger)
     old_status: Mapped[str | None] = mapped_column(String(16))
     new_status: Mapped[str | None] = mapped_column(String(16))
+    old_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    new_fingerprint: Mapped[str | None] = mapped_column(String(16))
+
+
+class DeliveryFailureCount(Base):
+    """Like RunFailureCount, for failed and bounced delivery attempts."""
+
+    __tablename__ = "delivery_failure_counts"
+    __table_args__ = _NO_ROWID
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    failures: Mapped[int] = mapped_column(BigInteger)
 
 
 class WorkerBeat(Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from fastapi.testclient import TestClient
 
 from relayflow.services.runtime import Runtime
@@ -37,7 +39,16 @@ class TestFailures:
         assert group["sample_error"].startswith("Rejected: order ")
         assert (group["count"], group["unresolved"]) == (2, 2)
         assert sum(group["sparkline"]) == 2
-        assert len(group["sparkline"]) == 30
+        body = response.json()
+        assert body["sparkline_hours"] == 6  # 7 days in bars of 6 hours
+        bar = timedelta(hours=6)
+        origin, start, end = (datetime.fromisoformat(body[k]) for k in (
+            "sparkline_start", "range_start", "range_end"))
+        assert origin <= start < origin + bar
+        assert origin + (len(group["sparkline"]) - 1) * bar < end <= origin + len(
+            group["sparkline"]) * bar
+        last = datetime.fromisoformat(group["last_seen"])
+        assert group["sparkline"][(last - origin) // bar] >= 1
         assert group["first_seen"] <= group["last_seen"]
         runs = client.get("/api/v1/runs", params={"fingerprint": group["fingerprint"]}).json()
         assert sorted(r["id"] for r in runs["items"]) == sorted(ids)

@@ -1,13 +1,15 @@
-"""Failure groups (services/failures.py): their descriptions, and their counts read from
-the failed runs and attempts through the indexes that hold only those
-(ix_runs_ws_fingerprint_created, ix_deliveries_ws_fingerprint_created)."""
+"""Failure groups (services/failures.py): their descriptions, and their counts: by hour
+from the failures' rollup (run_failure_counts, delivery_failure_counts: storage/
+repositories/rollup.py), and within an hour from the failed runs and attempts, through
+the indexes that hold only those (ix_runs_ws_fingerprint_created,
+ix_deliveries_ws_fingerprint_created)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, cast, func, literal_column, select
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 
 from relayflow.storage.dialect import not_indexed
 from relayflow.storage.models import DeliveryAttempt, FailureGroup, Workflow, WorkflowRun
+from relayflow.storage.repositories import rollup
 
 _DONE = {"run": ("COMPLETED",), "delivery": ("SENT", "DELIVERED")}
 # (the later run or attempt, the failed one): made once, as building an alias's columns
@@ -61,64 +64,101 @@ def describe(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         index_elements=[FailureGroup.workspace_id, FailureGroup.fingerprint]))
 
 
-def _bucket(session: Session, created_at: Any, start: datetime,
+def _bucket(session: Session, created_at: Any, origin: datetime,
             width: timedelta) -> ColumnElement[int]:
-    """Which of the equal parts of the range, counted from `start`, a row falls in."""
-    first, seconds = int(start.timestamp()), max(1, int(width.total_seconds()))
+    """Which bar of `width`, counted from `origin`, a row falls in."""
+    first, seconds = int(origin.timestamp()), max(1, int(width.total_seconds()))
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.floor((func.extract("epoch", created_at) - first) / seconds), Integer)
     epoch = cast(func.strftime(literal_column("'%s'"), created_at), Integer)
     return cast((epoch - first) / seconds, Integer)  # integers: SQLite divides them whole
 
 
+_KINDS: dict[str, tuple[Any, rollup.Rollup]] = {"run": (WorkflowRun, rollup.RUNS),
+                                                 "delivery": (DeliveryAttempt, rollup.ATTEMPTS)}
+
+
 def groups(session: Session, *, workspace_id: uuid.UUID, kinds: Sequence[str],
            workflow_id: uuid.UUID | None, start: datetime, end: datetime,
-           bucket: timedelta, buckets: int) -> list[Group]:
-    """Every group with a failure created in [start, end), counted there."""
-    found: dict[str, Group] = {}
-    counted: dict[str, list[tuple[int, int, datetime, datetime]]] = {}
+           origin: datetime, bucket: timedelta, buckets: int) -> list[Group]:
+    """Every group with a failure created in [start, end), counted there, and in bars of
+    `bucket` from `origin` (whole hours, on an hour): the whole hours from the failures'
+    rollup, the partial hours at either end from the failures themselves."""
+    described = select(FailureGroup.fingerprint).where(FailureGroup.workspace_id == workspace_id)
+    if workflow_id is not None:
+        described = described.where(FailureGroup.workflow_id == workflow_id)
+    hour, width, base = rollup.HOUR, int(bucket.total_seconds()), int(origin.timestamp())
+    first = datetime.fromtimestamp(-(-int(start.timestamp()) // hour) * hour, UTC)
+    last = datetime.fromtimestamp(int(end.timestamp()) // hour * hour, UTC)
+    whole = first < last
+    partial = [(start, first), (last, end)] if whole else [(start, end)]
+    counted: dict[str, list[int]] = {}
+
+    def add(name: str, index: int, n: int) -> None:
+        bars = counted.setdefault(name, [0] * buckets)
+        bars[min(max(index, 0), buckets - 1)] += n
+
     for kind in kinds:
-        table: Any = WorkflowRun if kind == "run" else DeliveryAttempt
-        # Only the failures, in their own index: SQLite, without statistics, would rather
-        # walk the range's every run in the time index, so the time is kept from it.
-        where = [table.workspace_id == workspace_id, table.fingerprint.is_not(None),
-                 not_indexed(table.created_at) >= start, not_indexed(table.created_at) < end]
-        if workflow_id is not None:
-            where.append(table.fingerprint.in_(
-                select(FailureGroup.fingerprint).where(FailureGroup.workspace_id == workspace_id,
-                                                       FailureGroup.workflow_id == workflow_id)))
-        part = _bucket(session, table.created_at, start, bucket).label("part")
-        query = (select(table.fingerprint, part, func.count(), func.min(table.created_at),
-                        func.max(table.created_at))
-                 .where(*where).group_by(table.fingerprint, part))
-        for name, index, n, first, last in session.execute(query):
-            counted.setdefault(name, []).append((int(index), int(n), first, last))
+        table, kept = _KINDS[kind]
+        of_kind = described.where(FailureGroup.kind == kind)
+        names = None if workflow_id is None else list(session.scalars(of_kind))
+        if whole:
+            for at, name, n in rollup.failures(
+                    session, kept, workspace_id, first=int(first.timestamp()),
+                    end=int(last.timestamp()), fingerprints=names):
+                add(name, (at - base) // width, n)
+        for since, until in partial:
+            if since >= until:
+                continue
+            # A partial hour: each described cause's failures in it, through the index of
+            # the failures (cause, then time), rather than every run of the hour.
+            part = _bucket(session, table.created_at, origin, bucket).label("part")
+            query = (select(table.fingerprint, part, func.count())
+                     .where(table.workspace_id == workspace_id, table.fingerprint.in_(of_kind),
+                            table.created_at >= since, table.created_at < until)
+                     .group_by(table.fingerprint, part))
+            for name, index, n in session.execute(query):
+                add(name, int(index), int(n))
     if not counted:
         return []
-    described = session.execute(
+    found: dict[str, Group] = {}
+    rows = session.execute(
         select(FailureGroup, Workflow.key, Workflow.name)
         .outerjoin(Workflow, Workflow.id == FailureGroup.workflow_id)
         .where(FailureGroup.workspace_id == workspace_id,
                FailureGroup.fingerprint.in_(list(counted))))
-    for row, key, name in described:
+    for row, key, name in rows:
         found[row.fingerprint] = Group(
             fingerprint=row.fingerprint, kind=row.kind, workflow_key=key,
             workflow_name=name, node_id=row.node_id, node_type=row.node_type,
             error_class=row.error_class, pattern=row.pattern,
-            sample_error=row.sample_error, buckets=[0] * buckets)
-    for name, parts in counted.items():
-        found_group = found.get(name)
-        if found_group is None:  # its description was deleted with its workflow
-            continue
-        for index, n, first, last in parts:
-            found_group.count += n
-            found_group.buckets[min(max(index, 0), buckets - 1)] += n
-            found_group.first_seen = min(filter(None, (found_group.first_seen, first)))
-            found_group.last_seen = max(filter(None, (found_group.last_seen, last)))
+            sample_error=row.sample_error, buckets=counted[row.fingerprint],
+            count=sum(counted[row.fingerprint]))
+    for kind in kinds:
+        _seen(session, workspace_id, kind, start, end,
+              {n: g for n, g in found.items() if g.kind == kind})
     resolved = _resolved(session, workspace_id, kinds, start, end)
     for group in found.values():
         group.unresolved = group.count - resolved.get(group.fingerprint, 0)
-    return list(found.values())
+    return [g for g in found.values() if g.count > 0 and g.last_seen is not None]
+
+
+def _seen(session: Session, workspace_id: uuid.UUID, kind: str, start: datetime,
+          end: datetime, found: dict[str, Group]) -> None:
+    """Each group's first and last failure in the range: the two ends of its range in the
+    index of the failures, one statement for all of them."""
+    if not found:
+        return
+    table = _KINDS[kind][0]
+    within = (table.workspace_id == workspace_id, table.fingerprint == FailureGroup.fingerprint,
+              table.created_at >= start, table.created_at < end)
+    first = select(func.min(table.created_at)).where(*within).scalar_subquery()
+    last = select(func.max(table.created_at)).where(*within).scalar_subquery()
+    for name, first_seen, last_seen in session.execute(
+            select(FailureGroup.fingerprint, first, last)
+            .where(FailureGroup.workspace_id == workspace_id,
+                   FailureGroup.fingerprint.in_(list(found)))):
+        found[name].first_seen, found[name].last_seen = first_seen, last_seen
 
 
 def _resolved(session: Session, workspace_id: uuid.UUID, kinds: Sequence[str],

@@ -1,11 +1,12 @@
 """Hourly rollups of runs and of delivery attempts: folding the triggers' changes into
 them, and counting from them.
 
-Triggers on workflow_runs and delivery_attempts (migrations 0011 and 0012) append one row
-to a changes table per row inserted, changing status or deleted, in the transaction that
-did it, whatever code wrote it: a rollup is never behind what a reader can see. `fold`
-moves the changes into a detail table (by workflow, and channel for attempts) and a totals
-table (the workspace), in one transaction; a count reads the folded rows and the changes
+Triggers on workflow_runs and delivery_attempts (migrations 0011, 0012 and 0020) append
+one row to a changes table per row inserted, changing status or fingerprint, or deleted,
+in the transaction that did it, whatever code wrote it: a rollup is never behind what a
+reader can see. `fold` moves the changes into a detail table (by workflow, and channel for
+attempts), a totals table (the workspace) and a failures table (by cause: the rows with a
+fingerprint), in one transaction; a count reads the folded rows and the changes
 not folded yet in one statement, so one snapshot: a fold committing meanwhile is seen
 entirely or not at all.
 
@@ -39,56 +40,73 @@ class Rollup:
     changes: str  # the triggers' table
     detail: str  # keyed by workspace, `keys`, hour and status
     totals: str  # keyed by workspace, `total_keys`, hour and status
+    failures: str  # keyed by workspace, hour and fingerprint (a failure's cause)
     keys: tuple[str, ...]
     total_keys: tuple[str, ...]
     measure: str  # the count's column
 
 
-RUNS = Rollup("run_count_changes", "run_counts", "run_totals", ("workflow_id",), (), "runs")
+RUNS = Rollup("run_count_changes", "run_counts", "run_totals", "run_failure_counts",
+              ("workflow_id",), (), "runs")
 ATTEMPTS = Rollup("delivery_count_changes", "delivery_counts", "delivery_totals",
-                  ("workflow_id", "channel"), ("channel",), "attempts")
+                  "delivery_failure_counts", ("workflow_id", "channel"), ("channel",),
+                  "attempts")
 # Which of a key's values are UUIDs (bound as such: SQLite stores them as hex text).
 _UUID_KEYS = {"workspace_id", "workflow_id"}
+# The failures tables' key and count.
+_CAUSE = ("hour", "fingerprint")
+_FAILURES = "failures"
 
 
-def _moved(rollup: Rollup, source: str, where: str) -> str:
-    """Each change of `source` as +1 for the status entered and -1 for the one left."""
-    keys = ", ".join(("workspace_id", *rollup.keys, "hour"))
-    return f"""SELECT {keys}, new_status AS status, 1 AS n FROM {source}
-               WHERE {where} new_status IS NOT NULL
+def _moved(keys: tuple[str, ...], value: str, source: str, where: str) -> str:
+    """Each change of `source` as +1 for the `value` (status or fingerprint) entered and
+    -1 for the one left, with the change's `keys`."""
+    columns = ", ".join(("workspace_id", *keys))
+    return f"""SELECT {columns}, new_{value} AS {value}, 1 AS n FROM {source}
+               WHERE {where} new_{value} IS NOT NULL
                UNION ALL
-               SELECT {keys}, old_status, -1 FROM {source}
-               WHERE {where} old_status IS NOT NULL"""  # nosec B608
+               SELECT {columns}, old_{value}, -1 FROM {source}
+               WHERE {where} old_{value} IS NOT NULL"""  # nosec B608
 
 
-def _upsert(rollup: Rollup, table: str, keys: tuple[str, ...], changes: str) -> str:
-    columns = ", ".join(("workspace_id", *keys, "hour", "status"))
-    return f"""INSERT INTO {table} AS r ({columns}, {rollup.measure})
+def _upsert(table: str, keys: tuple[str, ...], measure: str, changes: str) -> str:
+    columns = ", ".join(("workspace_id", *keys))
+    return f"""INSERT INTO {table} AS r ({columns}, {measure})
                SELECT {columns}, sum(n) FROM ({changes}) AS c
                GROUP BY {columns} ORDER BY {columns}
                ON CONFLICT ({columns})
-               DO UPDATE SET {rollup.measure} = r.{rollup.measure} + excluded.{rollup.measure}"""  # nosec B608
+               DO UPDATE SET {measure} = r.{measure} + excluded.{measure}"""  # nosec B608
+
+
+def _upserts(rollup: Rollup, source: str, where: str) -> tuple[str, str, str]:
+    """The upserts of the changes in `source` into the detail, totals and failures."""
+    by_status = _moved((*rollup.keys, "hour"), "status", source, where)
+    return (_upsert(rollup.detail, (*rollup.keys, "hour", "status"), rollup.measure,
+                    by_status),
+            _upsert(rollup.totals, (*rollup.total_keys, "hour", "status"), rollup.measure,
+                    by_status),
+            _upsert(rollup.failures, _CAUSE, _FAILURES,
+                    _moved(("hour",), "fingerprint", source, where)))
 
 
 def _fold_postgres(rollup: Rollup) -> TextClause:
     """One statement, so one snapshot: the rows deleted are exactly the rows added up."""
     keys = ", ".join(("workspace_id", *rollup.keys, "hour"))
+    detail, totals, failures = _upserts(rollup, "moved", "")
     return text(f"""
         WITH moved AS (
             DELETE FROM {rollup.changes} WHERE id IN (
                 SELECT id FROM {rollup.changes} ORDER BY id LIMIT :limit)
-            RETURNING {keys}, old_status, new_status
-        ), changes AS ({_moved(rollup, "moved", "")}
-        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM changes")}
-        ), totals AS ({_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM changes")}
+            RETURNING {keys}, old_status, new_status, old_fingerprint, new_fingerprint
+        ), detail AS ({detail}
+        ), totals AS ({totals}
+        ), failures AS ({failures}
         ) SELECT count(*) FROM moved""")  # nosec B608
 
 
 def _fold_sqlite(rollup: Rollup) -> tuple[TextClause, ...]:
     """SQLite has one writer at a time: the transaction's statements see one state."""
-    changes = _moved(rollup, rollup.changes, "id <= :last AND")
-    return (text(_upsert(rollup, rollup.detail, rollup.keys, changes)),
-            text(_upsert(rollup, rollup.totals, rollup.total_keys, changes)),
+    return (*(text(upsert) for upsert in _upserts(rollup, rollup.changes, "id <= :last AND")),
             text(f"DELETE FROM {rollup.changes} WHERE id <= :last"))  # nosec B608
 
 
@@ -128,22 +146,30 @@ _SOURCE = {"workflow_id": f"COALESCE(workflow_id, '{NO_WORKFLOW}'::uuid)", "chan
 
 def subtract(session: Session, rollup: Rollup, source: str) -> dict[uuid.UUID, int]:
     """PostgreSQL: take every row of the table `source` (a partition about to be dropped,
-    which fires no trigger) out of the rollup; how many went, by workspace. The changes
-    not folded yet need nothing: a count adds them to the rollup, and the rows they count
-    are counted out here as they are now. Rollup rows left at zero are deleted, under the
-    fold's lock, so that no fold adds to one meanwhile."""
+    which fires no trigger) out of the rollup, its failures by cause included; how many
+    went, by workspace. The changes not folded yet need nothing: a count adds them to the
+    rollup, and the rows they count are counted out here as they are now. Rollup rows
+    left at zero are deleted, under the fold's lock, so that no fold adds to one
+    meanwhile."""
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})
     keys = ", ".join(f"{_SOURCE[key]} AS {key}" for key in rollup.keys)
     grouped = ", ".join(str(n) for n in range(1, len(rollup.keys) + 4))
+    by_status = (*rollup.keys, "hour", "status")
+    by_total = (*rollup.total_keys, "hour", "status")
     gone = session.execute(text(f"""
         WITH gone AS (
             SELECT workspace_id, {keys}, {_HOUR} AS hour, status, -count(*) AS n
             FROM {source} GROUP BY {grouped}
-        ), detail AS ({_upsert(rollup, rollup.detail, rollup.keys, "SELECT * FROM gone")}
-        ), totals AS ({_upsert(rollup, rollup.totals, rollup.total_keys, "SELECT * FROM gone")}
+        ), failed AS (
+            SELECT workspace_id, {_HOUR} AS hour, fingerprint, -count(*) AS n
+            FROM {source} WHERE fingerprint IS NOT NULL GROUP BY 1, 2, 3
+        ), detail AS ({_upsert(rollup.detail, by_status, rollup.measure, "SELECT * FROM gone")}
+        ), totals AS ({_upsert(rollup.totals, by_total, rollup.measure, "SELECT * FROM gone")}
+        ), failures AS ({_upsert(rollup.failures, _CAUSE, _FAILURES, "SELECT * FROM failed")}
         ) SELECT workspace_id, -sum(n) FROM gone GROUP BY workspace_id""")).all()  # nosec B608
-    for table in (rollup.detail, rollup.totals):
-        session.execute(text(f"DELETE FROM {table} WHERE {rollup.measure} = 0"))  # nosec B608
+    for table, measure in ((rollup.detail, rollup.measure), (rollup.totals, rollup.measure),
+                           (rollup.failures, _FAILURES)):
+        session.execute(text(f"DELETE FROM {table} WHERE {measure} = 0"))  # nosec B608
     return {workspace_id: int(n) for workspace_id, n in gone}
 
 
@@ -262,6 +288,39 @@ def count(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *,
             WHERE {where} AND old_status IS NOT NULL
         ) AS counted GROUP BY h, status"""  # nosec B608
     return [(int(h), status, int(n)) for h, status, n in
+            session.execute(text(sql).bindparams(*binds), params) if n]
+
+
+def failures(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *, first: int,
+             end: int, fingerprints: Sequence[str] | None = None) -> list[tuple[int, str, int]]:
+    """(hour, fingerprint, count) of the failures created in the whole hours from `first`
+    to before `end` (epoch seconds, multiples of an hour), of the given causes only when
+    `fingerprints` is not None. Hours and causes with none are absent."""
+    binds = [bindparam("workspace_id", type_=_UUID)]
+    params: dict[str, object] = {"workspace_id": workspace_id, "first": first, "end": end}
+    if fingerprints is not None:
+        if not fingerprints:
+            return []
+        binds.append(bindparam("fingerprints", expanding=True))
+        params["fingerprints"] = list(fingerprints)
+
+    def where(column: str) -> str:
+        return (f"workspace_id = :workspace_id AND hour >= :first AND hour < :end "
+                f"AND {column} " + ("IS NOT NULL" if fingerprints is None
+                                    else "IN :fingerprints"))
+
+    sql = f"""
+        SELECT hour, fingerprint, sum(n) FROM (
+            SELECT hour, fingerprint, {_FAILURES} AS n FROM {rollup.failures}
+            WHERE {where("fingerprint")}
+            UNION ALL
+            SELECT hour, new_fingerprint, 1 FROM {rollup.changes}
+            WHERE {where("new_fingerprint")}
+            UNION ALL
+            SELECT hour, old_fingerprint, -1 FROM {rollup.changes}
+            WHERE {where("old_fingerprint")}
+        ) AS counted GROUP BY hour, fingerprint"""  # nosec B608
+    return [(int(h), name, int(n)) for h, name, n in
             session.execute(text(sql).bindparams(*binds), params) if n]
 
 

@@ -36,8 +36,9 @@ class FailureGroupRead(BaseModel):
                                         "COMPLETED, no retry or resend of the attempt was sent.")
     first_seen: datetime
     last_seen: datetime
-    sparkline: list[int] = Field(description="Failures in each of 30 equal parts of the range, "
-                                             "oldest first.")
+    sparkline: list[int] = Field(description="Failures in each bar of `sparkline_hours` from "
+                                             "`sparkline_start`, oldest first; the first "
+                                             "and the last cut by the range.")
 
     @classmethod
     def from_group(cls, group: Group) -> FailureGroupRead:
@@ -56,6 +57,10 @@ class FailureList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
     range_start: datetime = Field(description="The range counted: from this time…")
     range_end: datetime = Field(description="…to this one (now, unless `to` is earlier).")
+    sparkline_start: datetime = Field(description="Where the first bar of each sparkline "
+                                                  "starts (on or before `range_start`).")
+    sparkline_hours: int = Field(description="The hours each bar covers: the fewest whole "
+                                             "hours that keep a sparkline to about 30 bars.")
 
 
 @router.get(
@@ -87,7 +92,8 @@ def list_failures(
                            limit=limit, cursor=cursor, now=runtime.clock())
     return FailureList(items=[FailureGroupRead.from_group(g) for g in page.groups],
                        next_cursor=page.next_cursor, range_start=page.start,
-                       range_end=page.end)
+                       range_end=page.end, sparkline_start=page.bars.origin,
+                       sparkline_hours=int(page.bars.width.total_seconds()) // 3600)
 
 
 __all__ = ["router"]
