@@ -108,3 +108,33 @@ class TestResendHeaders:
             assert _raw_header(first, name)
             assert _raw_header(again, name) == _raw_header(first, name)
         assert server.messages[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    def test_a_long_unsubscribe_url_goes_out_whole_on_the_send_and_the_resend(
+            self, runtime, workspace):
+        """A URL of over 200 characters (a long public base URL) is written as it is, on
+        one line, never RFC 2047-encoded or folded: mail clients read it from the bytes."""
+        runtime.base_url = "https://mail.relay.example.com/" + "tenants/acme-industries/" * 3
+        server = smtpserver.start()
+        try:
+            set_provider(runtime, workspace.id, "email", {
+                "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
+                "from": "ops@relay.test"})
+            install(runtime, workspace.id, _email_flow())
+            [run_id] = start(runtime, workspace.id, "mail", email="ann@example.com",
+                             attributes={"first_name": "Ann", "plan": "pro"})
+            drain(runtime)
+            [original] = attempts_of(runtime, run_id)
+            _resend(runtime, workspace, original.id)
+            assert resend_service.send_queued(runtime) == 1
+            raw = server.raw
+        finally:
+            server.close()
+        assert len(raw) == 2
+        [link] = {m["List-Unsubscribe"] for m in server.messages}
+        assert len(link) > 200
+        assert link.startswith(f"<{runtime.base_url}/u/")
+        assert link.endswith(">")
+        for message in raw:
+            assert f"\r\nList-Unsubscribe: {link}\r\n".encode() in message
+            assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in message
+            assert b"=?" not in _raw_header(message, b"List-Unsubscribe")
