@@ -7,17 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class RelayflowError(Exception):
     """Something went wrong inside relayflow."""
 
     status_code: ClassVar[int] = 500
+    # Why a trigger was refused, as a reason code, where the refusal is recorded
+    # (services/trigger_events.py): set where the decision is made, by `because`.
+    reason: str | None = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (self.__doc__ or "").strip()
         super().__init__(self.detail)
+
+    def because(self, reason: str) -> Self:
+        """This error, with the reason code of the decision it reports."""
+        self.reason = reason
+        return self
 
     def extra(self) -> dict[str, Any]:
         """Extra fields for the error body (beyond `error` and `detail`)."""

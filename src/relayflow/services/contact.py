@@ -15,12 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
-from relayflow.services import paging
+from relayflow.services import paging, trigger_events
 from relayflow.storage.ids import new_id, parse_id
-from relayflow.storage.models import Contact
+from relayflow.storage.models import Contact, TriggerEvent
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
@@ -206,6 +207,16 @@ def find_by_address(
     return contact_repo.find(session, workspace_id, field="phone", value=phone)
 
 
+def find_existing(session: Session, *, workspace_id: uuid.UUID, spec: dict[str, Any],
+                  phone_region: str | None = None) -> Contact | None:
+    """The stored contact a spec's identifiers name (external id first, then email, then
+    phone), creating none; None when none matches."""
+    values = _identifiers(spec, phone_region)
+    found = contact_repo.find_any(session, workspace_id, values)
+    return next((found[field] for field in ("external_id", "email", "phone")
+                 if field in found), None)
+
+
 # --- upsert -----------------------------------------------------------------------------
 
 
@@ -362,12 +373,16 @@ def browse(
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One thing that happened to a contact: a run, or a delivery attempt."""
+    """One thing that happened to a contact: a run, a delivery attempt, or a trigger that
+    opened no run of its own (refused, or a duplicate)."""
 
-    kind: str  # "run" or "delivery"
+    kind: str  # "run", "delivery" or "trigger"
     at: datetime
     run: RunRow | None = None
     delivery: DeliveryRow | None = None
+    trigger: TriggerEvent | None = None
+    workflow_key: str | None = None  # of a trigger event (None once its workflow is gone)
+    says: str = ""  # of a trigger event
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,18 +394,25 @@ class Timeline:
 
 def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
              limit: int = TIMELINE) -> Timeline:
-    """A contact with its newest runs and delivery attempts, interleaved newest first.
+    """A contact with its newest runs, delivery attempts and trigger events, interleaved
+    newest first.
 
     The newest `limit` of the merge are always among the newest `limit` of each list, so
-    two bounded keyset reads give an exact timeline."""
+    three bounded keyset reads give an exact timeline."""
     contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
     runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
                                                  contact_id=contact.id), limit=limit + 1)
     deliveries = delivery_repo.list_page(
         session, DeliveryFilter(workspace_id=workspace_id, contact_id=contact.id),
         limit=limit + 1)
+    events = trigger_events.of_contact(session, workspace_id=workspace_id,
+                                       contact_id=contact.id, limit=limit + 1)
+    keys = {w.id: w.key for w in workflow_repo.get_many(
+        session, {e.workflow_id for e in events}).values()}
     entries = [TimelineEntry("run", r.run.created_at, run=r) for r in runs]
     entries += [TimelineEntry("delivery", d.attempt.created_at, delivery=d) for d in deliveries]
+    entries += [TimelineEntry("trigger", e.at, trigger=e, workflow_key=keys.get(e.workflow_id),
+                              says=trigger_events.says(e)) for e in events]
     # Same instant: a run's delivery is what the run did, so it shows above the run.
     entries.sort(key=lambda e: (e.at, e.kind == "delivery"), reverse=True)
     return Timeline(contact, entries[:limit], len(entries) > limit)

@@ -33,12 +33,14 @@ class Admission:
     remaining: int
     reset_after: int  # whole seconds until the window closes, 1..60
 
-    def check(self, subject: str) -> None:
-        """Raise TooManyRequests (429, Retry-After) unless the request was admitted."""
+    def check(self, subject: str, *, reason: str | None = None) -> None:
+        """Raise TooManyRequests (429, Retry-After) unless the request was admitted; with
+        `reason`, the refusal carries it (a trigger's refusal is recorded with it)."""
         if not self.admitted:
-            raise TooManyRequests(
+            refused = TooManyRequests(
                 f"{subject} is limited to {self.limit} requests per minute; retry in "
                 f"{self.reset_after} s.", retry_after=self.reset_after)
+            raise refused.because(reason) if reason else refused
 
     def headers(self) -> dict[str, str]:
         if self.limit <= 0:

@@ -119,6 +119,9 @@ def prune(runtime: Runtime, *, older_than: str, dry_run: bool = False,
                          retention_repo.delete_attempts, dry_run,
                          lambda n: _add(result, 0, n, progress))
         _tally(result, slug, runs, attempts)
+        if not dry_run:
+            with session_scope(runtime.sessions) as session:
+                retention_repo.delete_trigger_events(session, cutoffs)
     return result
 
 

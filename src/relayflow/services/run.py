@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from relayflow.engine.status import CHIPS, TERMINAL, RunStatus
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import contact as contact_service
-from relayflow.services import paging
+from relayflow.services import paging, trigger_events
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.canceler import canceler
@@ -76,6 +76,18 @@ def _require_active(workflow: Workflow) -> None:
         raise Conflict(f"workflow {workflow.key!r} is {workflow.status}; activate it to start runs")
 
 
+def duplicate(session: Session, existing: WorkflowRun, *, source: str,
+              now: datetime) -> Enrolled:
+    """The answer to a trigger whose idempotency key opened `existing` already: counted on
+    the run, and recorded as a trigger event (services/trigger_events.py)."""
+    run_repo.count_duplicate(session, existing.id)
+    trigger_events.record(session, workspace_id=existing.workspace_id,
+                          workflow_id=existing.workflow_id, contact_id=existing.contact_id,
+                          source=source, code=trigger_events.DUPLICATE, run_id=existing.id,
+                          now=now)
+    return Enrolled(existing, True)
+
+
 def enroll(
     session: Session, *, workflow: Workflow, contact: Contact | None, trigger_type: str,
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
@@ -89,8 +101,7 @@ def enroll(
     if idempotency_key is not None:
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key)
         if existing is not None:
-            run_repo.count_duplicate(session, existing.id)
-            return Enrolled(existing, True)
+            return duplicate(session, existing, source=trigger_type, now=now)
     pinned = version_id or workflow.current_version_id
     assert pinned is not None
     run, step, job = new_run_rows(
@@ -109,8 +120,7 @@ def enroll(
         existing = run_repo.find_by_idempotency_key(session, workflow.id, idempotency_key or "")
         if existing is None:
             raise
-        run_repo.count_duplicate(session, existing.id)
-        return Enrolled(existing, True)
+        return duplicate(session, existing, source=trigger_type, now=now)
     return Enrolled(WorkflowRun(**run), False)
 
 
@@ -146,8 +156,7 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
         _require_active(workflow)
         found = existing.get((workflow.id, opening.idempotency_key or ""))
         if found is not None:
-            run_repo.count_duplicate(session, found.id)
-            answers.append(Enrolled(found, True))
+            answers.append(duplicate(session, found, source=trigger_type, now=opening.now))
             continue
         assert workflow.current_version_id is not None
         run, step, job = new_run_rows(

@@ -78,15 +78,16 @@ def verify_signature(
     """
     if header is None or not header.strip():
         raise Unauthorized(f"The {SIGNATURE_HEADER} header is missing; this webhook only "
-                           "accepts signed requests.")
+                           "accepts signed requests.").because("signature")
     try:
         timestamp, candidates = _parse_signature(header)
     except ValueError:
         raise Unauthorized(f"The {SIGNATURE_HEADER} header is malformed; expected "
-                           "t=<unix seconds>,v1=<hex HMAC-SHA256>.") from None
+                           "t=<unix seconds>,v1=<hex HMAC-SHA256>.").because("signature") from None
     if abs(now.timestamp() - int(timestamp)) > TOLERANCE_SECONDS:
         raise Unauthorized(f"The {SIGNATURE_HEADER} timestamp is outside the 5-minute window "
-                           "around the server's clock; sign each request when sending it.")
+                           "around the server's clock; sign each request when sending it."
+                           ).because("signature")
     covered = f"{timestamp}.".encode() + body
     # Check every pair, so the time taken does not tell which one matched.
     matched = False
@@ -95,7 +96,8 @@ def verify_signature(
         for candidate in candidates:
             matched |= hmac.compare_digest(expected, candidate.lower().encode())
     if not matched:
-        raise Unauthorized(f"The {SIGNATURE_HEADER} does not match the request body.")
+        raise Unauthorized(f"The {SIGNATURE_HEADER} does not match the request body."
+                           ).because("signature")
     return int(timestamp)
 
 

@@ -23,11 +23,18 @@ from sqlalchemy import ColumnElement, String
 from sqlalchemy.orm import Session, sessionmaker
 
 from relayflow.engine import templates
-from relayflow.errors import Conflict, InvalidInput, MalformedInput, NotFound, Unauthorized
+from relayflow.errors import (
+    Conflict,
+    InvalidInput,
+    MalformedInput,
+    NotFound,
+    RelayflowError,
+    Unauthorized,
+)
 from relayflow.services import contact as contact_service
 from relayflow.services import rate_limit as rate_limit_service
 from relayflow.services import run as run_service
-from relayflow.services import signed
+from relayflow.services import signed, trigger_events
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import SecretCipher
@@ -72,7 +79,7 @@ def _check_signature(
                                    used_by=f"webhook of workflow {workflow.key!r}")
     if values is None:
         raise Unauthorized("This webhook's signing secret is not available, so no request can "
-                           "be verified; ask the workflow's owner to set it.")
+                           "be verified; ask the workflow's owner to set it.").because("signature")
     current, previous = values
     return signed.verify_signature(secret=current, previous=previous, header=header,
                                    body=body, now=now)
@@ -81,15 +88,15 @@ def _check_signature(
 # --- replays --------------------------------------------------------------------------
 
 
-def _replayed(session: Session, *, workflow: Workflow, key: str) -> run_service.Enrolled:
+def _replayed(session: Session, *, workflow: Workflow, key: str,
+              now: datetime) -> run_service.Enrolled:
     """The answer to a replayed signed request: the run it opened, counted as a duplicate.
     None opened under this key means an unsigned header was changed to pass as new."""
     existing = run_repo.find_by_idempotency_key(session, workflow.id, key)
     if existing is None:
         raise Conflict("This signed request was already received; sign each new request "
-                       "with the time it is sent.")
-    run_repo.count_duplicate(session, existing.id)
-    return run_service.Enrolled(existing, True)
+                       "with the time it is sent.").because("replay")
+    return run_service.duplicate(session, existing, source="webhook", now=now)
 
 
 # --- the payload ----------------------------------------------------------------------
@@ -249,7 +256,7 @@ def _check(
     event = parse_event(body)
     if workflow.status != "ACTIVE":
         raise Conflict(f"Workflow {workflow.key!r} is {workflow.status}; it accepts webhook "
-                       "requests only while ACTIVE.")
+                       "requests only while ACTIVE.").because("workflow_inactive")
     if idempotency_key is not None and (
         not 1 <= len(idempotency_key) <= _IDEMPOTENCY_KEY_LENGTH or "\x00" in idempotency_key
     ):
@@ -258,7 +265,7 @@ def _check(
     if signed_at is not None:
         idempotency_key = idempotency_key or signed.replay_key(signed_at, body)
         if signed.remember(session, scope=f"hook:{workflow.id}", timestamp=signed_at, body=body):
-            return _replayed(session, workflow=workflow, key=idempotency_key)
+            return _replayed(session, workflow=workflow, key=idempotency_key, now=now)
     mapping = trigger.get("contact")
     return _Checked(workflow, event, idempotency_key,
                     contact_spec(mapping, event) if mapping else None)
@@ -337,7 +344,7 @@ def receive_many(
                     with session.begin_nested():
                         admission = admit(session, token=request.token, now=now,
                                           per_minute=per_minute)
-                    admission.check("This webhook")
+                    admission.check("This webhook", reason="rate_limit")
                 with session.begin_nested():
                     enrolled = receive(session, token=request.token, body=request.body,
                                        signature=request.signature,
@@ -346,7 +353,38 @@ def receive_many(
                 answers.append(Accepted(enrolled, admission))
             except Exception as exc:  # the request's own answer (404, 401, 429, …)
                 answers.append(exc)
+                if isinstance(exc, RelayflowError):
+                    _refused(session, request, exc, now=now, phone_region=phone_region)
     return answers
+
+
+def _refused(session: Session, request: Inbound, error: RelayflowError, *, now: datetime,
+             phone_region: str | None) -> None:
+    """Record a refused request (services/trigger_events.py) against its workflow, and the
+    contact its payload names when that contact is known; a request to an unknown address
+    names no workflow, and is not recorded."""
+    refusal = trigger_events.refusal_of(error)
+    if refusal is None:
+        return
+    with session.begin_nested():
+        try:
+            workflow = _find(session, request.token)
+        except NotFound:
+            return
+        contact = None
+        mapping = _trigger(session, workflow).get("contact")
+        if mapping:
+            try:
+                contact = contact_service.find_existing(
+                    session, workspace_id=workflow.workspace_id,
+                    spec=contact_spec(mapping, parse_event(request.body)),
+                    phone_region=phone_region)
+            except RelayflowError:  # the payload names no usable contact
+                contact = None
+        trigger_events.record(session, workspace_id=workflow.workspace_id,
+                              workflow_id=workflow.id,
+                              contact_id=contact.id if contact is not None else None,
+                              source="webhook", code=refusal.code, cause=refusal.cause, now=now)
 
 
 class _OneFailed(Exception):

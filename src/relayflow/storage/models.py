@@ -379,6 +379,31 @@ class AuditEvent(Base):
     at: Mapped[datetime]
 
 
+class TriggerEvent(Base):
+    """A trigger that opened no run of its own: refused (a webhook's signature, a replayed
+    signed request, its rate limit, an invalid payload, a workflow that is not ACTIVE) or a
+    duplicate of one that did (its idempotency key). Written where the decision is made
+    (services/trigger_events.py) for "why not?" and the contact's timeline; the request's
+    payload is never kept, only the contact it named, when it names a known one."""
+
+    __tablename__ = "trigger_events"
+    __table_args__ = (
+        Index("ix_trigger_events_ws_contact_at", "workspace_id", "contact_id", "at",
+              sqlite_where=text("contact_id IS NOT NULL"),
+              postgresql_where=text("contact_id IS NOT NULL")),
+        Index("ix_trigger_events_ws_at", "workspace_id", "at"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    workspace_id: Mapped[uuid.UUID] = _workspace()
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    source: Mapped[str] = mapped_column(String(16))  # the trigger's type: webhook, …
+    code: Mapped[str] = mapped_column(String(32))  # a reason code (docs/runs.md)
+    cause: Mapped[str | None] = mapped_column(String(32))  # of a refusal: signature, …
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # the run a duplicate repeated
+    at: Mapped[datetime]
+
+
 class Job(Base):
     """Work for the worker: one row per unfinished run, claimed under a fenced lease."""
 

@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
+from relayflow.storage.db import session_scope
+from relayflow.storage.models import TriggerEvent
 from tests.support.rows import all_rows, counter_rows
 from tests.web.hooks.conftest import (
     SECRET_NAME,
@@ -65,18 +68,23 @@ class TestWebhookLimit:
         }
         assert run_count(runtime) == LIMIT
 
-    def test_a_refused_request_writes_nothing(
+    def test_a_refused_request_writes_nothing_but_its_refusal(
         self, anonymous_client: TestClient, client: TestClient, runtime: Runtime
     ) -> None:
         path = install_hook(client, hook_definition(contact={"email": "{{ event.email }}"}))
         _use_up(anonymous_client, path, {**ORDER, "email": "old@example.com"})
-        before = all_rows(runtime)
+        kept = ("rate_counters", "trigger_events")
+        before = all_rows(runtime, except_tables=kept)
 
         response = anonymous_client.post(path, json={**ORDER, "email": "new@example.com"},
                                          headers={"Idempotency-Key": "fresh"})
 
         assert response.status_code == 429
-        assert all_rows(runtime) == before  # no run, no contact
+        assert all_rows(runtime, except_tables=kept) == before  # no run, no contact
+        with session_scope(runtime.sessions) as session:
+            assert session.execute(select(TriggerEvent.code, TriggerEvent.cause,
+                                          TriggerEvent.contact_id)).all() == [
+                ("trigger_rejected", "rate_limit", None)]
 
     def test_another_webhook_is_unaffected(
         self, anonymous_client: TestClient, client: TestClient, hook: str

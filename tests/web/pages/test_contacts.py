@@ -5,17 +5,20 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from relayflow.services import contact as contact_service
+from relayflow.services import trigger_events
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
+from relayflow.storage.models import WorkflowRun
 from tests.support.seed import XSS, Seeded, seed
 
 _ROW = re.compile(r'<tr data-contact="([0-9a-f-]+)"')
 _ENTRY = re.compile(r'<tr data-kind="(run|delivery)" data-id="([0-9a-f-]+)"')
+_TRIGGER = re.compile(r'<tr data-kind="trigger" data-code="(\w+)" data-cause="(\w*)"')
 _PAGER = re.compile(r'<a class="btn" href="([^"]+)" rel="(prev|next)">')
 
 
@@ -134,6 +137,27 @@ class TestDetail:
         assert f'href="/delivery-ops/{attempts["welcome_grace"]}"' in text
         assert 'data-status="BOUNCED"' in text
         assert 'data-status="CANCELED"' in text
+
+    def test_refused_and_duplicate_triggers_are_on_the_timeline(self, page_client, runtime,
+                                                                  workspace, seeded):
+        grace, welcome = seeded.contacts["grace"], seeded.runs["welcome_grace"]
+        with session_scope(runtime.sessions) as session:
+            run = session.get(WorkflowRun, welcome)
+            assert run is not None
+            for minutes, code, cause, run_id in ((1, "trigger_rejected", "signature", None),
+                                                 (2, "duplicate_trigger", None, welcome)):
+                trigger_events.record(
+                    session, workspace_id=workspace.id, workflow_id=run.workflow_id,
+                    contact_id=grace, source="webhook", code=code, cause=cause,
+                    run_id=run_id, now=datetime.now(UTC) + timedelta(minutes=minutes))
+        text = page_client.get(f"/contacts/{grace}").text
+        assert _TRIGGER.findall(text) == [("duplicate_trigger", ""),
+                                          ("trigger_rejected", "signature")]
+        assert text.index('data-kind="trigger"') < text.index('data-kind="run"')
+        assert "refused: its signature did not verify" in text
+        assert "a duplicate: answered with the run its key opened" in text
+        assert text.count(f'href="/runs/{welcome}"') == 2  # the run, and the duplicate's link
+        assert ">Refused<" in text
 
     def test_ada_timeline_holds_all_her_runs_and_messages(self, page_client, seeded):
         text = page_client.get(f"/contacts/{seeded.contacts['ada']}").text

@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 
 from relayflow.engine.status import TERMINAL, DeliveryStatus, RunStatus
 from relayflow.storage import partitions
-from relayflow.storage.models import DeliveryAttempt, RunKey, RunStep, WorkflowRun
+from relayflow.storage.models import (
+    DeliveryAttempt,
+    RunKey,
+    RunStep,
+    TriggerEvent,
+    WorkflowRun,
+)
 from relayflow.storage.repositories import rollup
 
 # Attempts that failed, kept as long as failed runs.
@@ -101,6 +107,14 @@ def delete_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> None:
         session.execute(delete(RunStep).where(RunStep.run_id.in_(run_ids)))
         session.execute(delete(RunKey).where(RunKey.run_id.in_(run_ids)))
         session.execute(delete(WorkflowRun).where(WorkflowRun.id.in_(run_ids)))
+
+
+def delete_trigger_events(session: Session, cutoffs: Cutoffs) -> int:
+    """The workspace's trigger events older than what it keeps (the runs' cutoff: a
+    refusal or a duplicate explains what happened beside the runs of its time)."""
+    return int(session.execute(delete(TriggerEvent).where(
+        TriggerEvent.workspace_id == cutoffs.workspace_id,
+        TriggerEvent.at < cutoffs.kept)).rowcount or 0)  # type: ignore[attr-defined]
 
 
 def delete_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> None:
