@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from relayflow.services import contact as contact_service
+from relayflow.services import retention, schedule
 from relayflow.services import run as run_service
-from relayflow.services import schedule
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import make_engine, make_sessionmaker, session_scope
-from relayflow.storage.models import Contact, Workflow, WorkflowRun
+from relayflow.storage.models import Contact, ScheduleTick, Workflow, WorkflowRun
 from tests.conftest import make_workspace
 from tests.support.flows import install
 from tests.support.processes import wait_until
@@ -333,6 +333,53 @@ class TestTick:
         contact_ids = _contacts(runtime, workspace.id, *({} for _ in range(7)))
         assert schedule.tick(runtime, now=utc(2026, 3, 9, 8)) == 7
         assert sorted(r.contact_id for r in _runs(runtime)) == sorted(contact_ids)
+        assert _ticks(runtime) == [(utc(2026, 3, 9, 8), utc(2026, 3, 9, 8), None, 7, 0, 0, 0)]
+
+
+class TestTickRecord:
+    """Each fired tick leaves one row (services/schedule.py, ScheduleTick): the audience as
+    it stood and what came of it, which is how a contact's "not in the audience" is told
+    without a row per contact."""
+
+    def test_a_tick_records_its_audience_and_counts(self, runtime, workspace):
+        trigger = {**WEEKDAY_9_BERLIN, "audience": "contact.plan == 'pro'"}
+        _setup(runtime, workspace.id, trigger, activated=utc(2026, 3, 9, 6))
+        _contacts(runtime, workspace.id, {"plan": "pro"}, {"plan": "free"}, {})
+        assert schedule.tick(runtime, now=utc(2026, 3, 9, 8, 0, 3)) == 1
+        assert _ticks(runtime) == [(utc(2026, 3, 9, 8), utc(2026, 3, 9, 8, 0, 3),
+                                    "contact.plan == 'pro'", 1, 0, 2, 1)]
+
+    def test_a_scan_again_after_a_lost_mark_records_what_it_found(self, runtime, workspace):
+        _setup(runtime, workspace.id, WEEKDAY_9_BERLIN, activated=utc(2026, 3, 9, 6))
+        _contacts(runtime, workspace.id, {}, {})
+        assert schedule.tick(runtime, now=utc(2026, 3, 9, 8)) == 2
+        _forget_state(runtime)
+        assert schedule.tick(runtime, now=utc(2026, 3, 9, 8, 1)) == 0
+        assert [t[3:5] for t in _ticks(runtime)] == [(2, 0), (0, 2)]
+
+    def test_a_tick_passed_over_records_nothing(self, runtime, workspace):
+        """A scan that left the tick to a later poll (the workflow deactivated) is not a
+        fired tick."""
+        _setup(runtime, workspace.id, WEEKDAY_9_BERLIN, activated=utc(2026, 3, 9, 6),
+               activate=False)
+        _contacts(runtime, workspace.id, {})
+        assert schedule.tick(runtime, now=utc(2026, 3, 9, 8)) == 0
+        assert _ticks(runtime) == []
+
+    def test_prune_lets_ticks_go_with_the_runs_of_their_time(self, runtime, workspace):
+        _setup(runtime, workspace.id, WEEKDAY_9_BERLIN, activated=utc(2026, 3, 9, 6))
+        assert schedule.tick(runtime, now=utc(2026, 3, 9, 8)) == 0  # nobody yet
+        assert schedule.tick(runtime, now=utc(2026, 6, 9, 7)) == 0
+        _at(runtime, utc(2026, 6, 10))
+        retention.prune(runtime, older_than="60d")
+        assert [t[0] for t in _ticks(runtime)] == [utc(2026, 6, 9, 7)]
+
+
+def _ticks(runtime: Runtime) -> list[tuple]:
+    with session_scope(runtime.sessions) as session:
+        return [(t.tick, t.fired_at, t.audience, t.opened, t.existing, t.outside,
+                 t.audience_errors) for t in session.scalars(
+                    select(ScheduleTick).order_by(ScheduleTick.fired_at))]
 
 
 class TestTickAfterDowntime:

@@ -121,7 +121,7 @@ def prune(runtime: Runtime, *, older_than: str, dry_run: bool = False,
         _tally(result, slug, runs, attempts)
         if not dry_run:
             with session_scope(runtime.sessions) as session:
-                retention_repo.delete_trigger_events(session, cutoffs)
+                retention_repo.delete_trigger_records(session, cutoffs)
     return result
 
 

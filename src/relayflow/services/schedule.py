@@ -35,7 +35,7 @@ from relayflow.engine import templates
 from relayflow.services import run as run_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
-from relayflow.storage.models import Contact, Workflow
+from relayflow.storage.models import Contact, ScheduleTick, Workflow
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import schedule as schedule_repo
 
@@ -222,6 +222,13 @@ def _fire(runtime: Runtime, plan: _Plan, *, now: datetime) -> Fired:
             _enroll(session, workflow, contacts, plan, fired, now=now)
             if len(contacts) < BATCH:
                 schedule_repo.record_tick(session, plan.workflow_id, plan.tick)
+                audience = plan.trigger.get("audience")
+                schedule_repo.add_tick(session, ScheduleTick(
+                    workspace_id=plan.workspace_id, workflow_id=plan.workflow_id,
+                    tick=plan.tick, fired_at=now,
+                    audience=None if audience is None else str(audience),
+                    opened=fired.opened, existing=fired.existing, outside=fired.outside,
+                    audience_errors=fired.audience_errors))
                 fired.complete = True
             else:
                 after = contacts[-1].id

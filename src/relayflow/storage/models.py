@@ -404,6 +404,27 @@ class TriggerEvent(Base):
     at: Mapped[datetime]
 
 
+class ScheduleTick(Base):
+    """One tick of a schedule, fired: its audience as it stood and what came of it. A
+    contact that was in the workspace when the tick fired and has no run of it (its
+    idempotency key: services/schedule.idempotency_key) was not in the audience, so one
+    row a tick answers "why not?" for every contact, however large the audience."""
+
+    __tablename__ = "schedule_ticks"
+    __table_args__ = (Index("ix_schedule_ticks_ws_workflow_tick", "workspace_id",
+                            "workflow_id", "tick"),)
+    id: Mapped[uuid.UUID] = _id()
+    workspace_id: Mapped[uuid.UUID] = _workspace()
+    workflow_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    tick: Mapped[datetime]  # the instant the schedule named
+    fired_at: Mapped[datetime]  # when its scan began: every contact there by then counted
+    audience: Mapped[str | None] = mapped_column(Text)  # the expression; None: everyone
+    opened: Mapped[int]  # runs opened
+    existing: Mapped[int]  # audience contacts whose run of the tick was open already
+    outside: Mapped[int]  # contacts the audience did not select (errors included)
+    audience_errors: Mapped[int]  # contacts for whom the expression raised
+
+
 class Job(Base):
     """Work for the worker: one row per unfinished run, claimed under a fenced lease."""
 

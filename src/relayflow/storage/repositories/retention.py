@@ -25,6 +25,7 @@ from relayflow.storage.models import (
     DeliveryAttempt,
     RunKey,
     RunStep,
+    ScheduleTick,
     TriggerEvent,
     WorkflowRun,
 )
@@ -109,12 +110,13 @@ def delete_runs(session: Session, run_ids: Sequence[uuid.UUID]) -> None:
         session.execute(delete(WorkflowRun).where(WorkflowRun.id.in_(run_ids)))
 
 
-def delete_trigger_events(session: Session, cutoffs: Cutoffs) -> int:
-    """The workspace's trigger events older than what it keeps (the runs' cutoff: a
-    refusal or a duplicate explains what happened beside the runs of its time)."""
-    return int(session.execute(delete(TriggerEvent).where(
-        TriggerEvent.workspace_id == cutoffs.workspace_id,
-        TriggerEvent.at < cutoffs.kept)).rowcount or 0)  # type: ignore[attr-defined]
+def delete_trigger_records(session: Session, cutoffs: Cutoffs) -> None:
+    """The workspace's trigger events and schedule ticks older than what it keeps (the
+    runs' cutoff: they explain what happened beside the runs of their time)."""
+    session.execute(delete(TriggerEvent).where(
+        TriggerEvent.workspace_id == cutoffs.workspace_id, TriggerEvent.at < cutoffs.kept))
+    session.execute(delete(ScheduleTick).where(
+        ScheduleTick.workspace_id == cutoffs.workspace_id, ScheduleTick.tick < cutoffs.kept))
 
 
 def delete_attempts(session: Session, attempt_ids: Sequence[uuid.UUID]) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from relayflow.storage.models import Contact, Workflow, WorkflowRun, WorkflowVersion
+from relayflow.storage.models import (
+    Contact,
+    ScheduleTick,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
 
 
 def list_active(session: Session) -> list[tuple[Workflow, dict[str, Any]]]:
@@ -82,3 +88,20 @@ def record_tick(session: Session, workflow_id: uuid.UUID, tick: datetime) -> Non
         .values(schedule_last_tick=tick)
         .execution_options(synchronize_session=False)
     )
+
+
+def add_tick(session: Session, tick: ScheduleTick) -> None:
+    session.add(tick)
+
+
+def ticks_of(session: Session, workspace_id: uuid.UUID, workflow_id: uuid.UUID, *,
+             start: datetime | None = None, end: datetime | None = None,
+             limit: int = 100) -> list[ScheduleTick]:
+    """The workflow's fired ticks, newest first (of a window)."""
+    query = select(ScheduleTick).where(ScheduleTick.workspace_id == workspace_id,
+                                       ScheduleTick.workflow_id == workflow_id)
+    if start is not None:
+        query = query.where(ScheduleTick.tick >= start)
+    if end is not None:
+        query = query.where(ScheduleTick.tick < end)
+    return list(session.scalars(query.order_by(ScheduleTick.tick.desc()).limit(limit)))
