@@ -22,6 +22,10 @@ from tests.services.test_secret_canary import (
 )
 from tests.services.test_secret_canary import _report as report
 
+# The GETs that also take a workflow's key (a required query parameter): each is called
+# for every workflow.
+FOR_EACH_WORKFLOW = {"/api/v1/contacts/{contact_id}/explain"}
+
 
 def _api_paths(app: FastAPI, ids: dict[str, list[str]]) -> list[str]:
     """Every GET of the API, its path parameters filled with every id we know of."""
@@ -35,7 +39,10 @@ def _api_paths(app: FastAPI, ids: dict[str, list[str]]) -> list[str]:
             continue
         [param] = params
         assert param in ids, f"no ids to fill {template}"
-        paths += [template.replace(f"{{{param}}}", value) for value in ids[param]]
+        filled = [template.replace(f"{{{param}}}", value) for value in ids[param]]
+        if template in FOR_EACH_WORKFLOW:
+            filled = [f"{path}?workflow={key}" for path in filled for key in ids["key"]]
+        paths += filled
     return paths
 
 

@@ -27,6 +27,7 @@ class Case:
     theirs: str  # which of the other workspace's objects goes in it
     missing: str  # a value naming nothing anywhere
     body: Any = None
+    query: dict[str, str] | None = None
 
 
 CASES: dict[tuple[str, str], Case] = {
@@ -40,6 +41,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/runs/{run_id}/cancel"): Case("run_id", "pending_run", MISSING_ID),
     ("POST", "/api/v1/runs/{run_id}/retry"): Case("run_id", "finished_run", MISSING_ID),
     ("GET", "/api/v1/contacts/{contact_id}"): Case("contact_id", "contact", MISSING_ID),
+    ("GET", "/api/v1/contacts/{contact_id}/explain"): Case(
+        "contact_id", "contact", MISSING_ID, query={"workflow": "onboarding"}),
     ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
     ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),
@@ -106,9 +109,9 @@ class TestAnotherWorkspaceIsNotFound:
         mine_before, theirs_before = visible_state(client), visible_state(other_client)
 
         response = client.request(method, template.format(**{case.param: value}),
-                                  json=case.body)
+                                  json=case.body, params=case.query)
         missing = client.request(method, template.format(**{case.param: case.missing}),
-                                 json=case.body)
+                                 json=case.body, params=case.query)
 
         assert response.status_code == missing.status_code == 404, response.text
         assert _masked(response, value) == _masked(missing, case.missing)

@@ -67,6 +67,8 @@ WRITES: dict[tuple[str, str], Case] = {
 }
 # Reads every role may make; the rest (listed here) are admin only.
 ADMIN_READS = {("GET", "/api/v1/keys")}
+# What a read needs besides its path (a required query parameter).
+QUERIES = {"/api/v1/contacts/{contact_id}/explain": {"workflow": "onboarding"}}
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ class TestRoleMatrix:
         values["contact_id"] = contact
 
         for method, template in sorted(r for r in api_routes(app) if r[0] == "GET"):
-            response = caller.get(template.format(**values))
+            response = caller.get(template.format(**values), params=QUERIES.get(template))
             expected = 403 if (method, template) in ADMIN_READS and role != "admin" else 200
             assert response.status_code == expected, (template, response.text)
 

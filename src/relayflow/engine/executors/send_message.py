@@ -31,7 +31,7 @@ class SendMessageExecutor:
             to = str((ctx.contact or {}).get(_ADDRESS_FIELD[channel]) or "")
         if not to:
             return Fail(reason=f"no {_ADDRESS_FIELD[channel]} address to send the {channel} to",
-                        error_class="NoAddress")
+                        error_class="NoAddress", output={"reason": "no_address"})
         message = SendMessage(
             channel=channel,
             to=to,

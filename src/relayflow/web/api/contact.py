@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, Field
 
 from relayflow.services import contact as contact_service
+from relayflow.services import explain as explain_service
 from relayflow.services import paging
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import (
     ContactDetail,
     ContactList,
     ContactRead,
+    ContactRef,
     ContactUpsert,
     RunRead,
     Text,
@@ -91,3 +96,58 @@ def get_contact(contact_id: str, session: SessionDep, principal: PrincipalDep) -
                                     contact_id=contact_id)
     return ContactDetail(**ContactRead.from_contact(detail.contact).model_dump(),
                          runs=[RunRead.from_row(r) for r in detail.runs])
+
+
+class ExplainReason(BaseModel):
+    code: str = Field(description="A reason code: " + ", ".join(
+        f"`{code}`" for code in explain_service.CODES) + ".")
+    at: datetime
+    run_id: uuid.UUID | None = None
+    attempt_id: uuid.UUID | None = None
+    node_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict,
+                                   description="What the record says: the cause of a refusal, "
+                                               "the values a condition saw, an error, ...")
+
+
+class Explanation(BaseModel):
+    contact: ContactRef
+    workflow: str
+    verdict: Literal["delivered", "sent", "in_progress", "not_sent", "not_enrolled"]
+    reasons: list[ExplainReason] = Field(description="Newest first.")
+    range_start: datetime
+    range_end: datetime
+    more: bool = Field(description="The range holds more runs than the 50 newest explained.")
+
+
+@router.get(
+    "/{contact_id}/explain",
+    name="contacts:explain",
+    summary="Why a workflow did or did not reach this contact",
+    description="A verdict and the reasons behind it, newest first, each read from what "
+                "was recorded where it was decided: refused or duplicate triggers, schedule "
+                "ticks that left the contact out, the runs, the branches their conditions "
+                "took, and the delivery attempts (suppressed, capped, failed, bounced, sent, "
+                "delivered). The last 7 days unless `range` or `from`/`to` say otherwise.",
+    response_model=Explanation,
+    responses=errors(401, 404, 422),
+)
+def explain_contact(
+    contact_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
+    workflow: Annotated[Text, Query(description="The workflow's key.")],
+    range_: Annotated[Literal["24h", "7d", "30d"] | None,
+                      Query(alias="range", description="Not together with from/to.")] = None,
+    created_from: Annotated[datetime | None, Query(alias="from")] = None,
+    created_to: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Explanation:
+    found = explain_service.explain(
+        session, workspace_id=principal.workspace_id, contact_id=contact_id,
+        workflow_key=workflow, range_=range_, created_from=created_from,
+        created_to=created_to, now=runtime.clock())
+    return Explanation(
+        contact=ContactRef(id=found.contact.id, email=found.contact.email,
+                           phone=found.contact.phone),
+        workflow=found.workflow.key, verdict=found.verdict,  # type: ignore[arg-type]
+        reasons=[ExplainReason(code=r.code, at=r.at, run_id=r.run_id, attempt_id=r.attempt_id,
+                               node_id=r.node_id, detail=r.detail) for r in found.reasons],
+        range_start=found.start, range_end=found.end, more=found.more)
