@@ -46,6 +46,45 @@ _ATTEMPT = {"FAILED": "delivery_failed", "BOUNCED": "bounced", "SENT": "sent",
             "DELIVERED": "delivered", "QUEUED": "in_progress"}
 
 
+_SAYS = {
+    "workflow_inactive": "The workflow is not active: it opens no run.",
+    "trigger_rejected": "A trigger for this contact was refused.",
+    "duplicate_trigger": "A trigger repeated an earlier one's idempotency key: it opened no "
+                         "new run.",
+    "not_in_audience": "A tick of the schedule left this contact out of its audience.",
+    "no_run": "Nothing started a run of this workflow for this contact in the range.",
+    "branch_not_taken": "A condition sent the run down a branch without this message.",
+    "waiting": "The run is waiting before its next step.",
+    "in_progress": "Still under way.",
+    "canceled": "The run was canceled.",
+    "run_failed": "The run failed before the message.",
+    "no_address": "The contact has no address on the message's channel.",
+    "suppressed_unsubscribed": "Not sent: the contact unsubscribed from this channel.",
+    "suppressed_bounced": "Not sent: an earlier message to this address bounced.",
+    "frequency_cap": "Not sent: the channel's frequency cap for this contact was reached.",
+    "delivery_failed": "The provider refused the message, or it could not be reached.",
+    "bounced": "The message bounced.",
+    "sent": "The provider accepted the message.",
+    "delivered": "The provider confirmed the message was delivered.",
+}
+_VERDICTS = {
+    "delivered": "Delivered: a message of {workflow} reached this contact.",
+    "sent": "Sent: the provider accepted a message of {workflow}; no delivery is confirmed.",
+    "in_progress": "In progress: a run of {workflow} for this contact is still under way.",
+    "not_sent": "Not sent: {workflow} ran for this contact, but no message went out.",
+    "not_enrolled": "Not enrolled: no run of {workflow} for this contact in the range.",
+}
+
+
+def says(code: str) -> str:
+    """A reason code in a sentence, for a person."""
+    return _SAYS.get(code, code.replace("_", " "))
+
+
+def verdict_says(verdict: str, workflow_key: str) -> str:
+    return _VERDICTS[verdict].format(workflow=workflow_key)
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
     code: str

@@ -19,6 +19,7 @@ from tests.support.seed import XSS, Seeded, seed
 _ROW = re.compile(r'<tr data-contact="([0-9a-f-]+)"')
 _ENTRY = re.compile(r'<tr data-kind="(run|delivery)" data-id="([0-9a-f-]+)"')
 _TRIGGER = re.compile(r'<tr data-kind="trigger" data-code="(\w+)" data-cause="(\w*)"')
+_EVIDENCE = re.compile(r'<li data-code="(\w+)">')
 _PAGER = re.compile(r'<a class="btn" href="([^"]+)" rel="(prev|next)">')
 
 
@@ -198,3 +199,48 @@ class TestDetail:
                                         follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"].startswith("/login?next=")
+
+
+class TestWhyNot:
+    """The contact page's "Why not?" panel: a workflow's verdict and its evidence, as the
+    explain API gives them, and the ways to it from Delivery ops and the run list."""
+
+    @pytest.mark.parametrize(("who", "verdict", "code"), [
+        ("ada", "delivered", "delivered"), ("grace", "not_sent", "bounced"),
+        ("linus", "not_sent", "suppressed_unsubscribed")])
+    def test_the_verdict_and_the_evidence_are_the_apis(self, page_client, client, seeded, who,
+                                                       verdict, code):
+        contact_id = seeded.contacts[who]
+        response = page_client.get(f"/contacts/{contact_id}?why=welcome&range=7d")
+        assert response.status_code == 200
+        text = response.text
+        assert f'data-verdict="{verdict}"' in text
+        api = client.get(f"/api/v1/contacts/{contact_id}/explain",
+                         params={"workflow": "welcome", "range": "7d"}).json()
+        assert api["verdict"] == verdict
+        assert _EVIDENCE.findall(text) == [r["code"] for r in api["reasons"]]
+        assert code in _EVIDENCE.findall(text)
+        assert '<option value="welcome" selected>' in text
+
+    def test_without_a_workflow_the_panel_asks_for_one(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['ada']}").text
+        assert 'id="why"' in text
+        assert "data-verdict" not in text
+
+    def test_an_unknown_workflow_or_range_is_shown_inline_with_422(self, page_client, seeded):
+        for query in ("why=nope", "why=welcome&range=1y"):
+            response = page_client.get(f"/contacts/{seeded.contacts['ada']}?{query}")
+            assert response.status_code == 422, query
+            assert 'role="alert"' in response.text
+            assert "Timeline" in response.text  # the rest of the page is still there
+
+    def test_reached_from_the_run_list_filtered_by_a_contact(self, page_client, seeded):
+        text = page_client.get("/runs?contact=grace@example.com&workflow=welcome").text
+        grace = seeded.contacts["grace"]
+        assert f'href="/contacts/{grace}?why=welcome#why" data-why' in text
+        assert "data-why" not in page_client.get("/runs").text
+
+    def test_reached_from_a_delivery_attempt(self, page_client, seeded):
+        text = page_client.get(f"/delivery-ops/{seeded.attempts['welcome_grace']}").text
+        grace = seeded.contacts["grace"]
+        assert f'href="/contacts/{grace}?why=welcome#why" data-why' in text

@@ -1,18 +1,21 @@
 """Pages: contacts — a searchable list, and one contact with everything that happened to it
-(runs and delivery attempts on one timeline)."""
+(runs, delivery attempts and refused or duplicate triggers on one timeline), and why a
+workflow did or did not reach it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 
-from relayflow.errors import InvalidInput
+from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import contact as contact_service
+from relayflow.services import explain as explain_service
 from relayflow.services import paging
-from relayflow.web.deps import SessionDep
+from relayflow.services import workflow as workflow_service
+from relayflow.web.deps import RuntimeDep, SessionDep
 from relayflow.web.pages.deps import ViewerDep
 from relayflow.web.pages.templating import pretty_json, render
 
@@ -73,12 +76,31 @@ def list_page(request: Request, viewer: ViewerDep, session: SessionDep) -> HTMLR
     return render(request, "contacts/list.html", ctx)
 
 
+EXPLAIN_RANGES = (("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days"))
+
+
 @router.get("/contacts/{contact_id}", name="contacts:detail")
-def detail_page(contact_id: str, request: Request, viewer: ViewerDep,
-                session: SessionDep) -> HTMLResponse:
+def detail_page(contact_id: str, request: Request, viewer: ViewerDep, session: SessionDep,
+                runtime: RuntimeDep, why: str = "",
+                why_range: Annotated[str, Query(alias="range")] = "7d") -> HTMLResponse:
+    """The contact, its timeline, and the "Why not?" panel: with `why` (a workflow's key),
+    that workflow's verdict for this contact over `range`, and its evidence."""
     timeline = contact_service.timeline(session, workspace_id=viewer.workspace_id,
                                         contact_id=contact_id)
-    return render(request, "contacts/detail.html", {
+    ctx: dict[str, Any] = {
         "t": timeline, "c": timeline.contact, "channels": CHANNELS,
-        "key_attributes": key_attributes,
-    })
+        "key_attributes": key_attributes, "why": why, "why_range": why_range,
+        "why_ranges": EXPLAIN_RANGES, "says": explain_service.says,
+        "workflows": workflow_service.list_all(session, workspace_id=viewer.workspace_id),
+    }
+    if not why:
+        return render(request, "contacts/detail.html", ctx)
+    try:
+        found = explain_service.explain(
+            session, workspace_id=viewer.workspace_id, contact_id=contact_id,
+            workflow_key=why, range_=why_range, now=runtime.clock())
+    except (InvalidInput, NotFound) as exc:
+        ctx["why_error"] = exc.detail
+        return render(request, "contacts/detail.html", ctx, status_code=422)
+    ctx.update(explained=found, verdict=explain_service.verdict_says(found.verdict, why))
+    return render(request, "contacts/detail.html", ctx)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, tzinfo
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from relayflow.engine.status import CHIPS as STATUSES_OF_CHIP
 from relayflow.errors import InvalidInput
@@ -221,7 +223,24 @@ def runs_page(
     return render(request, "runs/list.html", {
         **ctx, "history": history, "now": now, "newer_href": newer_href,
         "older_href": older_href, **_summary_context(filters, history.summary, zone, zone_name),
+        "why_href": _why_href(session, viewer.workspace_id, filters,
+                              settings.default_phone_region),
     })
+
+
+def _why_href(session: Session, workspace_id: uuid.UUID, filters: Filters,
+              phone_region: str | None) -> str | None:
+    """The contact's "Why not?" panel, for the workflow filtered by (if any), when the list
+    is filtered by one contact that exists."""
+    if not filters.contact:
+        return None
+    scope = run_service.resolve_scope(session, workspace_id=workspace_id,
+                                      contact=filters.contact, workflow=None,
+                                      phone_region=phone_region)
+    if scope is None or scope.contact_id is None:
+        return None
+    query = urlencode({"why": filters.workflow}) if filters.workflow else ""
+    return f"/contacts/{scope.contact_id}" + (f"?{query}" if query else "") + "#why"
 
 
 def _summary_context(filters: Filters, summary: run_history.Summary, zone: tzinfo,
