@@ -798,6 +798,8 @@ class Facts:
     now: datetime
     workflow: str = ""
     contact: str = ""
+    contact_id: str = ""
+    contact_workflow: str = ""  # the workflow with most of the contact's runs
     contact_runs: int = 0
     run_id: str = ""
     custom_from: str = ""
@@ -848,6 +850,9 @@ PROBES = (
     Probe("api runs: one cause (fingerprint)", RUNS,
           {"status": "FAILED", "fingerprint": "{fingerprint}"}),
     Probe("page /failures: 30d", "/failures", {"range": "30d"}, 'data-fingerprint="'),
+    Probe("api explain: the contact's {contact_workflow}, 30d",
+          "/api/v1/contacts/{contact_id}/explain",
+          {"workflow": "{contact_workflow}", "range": "30d"}),
 )
 
 
@@ -881,6 +886,9 @@ def problem(probe: Probe, params: dict[str, str], response: httpx.Response,
             return f"rows of {statuses}"
         return None
     body = response.json()
+    if "verdict" in body:  # an explanation: of that contact and workflow, with its reasons
+        return None if (body["contact"]["id"] == facts.contact_id and body["reasons"]
+                        and body["workflow"] == params["workflow"]) else f"not that: {body}"
     if "items" not in body:
         return None if body["id"] == facts.run_id and body["steps"] else "not that run"
     wrong = [item for item in body["items"] if not fits(item, params, facts)]
@@ -955,6 +963,11 @@ def find_facts(url: str, api: httpx.Client) -> Facts:
             DeliveryAttempt.contact_id.in_([c for c, _ in near if c is not None]))))
         contact_id, facts.contact_runs = next(((c, n) for c, n in near if c in sent), (None, 0))
         facts.contact = conn.scalar(select(Contact.email).where(Contact.id == contact_id)) or ""
+        facts.contact_id = str(contact_id or "")
+        facts.contact_workflow = conn.scalar(
+            select(Workflow.key).join(WorkflowRun, WorkflowRun.workflow_id == Workflow.id)
+            .where(WorkflowRun.workspace_id == ws, WorkflowRun.contact_id == contact_id)
+            .group_by(Workflow.key).order_by(func.count().desc()).limit(1)) or ""
         facts.fingerprint = conn.scalar(
             select(WorkflowRun.fingerprint).where(WorkflowRun.workspace_id == ws,
                                                   WorkflowRun.fingerprint.is_not(None))
@@ -965,7 +978,8 @@ def find_facts(url: str, api: httpx.Client) -> Facts:
                    DeliveryAttempt.created_at < now - WINDOW / 2)
             .order_by(DeliveryAttempt.created_at.desc()).limit(1)) or "")
     engine.dispose()
-    if not (facts.workflow and facts.contact and facts.run_id and facts.fingerprint):
+    if not (facts.workflow and facts.contact and facts.run_id and facts.fingerprint
+            and facts.contact_workflow):
         raise SystemExit(f"the history lacks what the probes need: {facts}")
     cursor: str | None = None
     for _ in range(49):
@@ -1064,6 +1078,8 @@ def verdicts(header: dict[str, Any], results: list[Result]) -> list[tuple[str, s
          [r for r in results if r.what.startswith(("api failures:", "page /failures:"))]),
         ("run detail, API and page, p95 <= 20 ms", 20.0,
          [r for r in results if r.what in ("api run detail", "page /runs/{id}")]),
+        ("why not? (explain), p95 <= 100 ms", 100.0,
+         [r for r in results if r.what.startswith("api explain:")]),
         ("a month's runs dropped in < 5 s", 5000.0,
          [r for r in results if r.what.startswith("drop workflow_runs")]),
     )
