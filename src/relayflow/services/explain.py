@@ -40,8 +40,10 @@ CODES = ("workflow_inactive", "trigger_rejected", "duplicate_trigger", "not_in_a
          "bounced", "sent", "delivered", "in_progress")
 DEFAULT_RANGE = "7d"
 RUNS = 50  # the newest runs of the range that are explained
-_SUPPRESSED = {"unsubscribed": "suppressed_unsubscribed", "bounced": "suppressed_bounced",
-               "frequency_cap": "frequency_cap"}
+# An attempt's suppressed_by (services/effects.py), as a reason code; a complaint
+# suppresses the channel as an unsubscribe does.
+_SUPPRESSED = {"unsubscribed": "suppressed_unsubscribed", "complained": "suppressed_unsubscribed",
+               "bounced": "suppressed_bounced", "frequency_cap": "frequency_cap"}
 _ATTEMPT = {"FAILED": "delivery_failed", "BOUNCED": "bounced", "SENT": "sent",
             "DELIVERED": "delivered", "QUEUED": "in_progress"}
 

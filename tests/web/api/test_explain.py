@@ -81,6 +81,7 @@ class TestVerdicts:
         by_run = {r["run_id"]: r["code"] for r in found["reasons"]}
         assert by_run == {first: "sent", again: "suppressed_unsubscribed"}
         assert _codes(found)[0] == "suppressed_unsubscribed"  # newest first
+        assert found["reasons"][0]["detail"]["suppressed_by"] == "unsubscribed"
 
     def test_no_address(self, client, runtime) -> None:
         create(client, straight())
