@@ -61,3 +61,33 @@ class TestContacts:
         page.get_by_role("link", name="All deliveries").click()
         expect(page).to_have_url(re.compile(rf"/delivery-ops\?contact={grace}&range=all$"))
         expect(page.locator("table.deliveries tbody tr")).to_have_count(1)
+
+
+class TestWhyNot:
+    def test_from_a_bounced_message_to_the_verdict_and_its_evidence(self, page: Page,
+                                                                    seeded: Seeded) -> None:
+        """From the attempt's page, "Why not?" opens the contact's panel with the workflow
+        picked; it says "Not sent" in one sentence, then the bounce with a link to it."""
+        grace, attempt = seeded.contacts["grace"], seeded.attempts["welcome_grace"]
+        sign_in(page, ADMIN, next_path=f"/delivery-ops/{attempt}")
+        page.get_by_role("link", name="Why not?").click()
+        expect(page).to_have_url(re.compile(rf"/contacts/{grace}\?why=welcome#why$"))
+        panel = page.locator("#why")
+        expect(panel.locator("[data-verdict]")).to_have_attribute("data-verdict", "not_sent")
+        expect(panel.locator("[data-verdict]")).to_contain_text("Not sent")
+        expect(panel.get_by_label("Workflow")).to_have_value("welcome")
+        bounced = panel.locator('li[data-code="bounced"]')
+        expect(bounced).to_contain_text("The message bounced.")
+        screenshot(page, "contact-why-not")
+        bounced.get_by_role("link", name=re.compile("^message ")).click()
+        expect(page).to_have_url(re.compile(rf"/delivery-ops/{attempt}$"))
+
+    def test_picking_another_workflow_explains_it(self, page: Page, seeded: Seeded) -> None:
+        ada = seeded.contacts["ada"]
+        sign_in(page, ADMIN, next_path=f"/contacts/{ada}")
+        panel = page.locator("#why")
+        panel.get_by_label("Workflow").select_option("welcome")
+        panel.get_by_label("Range").select_option("30d")
+        panel.get_by_role("button", name="Explain").click()
+        expect(panel.locator("[data-verdict]")).to_have_attribute("data-verdict", "delivered")
+        expect(panel.locator('li[data-code="delivered"]')).to_have_count(1)
