@@ -19,12 +19,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from relayflow.engine import templates
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import contact as contact_service
+from relayflow.services import frequency as frequency_service
 from relayflow.services import schedule as schedule_service
 from relayflow.services import trigger_events
+from relayflow.services import workflow as workflow_service
 from relayflow.services.run import RANGES, time_window
 from relayflow.storage.models import Contact, DeliveryAttempt, RunStep, Workflow, WorkflowRun
+from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import schedule as schedule_repo
@@ -44,6 +48,7 @@ RUNS = 50  # the newest runs of the range that are explained
 # suppresses the channel as an unsubscribe does.
 _SUPPRESSED = {"unsubscribed": "suppressed_unsubscribed", "complained": "suppressed_unsubscribed",
                "bounced": "suppressed_bounced", "frequency_cap": "frequency_cap"}
+_ADDRESS = {"email": "email", "sms": "phone"}
 _ATTEMPT = {"FAILED": "delivery_failed", "BOUNCED": "bounced", "SENT": "sent",
             "DELIVERED": "delivered", "QUEUED": "in_progress"}
 
@@ -98,6 +103,16 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """One thing a run started now would meet, for this contact ("would it send now?")."""
+
+    check: str  # workflow_active, audience, address, suppression, frequency_cap
+    ok: bool
+    says: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     contact: Contact
     workflow: Workflow
@@ -106,6 +121,7 @@ class Explanation:
     verdict: str
     reasons: list[Reason]  # newest first
     more: bool  # runs beyond the RUNS newest were not explained
+    now: list[Check]  # would it send now?
 
 
 def explain(session: Session, *, workspace_id: uuid.UUID, contact_id: str, workflow_key: str,
@@ -137,7 +153,58 @@ def explain(session: Session, *, workspace_id: uuid.UUID, contact_id: str, workf
     if workflow.status != "ACTIVE":
         reasons.append(Reason("workflow_inactive", now, detail={"status": workflow.status}))
     reasons.sort(key=lambda r: r.at, reverse=True)
-    return Explanation(contact, workflow, start, end, _verdict(runs, reasons), reasons, more)
+    return Explanation(contact, workflow, start, end, _verdict(runs, reasons), reasons, more,
+                       preview(session, contact, workflow, now=now))
+
+
+def preview(session: Session, contact: Contact, workflow: Workflow, *,
+            now: datetime) -> list[Check]:
+    """What a run of the workflow started for this contact now would meet, evaluated
+    without running anything: the workflow's status, a schedule's audience, and for each
+    channel its messages use, an address, a suppression and the frequency cap."""
+    checks = [Check("workflow_active", workflow.status == "ACTIVE",
+                    "The workflow is active." if workflow.status == "ACTIVE" else
+                    f"The workflow is {workflow.status}: nothing starts a run of it.")]
+    if workflow.current_version_id is None:
+        return checks
+    definition = workflow_service.current_version(session, workflow).definition
+    trigger = workflow_service.trigger_of_definition(definition)
+    audience = trigger.get("audience") if trigger.get("type") == "schedule" else None
+    if audience is not None:
+        try:
+            matched = bool(templates.evaluate(str(audience),
+                                              {"contact": contact_repo.as_variables(contact)}))
+            says = ("The schedule's audience includes this contact." if matched else
+                    f"The schedule's audience ({audience}) leaves this contact out.")
+        except Exception as exc:  # an operator's expression: raising means "no match"
+            matched, says = False, (f"The schedule's audience ({audience}) fails for this "
+                                    f"contact, so it leaves it out: {type(exc).__name__}.")
+        checks.append(Check("audience", matched, says))
+    nodes = definition.get("nodes") or {}
+    sends = [n for n in nodes.values() if isinstance(n, dict) and n.get("type") == "SEND_MESSAGE"]
+    caps = frequency_service.show(session, workspace_id=contact.workspace_id)
+    for channel in sorted({str(n.get("channel")) for n in sends}):
+        field = _ADDRESS[channel]
+        own = all("to" in n for n in sends if n.get("channel") == channel)
+        has = bool(getattr(contact, field, None)) or own
+        checks.append(Check("address", has, (
+            "Its messages name their own recipient." if own else
+            f"The contact has a {field}." if has else
+            f"The contact has no {field}: its {channel} messages cannot be sent."),
+            channel))
+        why = (contact.suppressed or {}).get(channel)
+        checks.append(Check("suppression", why is None, (
+            f"The contact's {channel} is not suppressed." if why is None else
+            f"The contact's {channel} is suppressed ({why}): its messages are not sent."),
+            channel))
+        cap = caps.get(channel)
+        if cap is not None:
+            taken = frequency_service.counted(session, workspace_id=contact.workspace_id,
+                                              contact_id=contact.id, channel=channel, now=now)
+            checks.append(Check("frequency_cap", taken < cap, (
+                f"{taken} of {cap} {channel} messages a day sent to this contact today."),
+                channel))
+    return checks
 
 
 def _verdict(runs: list[WorkflowRun], reasons: list[Reason]) -> str:

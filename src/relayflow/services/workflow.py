@@ -228,7 +228,11 @@ def versions(session: Session, workflow: Workflow) -> list[WorkflowVersion]:
 
 def trigger_of(version: WorkflowVersion) -> dict[str, Any]:
     """The definition's trigger object (a definition without one is manually triggered)."""
-    trigger = version.definition.get("trigger")
+    return trigger_of_definition(version.definition)
+
+
+def trigger_of_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    trigger = definition.get("trigger")
     return dict(trigger) if isinstance(trigger, dict) else {"type": "manual"}
 
 

@@ -158,6 +158,52 @@ class TestSchedule:
         assert datetime.fromisoformat(left_out["at"]) == tick
 
 
+class TestWouldItSendNow:
+    def _now(self, found: dict) -> dict[tuple[str, str | None], tuple[bool, str]]:
+        return {(c["check"], c["channel"]): (c["ok"], c["says"]) for c in found["now"]}
+
+    def test_a_deliverable_contact(self, client, runtime) -> None:
+        create(client, straight())
+        run_id = trigger(client, "onboarding")
+        now = self._now(_explain(client, _contact_of(client, run_id), "onboarding"))
+        assert {k: ok for k, (ok, _) in now.items()} == {
+            ("workflow_active", None): True, ("address", "email"): True,
+            ("suppression", "email"): True}
+
+    def test_what_would_stop_it(self, client, runtime) -> None:
+        noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        runtime.clock = lambda: noon  # one UTC day for the cap's count
+        create(client, straight())
+        assert client.put("/api/v1/settings/frequency-caps",
+                          json={"email": 1}).status_code in (200, 201)
+        run_id = trigger(client, "onboarding")  # takes today's one message
+        drain(runtime)
+        suppress(runtime, "ada@example.com", "email", "unsubscribed")
+        assert client.post("/api/v1/workflows/onboarding/deactivate").status_code == 200
+        now = self._now(_explain(client, _contact_of(client, run_id), "onboarding"))
+        assert now[("workflow_active", None)][0] is False
+        assert now[("suppression", "email")] == (
+            False, "The contact's email is suppressed (unsubscribed): its messages are not sent.")
+        assert now[("frequency_cap", "email")] == (
+            False, "1 of 1 email messages a day sent to this contact today.")
+
+    def test_no_address_and_an_audience_that_leaves_it_out(self, client, runtime) -> None:
+        create(client, {"key": "digest", "trigger": {
+            "type": "schedule", "cron": "0 9 * * *", "audience": "contact.plan == 'pro'"},
+            "start": "mail", "nodes": {
+                "mail": {"type": "SEND_MESSAGE", "channel": "sms", "body": "Hi",
+                         "next": "done"},
+                "done": {"type": "END"}}})
+        create(client, straight())
+        run_id = trigger(client, "onboarding", contact={"email": "ada@example.com",
+                                                         "attributes": {"plan": "free"}})
+        now = self._now(_explain(client, _contact_of(client, run_id), "digest"))
+        assert now[("audience", None)] == (
+            False, "The schedule's audience (contact.plan == 'pro') leaves this contact out.")
+        assert now[("address", "sms")] == (
+            False, "The contact has no phone: its sms messages cannot be sent.")
+
+
 class TestBadInput:
     @pytest.mark.parametrize(("params", "status"), [
         ({}, 422), ({"workflow": "nope"}, 404), ({"workflow": "onboarding", "range": "1y"}, 422),

@@ -110,6 +110,13 @@ class ExplainReason(BaseModel):
                                                "the values a condition saw, an error, ...")
 
 
+class NowCheck(BaseModel):
+    check: Literal["workflow_active", "audience", "address", "suppression", "frequency_cap"]
+    ok: bool
+    says: str
+    channel: str | None = None
+
+
 class Explanation(BaseModel):
     contact: ContactRef
     workflow: str
@@ -118,6 +125,9 @@ class Explanation(BaseModel):
     range_start: datetime
     range_end: datetime
     more: bool = Field(description="The range holds more runs than the 50 newest explained.")
+    now: list[NowCheck] = Field(description="Would it send now? What a run started for this "
+                                            "contact now would meet, evaluated without running "
+                                            "anything.")
 
 
 @router.get(
@@ -150,4 +160,6 @@ def explain_contact(
         workflow=found.workflow.key, verdict=found.verdict,  # type: ignore[arg-type]
         reasons=[ExplainReason(code=r.code, at=r.at, run_id=r.run_id, attempt_id=r.attempt_id,
                                node_id=r.node_id, detail=r.detail) for r in found.reasons],
-        range_start=found.start, range_end=found.end, more=found.more)
+        range_start=found.start, range_end=found.end, more=found.more,
+        now=[NowCheck(check=c.check, ok=c.ok, says=c.says, channel=c.channel)  # type: ignore[arg-type]
+             for c in found.now])
