@@ -132,7 +132,7 @@ def _rollups_match_rows(runtime: Runtime, workspace: WorkspaceHandle) -> None:
                 key = (int(at.timestamp()) // 3600 * 3600, name)
                 failed[key] = failed.get(key, 0) + 1
             by_cause = rollup.failures(session, kind, workspace.id, first=0, end=2 ** 40)
-            assert {(hour, name): n for hour, name, n in by_cause} == failed, kind.failures
+            assert {(bar * 3600, name): n for bar, name, n in by_cause} == failed, kind.failures
 
 
 def test_rows_live_in_their_ids_month_and_a_lookup_reads_one_partition(

@@ -103,10 +103,10 @@ def groups(session: Session, *, workspace_id: uuid.UUID, kinds: Sequence[str],
         of_kind = described.where(FailureGroup.kind == kind)
         names = None if workflow_id is None else list(session.scalars(of_kind))
         if whole:
-            for at, name, n in rollup.failures(
+            for bar, name, n in rollup.failures(
                     session, kept, workspace_id, first=int(first.timestamp()),
-                    end=int(last.timestamp()), fingerprints=names):
-                add(name, (at - base) // width, n)
+                    end=int(last.timestamp()), fingerprints=names, origin=base, width=width):
+                add(name, int(bar), n)
         for since, until in partial:
             if since >= until:
                 continue

@@ -292,12 +292,18 @@ def count(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *,
 
 
 def failures(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *, first: int,
-             end: int, fingerprints: Sequence[str] | None = None) -> list[tuple[int, str, int]]:
-    """(hour, fingerprint, count) of the failures created in the whole hours from `first`
-    to before `end` (epoch seconds, multiples of an hour), of the given causes only when
-    `fingerprints` is not None. Hours and causes with none are absent."""
+             end: int, fingerprints: Sequence[str] | None = None, origin: int = 0,
+             width: int = HOUR) -> list[tuple[int, str, int]]:
+    """(bar, fingerprint, count) of the failures created in the whole hours from `first`
+    to before `end` (epoch seconds, multiples of an hour), summed in bars of `width`
+    seconds (whole hours) counted from `origin` (at most `first`), of the given causes only
+    when `fingerprints` is not None. The database sums them: a month at ten million runs
+    is 20,000 rows of hours, and 800 of bars. Bars and causes with none are absent."""
+    if origin > first or width % HOUR:
+        raise ValueError("bars are whole hours, from at most the first hour")
     binds = [bindparam("workspace_id", type_=_UUID)]
-    params: dict[str, object] = {"workspace_id": workspace_id, "first": first, "end": end}
+    params: dict[str, object] = {"workspace_id": workspace_id, "first": first, "end": end,
+                                 "origin": origin, "width": width}
     if fingerprints is not None:
         if not fingerprints:
             return []
@@ -309,8 +315,9 @@ def failures(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *, first
                 f"AND {column} " + ("IS NOT NULL" if fingerprints is None
                                     else "IN :fingerprints"))
 
+    # Both databases divide two integers whole, and every hour here is at least `origin`.
     sql = f"""
-        SELECT hour, fingerprint, sum(n) FROM (
+        SELECT (hour - :origin) / :width AS bar, fingerprint, sum(n) FROM (
             SELECT hour, fingerprint, {_FAILURES} AS n FROM {rollup.failures}
             WHERE {where("fingerprint")}
             UNION ALL
@@ -319,7 +326,7 @@ def failures(session: Session, rollup: Rollup, workspace_id: uuid.UUID, *, first
             UNION ALL
             SELECT hour, old_fingerprint, -1 FROM {rollup.changes}
             WHERE {where("old_fingerprint")}
-        ) AS counted GROUP BY hour, fingerprint"""  # nosec B608
+        ) AS counted GROUP BY bar, fingerprint"""  # nosec B608
     return [(int(h), name, int(n)) for h, name, n in
             session.execute(text(sql).bindparams(*binds), params) if n]
 
