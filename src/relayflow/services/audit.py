@@ -33,6 +33,8 @@ ACTIONS = {
     "delivery.resend": "an operator resent a message",
     "workflow.webhook_rotate": "a workflow's webhook address was replaced",
     "contact.unsubscribe": "a contact unsubscribed",
+    "contact.suppression_lift": "an admin lifted a contact's suppression on a channel (what it "
+                                "was, and why it was lifted)",
     "network.set": "the workspace's network allow-list was replaced",
     "frequency.set": "the workspace's per-contact frequency caps were replaced",
     "retention.set": "how long the workspace keeps its history was changed",

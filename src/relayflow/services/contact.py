@@ -15,13 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput, NotFound
+from relayflow.services import audit as audit_service
 from relayflow.services import paging, trigger_events
 from relayflow.storage.ids import new_id, parse_id
-from relayflow.storage.models import Contact, TriggerEvent
+from relayflow.storage.models import AuditEvent, Contact, TriggerEvent
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
+from relayflow.storage.repositories import workspace as workspace_repo
 from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
 from relayflow.storage.repositories.run import RunFilter, RunRow
 
@@ -217,6 +219,35 @@ def find_existing(session: Session, *, workspace_id: uuid.UUID, spec: dict[str, 
                  if field in found), None)
 
 
+SUPPRESSIBLE = ("email", "sms")
+MAX_REASON = 500
+
+
+def lift_suppression(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
+                     channel: str, reason: str, actor: str, now: datetime) -> Contact:
+    """Let messages reach the contact on `channel` again (an unsubscribe, a bounce or a
+    complaint, lifted by an admin who knows better: the address was fixed, the person asked);
+    audited with what the suppression was and why it was lifted."""
+    if channel not in SUPPRESSIBLE:
+        raise InvalidInput(f"channel must be one of {', '.join(SUPPRESSIBLE)}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("reason is required: say why the suppression is lifted")
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(f"reason is at most {MAX_REASON} characters")
+    contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
+    was = (contact.suppressed or {}).get(channel)
+    if not was:
+        raise Conflict(f"The contact's {channel} is not suppressed.")
+    contact.suppressed = {k: v for k, v in (contact.suppressed or {}).items() if k != channel}
+    contact.updated_at = now
+    audit_service.record(session, workspace_id=workspace_id, actor=actor,
+                         action="contact.suppression_lift", target_type="contact",
+                         target_id=str(contact.id), now=now,
+                         detail={"channel": channel, "was": was, "reason": reason})
+    return contact
+
+
 # --- upsert -----------------------------------------------------------------------------
 
 
@@ -373,16 +404,67 @@ def browse(
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One thing that happened to a contact: a run, a delivery attempt, or a trigger that
-    opened no run of its own (refused, or a duplicate)."""
+    """One thing that happened to a contact: a run, a delivery attempt, a trigger that
+    opened no run of its own (refused, or a duplicate), or a change to its suppression (an
+    unsubscribe, a suppression lifted)."""
 
-    kind: str  # "run", "delivery" or "trigger"
+    kind: str  # "run", "delivery", "trigger" or "suppression"
     at: datetime
     run: RunRow | None = None
     delivery: DeliveryRow | None = None
     trigger: TriggerEvent | None = None
     workflow_key: str | None = None  # of a trigger event (None once its workflow is gone)
-    says: str = ""  # of a trigger event
+    says: str = ""  # of a trigger event or a suppression's change
+    audit: AuditEvent | None = None  # of a suppression's change
+
+
+# The audit actions that change a contact's suppression, as the timeline says them.
+SUPPRESSION_ACTIONS = ("contact.unsubscribe", "contact.suppression_lift")
+
+
+def _says(event: AuditEvent) -> str:
+    channel = event.detail.get("channel", "a channel")
+    if event.action == "contact.unsubscribe":
+        return f"unsubscribed from {channel} (the unsubscribe link)"
+    return (f"suppression on {channel} ({event.detail.get('was')}) lifted by {event.actor}: "
+            f"{event.detail.get('reason', '')}")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """Why a channel is suppressed, and since when: what the contact page says of it."""
+
+    why: str  # unsubscribed, bounced, complained
+    at: datetime | None  # None: no record of it is left (pruned with its message)
+    attempt_id: uuid.UUID | None = None  # the message whose bounce or complaint it was
+
+
+def suppressions(session: Session, contact: Contact) -> dict[str, Suppressed]:
+    """Each suppressed channel of the contact, with when and from what: an unsubscribe from
+    the audit trail, a bounce or a complaint from the provider's event on the message."""
+    found: dict[str, Suppressed] = {}
+    suppressed = contact.suppressed or {}
+    if not suppressed:
+        return found
+    unsubscribes = workspace_repo.audit_of(
+        session, contact.workspace_id, target_type="contact", target_id=str(contact.id),
+        actions=("contact.unsubscribe",), limit=20)
+    events = [(a, e) for row in delivery_repo.list_page(session, DeliveryFilter(
+        workspace_id=contact.workspace_id, contact_id=contact.id,
+        statuses=("BOUNCED", "SENT", "DELIVERED")), limit=100)
+        for a in (row.attempt,) for e in (a.provider_response or {}).get("events", [])]
+    for channel, why in suppressed.items():
+        origin = Suppressed(str(why), None)
+        if why == "unsubscribed":
+            origin = next((Suppressed(why, u.at) for u in unsubscribes
+                           if u.detail.get("channel") == channel), origin)
+        else:
+            kind = "bounced" if why == "bounced" else "complained"
+            origin = next((Suppressed(str(why), datetime.fromisoformat(e["at"]), a.id)
+                           for a, e in events if a.channel == channel and e.get("type") == kind),
+                          origin)
+        found[channel] = origin
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,11 +476,11 @@ class Timeline:
 
 def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
              limit: int = TIMELINE) -> Timeline:
-    """A contact with its newest runs, delivery attempts and trigger events, interleaved
-    newest first.
+    """A contact with its newest runs, delivery attempts, trigger events and changes to its
+    suppression, interleaved newest first.
 
     The newest `limit` of the merge are always among the newest `limit` of each list, so
-    three bounded keyset reads give an exact timeline."""
+    four bounded reads give an exact timeline."""
     contact = get(session, workspace_id=workspace_id, contact_id=contact_id)
     runs = run_repo.list_page(session, RunFilter(workspace_id=workspace_id,
                                                  contact_id=contact.id), limit=limit + 1)
@@ -413,6 +495,10 @@ def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
     entries += [TimelineEntry("delivery", d.attempt.created_at, delivery=d) for d in deliveries]
     entries += [TimelineEntry("trigger", e.at, trigger=e, workflow_key=keys.get(e.workflow_id),
                               says=trigger_events.says(e)) for e in events]
+    entries += [TimelineEntry("suppression", a.at, audit=a, says=_says(a))
+                for a in workspace_repo.audit_of(
+                    session, workspace_id, target_type="contact", target_id=str(contact.id),
+                    actions=SUPPRESSION_ACTIONS, limit=limit + 1)]
     # Same instant: a run's delivery is what the run did, so it shows above the run.
     entries.sort(key=lambda e: (e.at, e.kind == "delivery"), reverse=True)
     return Timeline(contact, entries[:limit], len(entries) > limit)

@@ -368,7 +368,9 @@ class Secret(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_ws_at", "workspace_id", "at"),)
+    __table_args__ = (Index("ix_audit_ws_at", "workspace_id", "at"),
+                      Index("ix_audit_ws_target_at", "workspace_id", "target_type", "target_id",
+                            "at"))
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = _workspace()
     actor: Mapped[str] = mapped_column(String(320))

@@ -43,6 +43,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/contacts/{contact_id}"): Case("contact_id", "contact", MISSING_ID),
     ("GET", "/api/v1/contacts/{contact_id}/explain"): Case(
         "contact_id", "contact", MISSING_ID, query={"workflow": "onboarding"}),
+    ("POST", "/api/v1/contacts/{contact_id}/suppression/lift"): Case(
+        "contact_id", "contact", MISSING_ID, {"channel": "email", "reason": "asked"}),
     ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
     ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),

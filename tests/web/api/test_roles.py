@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from relayflow.services.runtime import Runtime
+from tests.support.flows import suppress
 from tests.support.worker import drain
 from tests.web.api.definitions import create, straight, trigger, webhook
 from tests.web.api.routes import api_routes, visible_state
@@ -45,6 +46,8 @@ WRITES: dict[tuple[str, str], Case] = {
                                                   status=202),
     ("POST", "/api/v1/contacts"): Case("operator", body={"email": "new@example.com"},
                                        status=201),
+    ("POST", "/api/v1/contacts/{contact_id}/suppression/lift"): Case(
+        "admin", {"contact_id": "suppressed_contact"}, {"channel": "email", "reason": "asked"}),
     ("PUT", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, {"value": "v2"},
                                             204),
     ("DELETE", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, status=204),
@@ -88,9 +91,12 @@ def objects(client: TestClient, runtime: Runtime) -> dict[str, str]:
     spare = client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
     bulk = client.post("/api/v1/bulk-operations", json={
         "action": "cancel", "filter": {"ids": [pending]}, "rate": 0.001}).json()["id"]
+    lin = client.post("/api/v1/contacts", json={"email": "lin@example.com"}).json()
+    suppress(runtime, "lin@example.com", "email", "unsubscribed")
     return {"workflow": "onboarding", "webhook_workflow": "inbound", "pending_run": pending,
             "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare,
-            "channel": "email", "delivery": delivery, "bulk": bulk}
+            "channel": "email", "delivery": delivery, "bulk": bulk,
+            "suppressed_contact": lin["id"]}
 
 
 @pytest.fixture

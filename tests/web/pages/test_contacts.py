@@ -11,9 +11,11 @@ import pytest
 
 from relayflow.services import contact as contact_service
 from relayflow.services import trigger_events
+from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import WorkflowRun
+from tests.support.pages import csrf_token
 from tests.support.seed import XSS, Seeded, seed
 
 _ROW = re.compile(r'<tr data-contact="([0-9a-f-]+)"')
@@ -244,3 +246,49 @@ class TestWhyNot:
         text = page_client.get(f"/delivery-ops/{seeded.attempts['welcome_grace']}").text
         grace = seeded.contacts["grace"]
         assert f'href="/contacts/{grace}?why=welcome#why" data-why' in text
+
+
+class TestSuppression:
+    """A suppression says since when and from what; an admin lifts it from the page."""
+
+    def test_a_bounce_links_to_the_message_that_bounced(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['grace']}").text
+        email = channel(text, "email")
+        assert "bounced" in email
+        assert f'href="/delivery-ops/{seeded.attempts["welcome_grace"]}">the message that ' \
+               "bounced</a>" in email
+
+    def test_an_unsubscribe_says_when_and_shows_on_the_timeline(self, page_client, runtime,
+                                                                workspace, seeded):
+        ada = seeded.contacts["ada"]
+        token = unsubscribe_service.token(runtime, workspace_id=workspace.id, contact_id=ada,
+                                          channel="email")
+        with session_scope(runtime.sessions) as session:
+            unsubscribe_service.unsubscribe(session, runtime, text=token,
+                                            now=datetime.now(UTC))
+        text = page_client.get(f"/contacts/{ada}").text
+        assert "from the unsubscribe link" in channel(text, "email")
+        assert 'data-kind="suppression" data-action="contact.unsubscribe"' in text
+        assert "unsubscribed from email (the unsubscribe link)" in text
+
+    def test_an_admin_lifts_it_and_the_timeline_says_who_and_why(self, page_client, seeded):
+        linus = seeded.contacts["linus"]
+        assert 'data-lift="email"' in page_client.get(f"/contacts/{linus}").text
+        response = page_client.post(f"/contacts/{linus}/suppression/lift", data={
+            "csrf_token": csrf_token(page_client), "channel": "email",
+            "reason": "fixed his address"}, follow_redirects=True)
+        assert response.status_code == 200
+        assert "Suppression lifted" in response.text
+        assert "Deliverable" in channel(response.text, "email")
+        assert 'data-action="contact.suppression_lift"' in response.text
+        assert "(unsubscribed) lifted by " in response.text
+        assert "fixed his address" in response.text
+
+    def test_no_one_but_an_admin_may(self, operator_page_client, viewer_page_client, seeded):
+        linus = seeded.contacts["linus"]
+        for client in (operator_page_client, viewer_page_client):
+            assert 'data-lift="email"' not in client.get(f"/contacts/{linus}").text
+            response = client.post(f"/contacts/{linus}/suppression/lift", data={
+                "csrf_token": csrf_token(client), "channel": "email", "reason": "x"})
+            assert response.status_code == 403
+            assert "unsubscribed" in channel(client.get(f"/contacts/{linus}").text, "email")

@@ -95,3 +95,14 @@ def list_audit(
         query = query.where(tuple_(AuditEvent.at, AuditEvent.id) < before)
     query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+def audit_of(session: Session, workspace_id: uuid.UUID, *, target_type: str, target_id: str,
+             actions: Sequence[str], limit: int) -> list[AuditEvent]:
+    """One object's audit events of the given actions, newest first."""
+    return list(session.scalars(
+        select(AuditEvent).where(AuditEvent.workspace_id == workspace_id,
+                                 AuditEvent.target_type == target_type,
+                                 AuditEvent.target_id == target_id,
+                                 AuditEvent.action.in_(list(actions)))
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)))

@@ -23,6 +23,7 @@ from relayflow.web.api.schemas import (
     Text,
 )
 from relayflow.web.deps import (
+    AdminDep,
     PrincipalDep,
     RuntimeDep,
     SessionDep,
@@ -163,3 +164,28 @@ def explain_contact(
         range_start=found.start, range_end=found.end, more=found.more,
         now=[NowCheck(check=c.check, ok=c.ok, says=c.says, channel=c.channel)  # type: ignore[arg-type]
              for c in found.now])
+
+
+class SuppressionLift(BaseModel):
+    model_config = {"extra": "forbid"}
+    channel: Literal["email", "sms"]
+    reason: str = Field(min_length=1, max_length=contact_service.MAX_REASON,
+                        description="Why: kept in the audit trail with what the suppression was.")
+
+
+@router.post(
+    "/{contact_id}/suppression/lift",
+    name="contacts:lift_suppression",
+    summary="Lift a contact's suppression on a channel (admin)",
+    description="Messages reach the contact on the channel again. The audit trail keeps what "
+                "the suppression was (unsubscribed, bounced, complained) and the reason. 409 "
+                "when the channel is not suppressed.",
+    response_model=ContactRead,
+    responses=errors(401, 403, 404, 409, 422),
+)
+def lift_suppression(contact_id: str, body: SuppressionLift, principal: AdminDep,
+                     session: SessionDep, runtime: RuntimeDep) -> ContactRead:
+    contact = contact_service.lift_suppression(
+        session, workspace_id=principal.workspace_id, contact_id=contact_id,
+        channel=body.channel, reason=body.reason, actor=principal.actor, now=runtime.clock())
+    return ContactRead.from_contact(contact)

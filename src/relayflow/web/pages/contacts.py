@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from relayflow.errors import InvalidInput, NotFound
 from relayflow.services import contact as contact_service
@@ -16,7 +16,7 @@ from relayflow.services import explain as explain_service
 from relayflow.services import paging
 from relayflow.services import workflow as workflow_service
 from relayflow.web.deps import RuntimeDep, SessionDep
-from relayflow.web.pages.deps import ViewerDep
+from relayflow.web.pages.deps import AdminDep, FormDep, ViewerDep
 from relayflow.web.pages.templating import pretty_json, render
 
 router = APIRouter()
@@ -89,6 +89,8 @@ def detail_page(contact_id: str, request: Request, viewer: ViewerDep, session: S
                                         contact_id=contact_id)
     ctx: dict[str, Any] = {
         "t": timeline, "c": timeline.contact, "channels": CHANNELS,
+        "suppressions": contact_service.suppressions(session, timeline.contact),
+        "notice": request.query_params.get("notice", ""),
         "key_attributes": key_attributes, "why": why, "why_range": why_range,
         "why_ranges": EXPLAIN_RANGES, "says": explain_service.says,
         "workflows": workflow_service.list_all(session, workspace_id=viewer.workspace_id),
@@ -104,3 +106,13 @@ def detail_page(contact_id: str, request: Request, viewer: ViewerDep, session: S
         return render(request, "contacts/detail.html", ctx, status_code=422)
     ctx.update(explained=found, verdict=explain_service.verdict_says(found.verdict, why))
     return render(request, "contacts/detail.html", ctx)
+
+
+@router.post("/contacts/{contact_id}/suppression/lift", name="contacts:lift_suppression")
+def lift_suppression(contact_id: str, viewer: AdminDep, form: FormDep, session: SessionDep,
+                     runtime: RuntimeDep) -> RedirectResponse:
+    contact = contact_service.lift_suppression(
+        session, workspace_id=viewer.workspace_id, contact_id=contact_id,
+        channel=str(form.get("channel") or ""), reason=str(form.get("reason") or ""),
+        actor=viewer.principal.actor, now=runtime.clock())
+    return RedirectResponse(f"/contacts/{contact.id}?notice=lifted", status_code=303)
