@@ -68,7 +68,7 @@ class TestStep:
         outcome = step(_graph(), "welcome", make_ctx(contact=contact))
 
         assert outcome == Fail(reason="no email address to send the email to",
-                               error_class="NoAddress")
+                               error_class="NoAddress", output={"reason": "no_address"})
 
     def test_contact_without_phone_fails_for_sms(self) -> None:
         contact = {k: v for k, v in CONTACT.items() if k != "phone"}
@@ -76,7 +76,7 @@ class TestStep:
         outcome = step(_graph(channel="sms"), "welcome", make_ctx(contact=contact))
 
         assert outcome == Fail(reason="no phone address to send the sms to",
-                               error_class="NoAddress")
+                               error_class="NoAddress", output={"reason": "no_address"})
 
     def test_event_run_without_contact_or_to_fails(self) -> None:
         outcome = step(_graph(), "welcome", make_ctx(contact=None))
