@@ -516,6 +516,35 @@ def provider_show(channel: str, workspace: WorkspaceOpt = "demo") -> None:
     print(json.dumps(shown))  # noqa: T201
 
 
+contact_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+app.add_typer(contact_app, name="contact")
+
+
+@contact_app.command("erase")
+def contact_erase(
+    contact_id: Annotated[str, typer.Argument(help="The contact's id.")],
+    reason: Annotated[str, typer.Option(help="Why: kept in the audit trail.")],
+    workspace: WorkspaceOpt = "demo",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+) -> None:
+    """Erase a contact's personal data from every table (statuses and counts stay; the
+    contact stays as a tombstone). It cannot be undone."""
+    from relayflow.services import erase as erase_service
+
+    if not yes and not typer.confirm(f"Erase contact {contact_id}? It cannot be undone."):
+        raise typer.Exit(code=1)
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            erased = erase_service.erase(session, workspace_id=ws.id, contact_id=contact_id,
+                                         reason=reason, actor="cli", now=runtime.clock())
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"contact {erased.contact_id} erased: {erased.runs} runs and "
+                  f"{erased.attempts} messages scrubbed")
+
+
 def _fail_provider(exc: RelayflowError) -> None:
     # Provider problems are plain strings, not workflow nodes as _fail expects.
     err.print(f"[red]error:[/red] {exc.detail}")

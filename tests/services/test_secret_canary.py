@@ -92,14 +92,16 @@ def all_forms() -> dict[tuple[str, str], str]:
 
 @dataclass
 class Search:
-    """Where the canaries were looked for, and what was found."""
+    """Where the canaries (or other `needles`: name and form -> text) were looked for, and
+    what was found."""
 
     places: int = 0
     found: list[str] = field(default_factory=list)
+    needles: dict[tuple[str, str], str] = field(default_factory=all_forms)
 
     def look(self, where: str, text: str) -> None:
         self.places += 1
-        for (secret, form), needle in all_forms().items():
+        for (secret, form), needle in self.needles.items():
             if needle in text:
                 at = text.index(needle)
                 self.found.append(f"{secret} as {form} in {where}: "

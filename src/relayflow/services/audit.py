@@ -33,6 +33,8 @@ ACTIONS = {
     "delivery.resend": "an operator resent a message",
     "workflow.webhook_rotate": "a workflow's webhook address was replaced",
     "contact.unsubscribe": "a contact unsubscribed",
+    "contact.erase": "an admin erased a contact's personal data (the reason, and how many runs "
+                     "and messages were scrubbed)",
     "contact.suppression_lift": "an admin lifted a contact's suppression on a channel (what it "
                                 "was, and why it was lifted)",
     "network.set": "the workspace's network allow-list was replaced",

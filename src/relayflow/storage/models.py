@@ -117,6 +117,8 @@ class Contact(Base):
     suppressed: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Set when the contact was erased (services/erase.py): the row stays as a tombstone.
+    erased_at: Mapped[datetime | None]
 
 
 class Workflow(Base):

@@ -45,6 +45,8 @@ CASES: dict[tuple[str, str], Case] = {
         "contact_id", "contact", MISSING_ID, query={"workflow": "onboarding"}),
     ("POST", "/api/v1/contacts/{contact_id}/suppression/lift"): Case(
         "contact_id", "contact", MISSING_ID, {"channel": "email", "reason": "asked"}),
+    ("POST", "/api/v1/contacts/{contact_id}/erase"): Case(
+        "contact_id", "contact", MISSING_ID, {"reason": "asked"}),
     ("DELETE", "/api/v1/secrets/{name}"): Case("name", "secret", "NO_SUCH_SECRET"),
     ("DELETE", "/api/v1/keys/{prefix}"): Case("prefix", "key", "rf_00000000"),
     ("GET", "/api/v1/deliveries/{delivery_id}"): Case("delivery_id", "delivery", MISSING_ID),

@@ -48,6 +48,8 @@ WRITES: dict[tuple[str, str], Case] = {
                                        status=201),
     ("POST", "/api/v1/contacts/{contact_id}/suppression/lift"): Case(
         "admin", {"contact_id": "suppressed_contact"}, {"channel": "email", "reason": "asked"}),
+    ("POST", "/api/v1/contacts/{contact_id}/erase"): Case(
+        "admin", {"contact_id": "suppressed_contact"}, {"reason": "asked"}),
     ("PUT", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, {"value": "v2"},
                                             204),
     ("DELETE", "/api/v1/secrets/{name}"): Case("operator", {"name": "secret"}, status=204),

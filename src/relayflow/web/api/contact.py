@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from relayflow.services import contact as contact_service
+from relayflow.services import erase as erase_service
 from relayflow.services import explain as explain_service
 from relayflow.services import paging
 from relayflow.web.api.responses import errors
@@ -189,3 +190,38 @@ def lift_suppression(contact_id: str, body: SuppressionLift, principal: AdminDep
         session, workspace_id=principal.workspace_id, contact_id=contact_id,
         channel=body.channel, reason=body.reason, actor=principal.actor, now=runtime.clock())
     return ContactRead.from_contact(contact)
+
+
+class EraseRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    reason: str = Field(min_length=1, max_length=erase_service.MAX_REASON,
+                        description="Why (a request under the right to erasure, say): kept in "
+                                    "the audit trail.")
+
+
+class EraseResult(BaseModel):
+    id: uuid.UUID
+    erased_at: datetime
+    runs: int = Field(description="The contact's runs, scrubbed (their statuses kept).")
+    attempts: int = Field(description="The contact's messages, scrubbed (statuses kept).")
+
+
+@router.post(
+    "/{contact_id}/erase",
+    name="contacts:erase",
+    summary="Erase a contact's personal data (admin)",
+    description="Removes the contact's identifiers and attributes, and the personal data of "
+                "its runs, steps, messages and audit events, keeping their statuses and the "
+                "counts; the contact stays as a tombstone with `erased_at`. Audited. 409 when "
+                "it was erased already. It cannot be undone.",
+    response_model=EraseResult,
+    responses=errors(401, 403, 404, 409, 422),
+)
+def erase_contact(contact_id: str, body: EraseRequest, principal: AdminDep,
+                  session: SessionDep, runtime: RuntimeDep) -> EraseResult:
+    now = runtime.clock()
+    erased = erase_service.erase(session, workspace_id=principal.workspace_id,
+                                 contact_id=contact_id, reason=body.reason,
+                                 actor=principal.actor, now=now)
+    return EraseResult(id=erased.contact_id, erased_at=now, runs=erased.runs,
+                       attempts=erased.attempts)

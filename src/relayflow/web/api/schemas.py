@@ -498,13 +498,15 @@ class ContactRead(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = Field(
+        default=None, description="When its personal data was erased; the rest is a tombstone.")
 
     @classmethod
     def from_contact(cls, contact: Contact) -> ContactRead:
         return cls(id=contact.id, email=contact.email, phone=contact.phone,
                    external_id=contact.external_id, attributes=contact.attributes or {},
                    suppressed=contact.suppressed or {}, created_at=contact.created_at,
-                   updated_at=contact.updated_at)
+                   updated_at=contact.updated_at, erased_at=contact.erased_at)
 
 
 class ContactList(BaseModel):
