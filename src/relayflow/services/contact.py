@@ -18,7 +18,7 @@ from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import audit as audit_service
 from relayflow.services import paging, trigger_events
 from relayflow.storage.ids import new_id, parse_id
-from relayflow.storage.models import AuditEvent, Contact, TriggerEvent
+from relayflow.storage.models import AuditEvent, Contact, RunStep, TriggerEvent
 from relayflow.storage.repositories import contact as contact_repo
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import run as run_repo
@@ -408,7 +408,7 @@ class TimelineEntry:
     opened no run of its own (refused, or a duplicate), or a change to its suppression (an
     unsubscribe, a suppression lifted)."""
 
-    kind: str  # "run", "delivery", "trigger" or "suppression"
+    kind: str  # "run", "delivery", "trigger", "suppression" or "attributes"
     at: datetime
     run: RunRow | None = None
     delivery: DeliveryRow | None = None
@@ -416,6 +416,7 @@ class TimelineEntry:
     workflow_key: str | None = None  # of a trigger event (None once its workflow is gone)
     says: str = ""  # of a trigger event or a suppression's change
     audit: AuditEvent | None = None  # of a suppression's change
+    step: RunStep | None = None  # the UPDATE_CONTACT step that set attributes
 
 
 # The audit actions that change a contact's suppression, as the timeline says them.
@@ -476,8 +477,8 @@ class Timeline:
 
 def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
              limit: int = TIMELINE) -> Timeline:
-    """A contact with its newest runs, delivery attempts, trigger events and changes to its
-    suppression, interleaved newest first.
+    """A contact with its newest runs, delivery attempts, trigger events, changes to its
+    suppression and attributes set by its runs, interleaved newest first.
 
     The newest `limit` of the merge are always among the newest `limit` of each list, so
     four bounded reads give an exact timeline."""
@@ -495,6 +496,12 @@ def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
     entries += [TimelineEntry("delivery", d.attempt.created_at, delivery=d) for d in deliveries]
     entries += [TimelineEntry("trigger", e.at, trigger=e, workflow_key=keys.get(e.workflow_id),
                               says=trigger_events.says(e)) for e in events]
+    steps = run_repo.steps_of(session, [r.run.id for r in runs]) if runs else {}
+    entries += [TimelineEntry("attributes", step.finished_at or step.started_at, step=step,
+                              says="set " + ", ".join(sorted((step.output or {}).get("set", {}))),
+                              run=row)
+                for row in runs for step in steps.get(row.run.id, [])
+                if step.node_type == "UPDATE_CONTACT" and step.status == "COMPLETED"]
     entries += [TimelineEntry("suppression", a.at, audit=a, says=_says(a))
                 for a in workspace_repo.audit_of(
                     session, workspace_id, target_type="contact", target_id=str(contact.id),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from relayflow.services import contact as contact_service
+from relayflow.services import erase as erase_service
 from relayflow.services import trigger_events
 from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services.runtime import Runtime
@@ -292,3 +293,23 @@ class TestSuppression:
                 "csrf_token": csrf_token(client), "channel": "email", "reason": "x"})
             assert response.status_code == 403
             assert "unsubscribed" in channel(client.get(f"/contacts/{linus}").text, "email")
+
+
+class TestAttributesOnTheTimeline:
+    def test_attributes_a_run_set_show_with_the_run(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['ada']}").text
+        run = seeded.runs["nurture_ada"]
+        row = re.search(rf'<tr data-kind="attributes" data-run="{run}">(.*?)</tr>', text, re.S)
+        assert row, "no attributes row for the nurture run"
+        assert "set stage" in row.group(1)
+        assert f'href="/runs/{run}"' in row.group(1)
+
+    def test_an_erased_contact_is_a_tombstone(self, page_client, runtime, workspace, seeded):
+        grace = seeded.contacts["grace"]
+        with session_scope(runtime.sessions) as session:
+            erase_service.erase(session, workspace_id=workspace.id, contact_id=str(grace),
+                                reason="asked", actor="test", now=datetime.now(UTC))
+        text = page_client.get(f"/contacts/{grace}").text
+        assert "data-erased" in text
+        assert "grace@example.com" not in text
+        assert 'data-kind="run"' in text  # what happened stays
