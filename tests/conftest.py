@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from click.testing import Result
 from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
 
-from relayflow.config import Settings
+from relayflow.cli import app
+from relayflow.config import Settings, get_settings
 from relayflow.services import auth as auth_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime, SecretCipher, network_allow_of
@@ -170,3 +173,18 @@ def http_server() -> Iterator[httpserver.TestHttpServer]:
     server = httpserver.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
+    """Runs `relayflow` commands in this process against the test database."""
+    monkeypatch.setenv("RELAYFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("RELAYFLOW_SECRET_KEY", TEST_SECRET_KEY)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()

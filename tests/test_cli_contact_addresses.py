@@ -3,36 +3,18 @@ and starts no run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
-from relayflow.cli import app
-from relayflow.config import get_settings
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Contact, WorkflowRun
-from tests.conftest import TEST_SECRET_KEY
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-@pytest.fixture
-def cli(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
-    monkeypatch.setenv("RELAYFLOW_DATABASE_URL", db_url)
-    monkeypatch.setenv("RELAYFLOW_SECRET_KEY", TEST_SECRET_KEY)
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(("contact", "field"), [

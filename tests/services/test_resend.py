@@ -97,6 +97,12 @@ def _raw_header(raw: bytes, name: bytes) -> bytes:
     return b"\n".join(found)
 
 
+@pytest.fixture
+def long_base_url(runtime):
+    """A long public base URL; asked for before `sent`, so its message carries it."""
+    runtime.base_url = "https://mail.relay.example.com/" + "tenants/acme-industries/" * 3
+
+
 class TestResendHeaders:
     def test_a_resend_carries_the_one_click_unsubscribe_headers_of_the_original(
             self, runtime, workspace, sent):
@@ -110,25 +116,13 @@ class TestResendHeaders:
         assert server.messages[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     def test_a_long_unsubscribe_url_goes_out_whole_on_the_send_and_the_resend(
-            self, runtime, workspace):
+            self, runtime, workspace, long_base_url, sent):
         """A URL of over 200 characters (a long public base URL) is written as it is, on
         one line, never RFC 2047-encoded or folded: mail clients read it from the bytes."""
-        runtime.base_url = "https://mail.relay.example.com/" + "tenants/acme-industries/" * 3
-        server = smtpserver.start()
-        try:
-            set_provider(runtime, workspace.id, "email", {
-                "type": "smtp", "host": "127.0.0.1", "port": server.port, "tls": "none",
-                "from": "ops@relay.test"})
-            install(runtime, workspace.id, _email_flow())
-            [run_id] = start(runtime, workspace.id, "mail", email="ann@example.com",
-                             attributes={"first_name": "Ann", "plan": "pro"})
-            drain(runtime)
-            [original] = attempts_of(runtime, run_id)
-            _resend(runtime, workspace, original.id)
-            assert resend_service.send_queued(runtime) == 1
-            raw = server.raw
-        finally:
-            server.close()
+        original, server = sent
+        _resend(runtime, workspace, original.id)
+        assert resend_service.send_queued(runtime) == 1
+        raw = server.raw
         assert len(raw) == 2
         [link] = {m["List-Unsubscribe"] for m in server.messages}
         assert len(link) > 200
