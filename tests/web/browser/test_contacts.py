@@ -49,13 +49,17 @@ class TestContacts:
         attempt, run = seeded.attempts["welcome_grace"], seeded.runs["welcome_grace"]
         sign_in(page, ADMIN, next_path=f"/contacts/{grace}")
         entries = page.locator("table.timeline tbody tr")
-        expect(entries).to_have_count(4)
-        expect(entries.nth(1)).to_contain_text("Bounced")
-        entries.nth(1).locator(f'a[href="/delivery-ops/{attempt}"]').click()
+        # Her four runs and messages, and the attributes her nurture run set.
+        expect(entries).to_have_count(5)
+        expect(page.locator('table.timeline tr[data-kind="attributes"]')).to_have_count(1)
+        bounced = page.locator(f'table.timeline tr[data-id="{attempt}"]')
+        expect(bounced).to_contain_text("Bounced")
+        bounced.locator(f'a[href="/delivery-ops/{attempt}"]').click()
         expect(page).to_have_url(re.compile(rf"/delivery-ops/{attempt}$"))
         expect(page.get_by_role("heading", level=1)).to_contain_text("grace@example.com")
         page.go_back()
-        entries.nth(2).locator(f'a[href="/runs/{run}"]').click()
+        page.locator(f'table.timeline tr[data-id="{run}"]').locator(
+            f'a[href="/runs/{run}"]').click()
         expect(page).to_have_url(re.compile(rf"/runs/{run}$"))
         page.go_back()
         page.get_by_role("link", name="All deliveries").click()
