@@ -93,7 +93,7 @@ class TestSpec:
         ({"action": "retry", "filter": {"ids": "abc"}}, "filter.ids must be a list"),
         ({"action": "retry", "filter": {"ids": ["nope"]}}, "'nope' is not a run id"),
         ({"action": "retry", "filter": {"from": "yesterday"}}, "not an ISO 8601"),
-        ({"action": "retry", "filter": {"q": "order"}}, "not available yet"),
+        ({"action": "retry", "filter": {"q": 'city:"New'}}, "not closed"),
         ({"action": "retry", "filter": {"status": 3}}, "filter.status must be text"),
         ({"action": "retry", "filter": {"status": "FAILED"}, "version": "v2"},
          "version must be one of original, current"),

@@ -36,6 +36,7 @@ from relayflow.engine.status import TERMINAL
 from relayflow.errors import Conflict, InvalidInput, NotFound, RelayflowError
 from relayflow.faults import crash_point
 from relayflow.services import run as run_service
+from relayflow.services import search as search_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.runtime import Runtime
 from relayflow.storage.db import read_scope, session_scope
@@ -132,9 +133,6 @@ def spec(*, action: str, filter: Mapping[str, Any] | None, version: str | None =
     if unknown:
         raise InvalidInput(f"unknown filter field {unknown[0]!r}; use "
                            + ", ".join(FILTER_FIELDS))
-    if filter.get("q"):
-        raise InvalidInput("filter.q: searching runs by text is not available yet; use "
-                           "the other filters or a list of ids")
     given = {k: v for k, v in filter.items() if v not in (None, "", [])}
     if not given:
         raise InvalidInput("give at least one filter (" + ", ".join(FILTER_FIELDS[:-2])
@@ -149,7 +147,9 @@ def spec(*, action: str, filter: Mapping[str, Any] | None, version: str | None =
         range=_text(given.get("range"), "range"),
         created_from=_when(_text(given.get("from"), "from"), "from"),
         created_to=_when(_text(given.get("to"), "to"), "to"),
-        fingerprint=_text(given.get("fingerprint"), "fingerprint"))
+        fingerprint=_text(given.get("fingerprint"), "fingerprint"),
+        q=_text(given.get("q"), "q"))
+    search_service.parse(query.q)  # a bad search is refused before anything is counted
     return Spec(action, version, reason, given, query, _ids(given.get("ids")))
 
 

@@ -5,7 +5,8 @@ and charts do not move.
 
 What goes, for the contact and everything made for it:
 - the contact's email, phone, external id and attributes;
-- its runs' trigger payloads, errors and idempotency keys (a key may be an address);
+- its runs' trigger payloads, captured fields, errors and idempotency keys (a key may be an
+  address), and so their words in the search index;
 - their steps' outputs, requests, responses and errors;
 - its messages' recipients, subjects, bodies, provider answers, errors and resend reasons;
 - the details of the audit events about it and its runs, bulk operations' filters that
@@ -129,8 +130,9 @@ def _runs(session: Session, run_ids: Sequence[uuid.UUID], needles: Sequence[str]
             select(WorkflowRun.id, WorkflowRun.error, WorkflowRun.cancel_reason)
             .where(WorkflowRun.id.in_(run_ids))).all():
         session.execute(update(WorkflowRun).where(WorkflowRun.id == run_id).values(
-            trigger_payload={}, error=scrub(error, needles), idempotency_key=None,
-            cancel_reason=scrub(why, needles)).execution_options(synchronize_session=False))
+            trigger_payload={}, captured=None, error=scrub(error, needles),
+            idempotency_key=None, cancel_reason=scrub(why, needles))
+            .execution_options(synchronize_session=False))
     session.execute(RunKey.__table__.delete().where(RunKey.run_id.in_(run_ids)))
     session.execute(update(RunStep).where(RunStep.run_id.in_(run_ids))
                     .values(output={}, request=None, response=None)

@@ -16,6 +16,7 @@ from relayflow.engine.status import CHIPS, TERMINAL, RunStatus
 from relayflow.errors import Conflict, InvalidInput, NotFound
 from relayflow.services import contact as contact_service
 from relayflow.services import paging, trigger_events
+from relayflow.services import search as search_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
 from relayflow.services.canceler import canceler
@@ -308,6 +309,7 @@ class RunQuery:
     created_from: datetime | None = None
     created_to: datetime | None = None
     fingerprint: str | None = None
+    q: str | None = None  # a search (services/search.py)
 
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
@@ -388,6 +390,7 @@ def build_filter(
     an address no contact has). Malformed input is an error even then."""
     statuses = parse_statuses(query.status)
     fingerprint = parse_fingerprint(query.fingerprint)
+    search = search_service.parse(query.q)
     start, end = time_window(range_=query.range, created_from=query.created_from,
                              created_to=query.created_to, now=now)
     scope = resolve_scope(session, workspace_id=workspace_id, contact=query.contact,
@@ -396,7 +399,7 @@ def build_filter(
         return None
     return RunFilter(workspace_id=workspace_id, statuses=statuses, workflow_id=scope.workflow_id,
                      contact_id=scope.contact_id, created_from=start, created_to=end,
-                     fingerprint=fingerprint)
+                     fingerprint=fingerprint, search=search)
 
 
 @dataclass(frozen=True, slots=True)

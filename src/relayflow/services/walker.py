@@ -154,6 +154,8 @@ class RunWalker:
         self.closed = False
         self.dropped = False
         self.cancel_requested = cancel_requested
+        # What its INTEGRATION steps captured so far, by name (kept on the run for search).
+        self.captured: dict[str, Any] = dict(run.captured or {})
         # The in-flight message whose "sending now" the next commit writes (cancel: see
         # `cancel`).
         self.sending: InFlight | None = None
@@ -306,6 +308,7 @@ class RunWalker:
     def _follow(self, node_id: str, outcome: Outcome, now: datetime) -> None:
         if isinstance(outcome, Advance | WaitUntil):
             self.ctx.steps[node_id] = dict(outcome.output)
+            self._capture(node_id, outcome)
             if isinstance(outcome, Advance) and outcome.contact_set:
                 self.writes.contact_set.update(outcome.contact_set)
                 if self.ctx.contact is not None:
@@ -323,6 +326,15 @@ class RunWalker:
             self.writes.failure_groups.append(named.group)
             self._set_run(fingerprint=named.fingerprint)
             self._end("FAILED", now, outcome.reason)
+
+    def _capture(self, node_id: str, outcome: Advance | WaitUntil) -> None:
+        """An INTEGRATION's captured fields, answered, join the run's (the newest value of
+        a name wins)."""
+        node = self.graph.nodes[node_id]
+        names = node.config.get("capture") if node.type == "INTEGRATION" else None
+        if names and isinstance(outcome, Advance) and outcome.branch == "next":
+            self.captured.update({name: outcome.output.get(name) for name in names})
+            self._set_run(captured=dict(self.captured))
 
     def _end(self, status: str, now: datetime, error: str | None) -> None:
         self._set_run(status=status, finished_at=now, error=error, wake_at=None)

@@ -216,6 +216,13 @@ class WorkflowRun(Base):
     # still to stop shows them too.
     canceled_by: Mapped[str | None] = mapped_column(String(320))
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # What its INTEGRATION steps captured, by capture name (the last value of each): kept
+    # on the run, beside its trigger payload, so that one index searches both
+    # (storage/search.py).
+    captured: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # SQLite: the run's row in run_search, its full-text index (set by a trigger of
+    # migration 0024). NULL on PostgreSQL, where an expression index on the run serves.
+    search_doc: Mapped[int | None] = mapped_column(BigInteger)
 
     @classmethod
     def status_in(cls, statuses: Collection[str]) -> ColumnElement[bool]:

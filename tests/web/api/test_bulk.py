@@ -37,6 +37,13 @@ class TestBulkOperations:
         assert body["effects"] == {"messages": 0, "integrations": 0, "loops": False}
         assert client.get("/api/v1/bulk-operations").json()["items"] == []
 
+    def test_a_search_picks_the_runs(self, client: TestClient, runtime: Runtime) -> None:
+        ids = _failed(client, runtime)
+        body = {"action": "retry", "dry_run": True, "filter": {"q": 'reason:"order 1"'}}
+        response = client.post("/api/v1/bulk-operations", json=body)
+        assert response.status_code == 200, response.text
+        assert [r["id"] for r in response.json()["sample"]] == [ids[1]]
+
     def test_made_followed_and_finished(self, client: TestClient, runtime: Runtime) -> None:
         ids = _failed(client, runtime)
         response = client.post("/api/v1/bulk-operations",
@@ -75,7 +82,7 @@ class TestBulkOperations:
                 ({"action": "delete", "filter": {"status": "FAILED"}}, "action"),
                 ({"action": "retry", "filter": {}}, "give at least one filter"),
                 ({"action": "retry", "filter": {"colour": "red"}}, "colour"),
-                ({"action": "retry", "filter": {"q": "order"}}, "not available yet"),
+                ({"action": "retry", "filter": {"q": 'city:"New'}}, "not closed"),
                 ({"action": "cancel", "filter": {"status": "RUNNING"}, "version": "current"},
                  "version is for retries"),
                 ({"action": "retry", "filter": {"status": "FAILED"}, "rate": 0}, "rate"),

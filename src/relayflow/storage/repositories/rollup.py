@@ -206,10 +206,10 @@ F = TypeVar("F", bound=Window)
 def whole_hours(f: Window) -> tuple[int | None, int | None] | None:
     """The whole UTC hours inside the filter's window (epoch seconds of the first and of
     the end; None: unbounded), or None when a rollup cannot answer: a contact filter (a
-    contact's rows are few and indexed), a cause of failure (likewise), or a window inside
-    a single hour."""
-    if f.contact_id is not None or getattr(f, "fingerprint", None) is not None \
-            or getattr(f, "ids", None) is not None:
+    contact's rows are few and indexed), a cause of failure (likewise), a search (no
+    rollup knows what runs hold), or a window inside a single hour."""
+    if f.contact_id is not None or any(getattr(f, name, None) is not None
+                                       for name in ("fingerprint", "ids", "search")):
         return None
     first = None if f.created_from is None else -(-math.ceil(f.created_from.timestamp())
                                                   // HOUR) * HOUR

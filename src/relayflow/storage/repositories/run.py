@@ -39,8 +39,9 @@ from relayflow.storage.models import (
     WorkflowRun,
     WorkflowVersion,
 )
-from relayflow.storage.repositories import rollup
+from relayflow.storage.repositories import rollup, run_search
 from relayflow.storage.repositories.rollup import HOUR
+from relayflow.storage.repositories.run_search import Search
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +54,7 @@ class RunFilter:
     created_to: datetime | None = None
     fingerprint: str | None = None  # failed runs of one cause
     ids: tuple[uuid.UUID, ...] | None = None  # these runs only (a bulk operation's list)
+    search: Search | None = None  # what they hold (run_search.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,8 @@ def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
         query = query.where(WorkflowRun.fingerprint == f.fingerprint)
     if f.ids is not None:
         query = query.where(WorkflowRun.id.in_(f.ids))
+    if f.search is not None:
+        query = query.where(run_search.condition(f.search))
     return query
 
 

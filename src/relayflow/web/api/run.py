@@ -79,11 +79,18 @@ def list_runs(
         Query(description="A cause of failure, as GET /api/v1/failures gives it: its "
                           "FAILED runs."),
     ] = None,
+    q: Annotated[
+        Text | None,
+        Query(description="Search: words of the trigger payload, captured fields, idempotency "
+                          "key or error (`ORD-1042`), `key:value` (`customer.tier:gold`), "
+                          "the start of a run id; every term must match.",
+              examples=["customer.tier:gold ORD-1042"]),
+    ] = None,
     cursor: Annotated[Text | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> RunList:
     query = run_service.RunQuery(status=status, workflow=workflow, contact=contact, range=range_,
                                  created_from=created_from, created_to=created_to,
-                                 fingerprint=fingerprint)
+                                 fingerprint=fingerprint, q=q)
     page = run_service.search(
         session, workspace_id=principal.workspace_id, query=query, limit=limit, cursor=cursor,
         now=runtime.clock(), phone_region=settings.default_phone_region,

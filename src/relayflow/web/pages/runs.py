@@ -54,6 +54,7 @@ class Filters:
     """The query string as typed. Every link on the page is made from it, so following one
     keeps every other filter."""
 
+    q: str = ""
     status: str = ""
     workflow: str = ""
     contact: str = ""
@@ -68,7 +69,8 @@ class Filters:
     @classmethod
     def from_request(cls, request: Request) -> Filters:
         q = request.query_params
-        values = {name: (q.get(name.rstrip("_")) or "").strip()[:400]
+        # A search is kept whole, so that one too long is refused, not cut (search.py).
+        values = {name: (q.get(name.rstrip("_")) or "").strip()[:2000 if name == "q" else 400]
                   for name in cls.__dataclass_fields__}
         return cls(**values)
 
@@ -81,8 +83,8 @@ class Filters:
     @property
     def narrowed(self) -> bool:
         """Whether anything but the default range (and paging) narrows the listing."""
-        return bool(self.status or self.workflow or self.contact or self.fingerprint
-                    or self.range_choice != DEFAULT_RANGE)
+        return bool(self.q or self.status or self.workflow or self.contact
+                    or self.fingerprint or self.range_choice != DEFAULT_RANGE)
 
     def href(self, path: str = "/runs", **changes: str) -> str:
         changed = replace(self, **changes)
@@ -141,7 +143,7 @@ def run_query(filters: Filters, zone: tzinfo) -> run_service.RunQuery:
         contact=filters.contact or None, range=None if custom else choice,
         created_from=_when(filters.from_, "from", zone) if custom else None,
         created_to=_when(filters.to, "to", zone) if custom else None,
-        fingerprint=filters.fingerprint or None,
+        fingerprint=filters.fingerprint or None, q=filters.q or None,
     )
 
 
