@@ -91,6 +91,23 @@ class TestRunHistory:
         expect(page).to_have_url(re.compile(r"/runs$"))
         expect_rows(page, seeded, NEWEST_FIRST)
 
+    def test_the_search_box(self, page: Page, seeded: Seeded):
+        sign_in(page, ADMIN)
+        page.get_by_label("Search").fill("grace")
+        page.get_by_label("Search").press("Enter")
+        expect(page).to_have_url(re.compile(r"/runs\?q=grace$"))
+        expect_rows(page, seeded, ["nurture_grace", "welcome_grace", "payment_grace"])
+        expect(chip(page, "All").locator("[data-count]")).to_have_text("3")
+        page.get_by_label("Workflow").select_option(label="Welcome email (welcome)")
+        expect(page).to_have_url(re.compile(r"q=grace&workflow=welcome$"))
+        expect_rows(page, seeded, ["welcome_grace"])
+        page.get_by_label("Search").fill('label:"nobody here"')
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_text("No runs match these filters")).to_be_visible()
+        page.get_by_label("Search").fill('label:"unclosed')
+        page.get_by_label("Search").press("Enter")
+        expect(page.get_by_role("alert")).to_contain_text("is not closed")
+
     def test_the_date_range_changes_the_rows(self, page: Page, seeded: Seeded):
         sign_in(page, ADMIN)
         expect(page.get_by_label("From")).to_be_hidden()

@@ -182,6 +182,25 @@ class TestFilters:
         text = get(page_client, f"/runs?contact={seeded.contacts['grace']}&status=FAILED")
         assert labels(seeded, text) == ["payment_grace"]
 
+    def test_search(self, page_client, seeded):
+        text = get(page_client, "/runs?q=label:nurture_ada")
+        assert labels(seeded, text) == ["nurture_ada"]
+        assert chip_counts(text) == counts_of(["nurture_ada"])
+        assert 'value="label:nurture_ada"' in text  # the box keeps what was typed
+        text = get(page_client, "/runs?q=grace+seed&status=COMPLETED")
+        assert labels(seeded, text) == ["welcome_grace"]
+        assert chip_counts(text) == counts_of(["nurture_grace", "welcome_grace",
+                                               "payment_grace"])
+        text = get(page_client, "/runs?q=ada&workflow=welcome")
+        assert labels(seeded, text) == ["welcome_ada_1h", "welcome_ada_2h"]
+        failed = re.search(r'<a class="chip chip-failed" href="([^"]+)"', text)
+        assert failed is not None and "q=ada" in html.unescape(failed.group(1))
+        text = get(page_client, "/runs?q=label:nobody")
+        assert "No runs match these filters" in text
+        assert "matches the search, workflow" in text
+        run_id = str(seeded.runs["payment_linus"])
+        assert labels(seeded, get(page_client, f"/runs?q={run_id[:13]}")) == ["payment_linus"]
+
     def test_chip_links_keep_every_other_filter(self, page_client, seeded):
         text = get(page_client, "/runs?workflow=welcome&contact=ada@example.com&range=7d"
                                 "&limit=2&cursor=" + run_service.encode_cursor(
@@ -237,6 +256,8 @@ class TestInvalidInput:
         ("limit=ten", "limit must be a whole number from 1 to 200"),
         ("contact=not-an-address", "is not a phone number"),
         ("contact=ada@", "is not an email address"),
+        ("q=%22open", "a quote (\") is not closed"),
+        ("q=---", "has no letters or digits"),
     ])
     def test_the_page_explains_what_is_wrong(self, page_client, query, message):
         text = get(page_client, f"/runs?{query}", 422)
@@ -298,6 +319,11 @@ def _csv(client: TestClient, url: str) -> list[dict[str, str]]:
 
 
 class TestCsvExport:
+    def test_a_search_exports_what_it_finds(self, page_client, seeded):
+        rows = _csv(page_client, "/runs.csv?q=grace&range=custom")
+        assert [r["id"] for r in rows] == [str(seeded.runs[n]) for n in (
+            "nurture_grace", "welcome_grace", "payment_grace")]
+
     def test_every_matching_run_whatever_the_page(self, page_client, seeded):
         rows = _csv(page_client, "/runs.csv?workflow=welcome&limit=1&cursor=ignored")
         assert [r["id"] for r in rows] == [str(seeded.runs[n]) for n in (

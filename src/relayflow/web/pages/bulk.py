@@ -1,7 +1,7 @@
 """Pages: bulk operations — what acting would do, shown before the confirm button; the
 operation's live progress; the recent ones.
 
-/bulk-operations/new takes the run filters of /runs (status, workflow, contact, range,
+/bulk-operations/new takes the run filters of /runs (q, status, workflow, contact, range,
 from, to, fingerprint) and `action`; its dry run is computed on every load, so what the
 confirm button acts on is what the page shows (give or take runs that arrive meanwhile:
 the set is frozen when the operation is made, and the page says so)."""
@@ -23,7 +23,7 @@ from relayflow.web.pages.templating import render
 
 router = APIRouter()
 
-FILTERS = ("status", "workflow", "contact", "range", "from", "to", "fingerprint")
+FILTERS = ("q", "status", "workflow", "contact", "range", "from", "to", "fingerprint")
 ACTION_WORDS = {"retry": ("Retry", "retried"), "cancel": ("Cancel", "canceled")}
 
 
