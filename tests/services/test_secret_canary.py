@@ -31,13 +31,15 @@ from urllib.parse import quote, quote_plus
 import markupsafe
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, select, text
+from sqlalchemy.orm import Session
 
 from relayflow.services import contact as contact_service
 from relayflow.services import provider as provider_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.runtime import Runtime
+from relayflow.services.search import words
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Base
 from tests.conftest import TEST_SECRET_KEY
@@ -120,9 +122,38 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
+def index_words(session: Session) -> set[str]:
+    """Every word the run search index holds (migration 0024): SQLite's FTS5 vocabulary,
+    PostgreSQL's GIN index expression over every run."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.run_search_words "
+                             "USING fts5vocab(main, run_search, 'row')"))
+        return set(session.scalars(text("SELECT term FROM temp.run_search_words")))
+    return set(session.scalars(text(
+        "SELECT word FROM ts_stat('SELECT relayflow_run_words(trigger_payload, captured, "
+        "idempotency_key, error) FROM workflow_runs')")))
+
+
+def _search_index(session: Session, search: Search) -> None:
+    """The search index, which no model declares: its documents (SQLite keeps them), and
+    its words, where a needle is its longest word when that is long enough to be its own
+    (the index keeps words, not the punctuation between them)."""
+    if session.get_bind().dialect.name == "sqlite":
+        search.look("run_search.doc", "\n".join(session.scalars(text(
+            "SELECT doc FROM run_search"))))
+    indexed = index_words(session)
+    search.places += 1
+    for (secret, form), needle in search.needles.items():
+        longest = max(words(needle), key=len, default="")
+        if len(longest) >= 8 and longest in indexed:
+            search.found.append(f"{secret} as {form}: its word {longest!r} in the search index")
+
+
 def search_database(runtime: Runtime, search: Search) -> None:
-    """Every column of every table, as the database spells it and as decoded JSON."""
+    """Every column of every table, as the database spells it and as decoded JSON, and the
+    run search index."""
     with session_scope(runtime.sessions) as session:
+        _search_index(session, search)
         for table in Base.metadata.sorted_tables:
             columns = list(table.columns)
             as_text = session.execute(select(*[cast(c, Text) for c in columns])).all()

@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 
 from relayflow.services import unsubscribe as unsubscribe_service
 from relayflow.services.runtime import Runtime
+from relayflow.services.search import words
 from relayflow.storage.db import session_scope
 from relayflow.storage.models import Contact
-from tests.services.test_secret_canary import Search, forms_of, search_database
+from tests.services.test_secret_canary import Search, forms_of, index_words, search_database
 from tests.support.worker import drain
 from tests.web.api.definitions import create, trigger
 from tests.web.hooks.conftest import install_hook
@@ -96,6 +97,8 @@ class TestErase:
             self, client: TestClient, runtime: Runtime, history: dict[str, Any]) -> None:
         assert len(_found(runtime, ADA)) > 10  # it was everywhere: the scan sees it
         before = _statuses(client)
+        searched = {"q": ADA["email"], "range": "30d"}
+        assert len(client.get("/api/v1/runs", params=searched).json()["items"]) == 2
 
         response = client.post(f"/api/v1/contacts/{history['ada']}/erase",
                                json={"reason": "erasure request #42"})
@@ -105,6 +108,11 @@ class TestErase:
         assert (body["id"], body["runs"], body["attempts"]) == (history["ada"], 2, 1)
         assert _found(runtime, ADA) == []
         assert _found(runtime, BOB) != []  # the scan finds what is still there
+        assert client.get("/api/v1/runs", params=searched).json()["items"] == []
+        with session_scope(runtime.sessions) as session:
+            indexed = index_words(session)
+        assert not (set(words(ADA["email"]) + words(ADA["phone"])) - {"example", "com"}) & indexed
+        assert set(words(BOB["email"])) <= indexed
         assert _statuses(client) == before
         with session_scope(runtime.sessions) as session:
             contact = session.get(Contact, uuid.UUID(history["ada"]))
