@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from relayflow.services import search
 from relayflow.storage.db import make_engine
 from relayflow.storage.migrate import alembic_config, downgrade, drift, upgrade
 from relayflow.storage.models import (
@@ -37,6 +38,8 @@ from relayflow.storage.models import (
     Workspace,
 )
 from relayflow.storage.repositories import rollup
+from relayflow.storage.repositories import run as run_repo
+from relayflow.storage.repositories.run import RunFilter
 from tests.support.databases import empty_database
 
 
@@ -138,8 +141,9 @@ class TestDatabaseFromAnEarlyRelease:
         assert [(r[0], r[1], bool(r[2])) for r in rows] == [("a@example.com", 3, False)]
 
 
-def _one_run(url: str, slug: str = "kept") -> None:
-    """A workspace, a workflow, its version and one run, written through the models."""
+def _one_run(url: str, slug: str = "kept", payload: dict | None = None) -> uuid.UUID:
+    """A workspace, a workflow, its version and one run, written through the models; the
+    workspace's id."""
     now = datetime(2026, 12, 1, tzinfo=UTC)
     ws, wf, version = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     engine = make_engine(url)
@@ -153,8 +157,9 @@ def _one_run(url: str, slug: str = "kept") -> None:
             definition_hash="h", created_at=now))
         conn.execute(insert(WorkflowRun.__table__).values(
             id=uuid.uuid4(), workspace_id=ws, workflow_id=wf, version_id=version,
-            trigger_type="manual", created_at=now))
+            trigger_type="manual", created_at=now, trigger_payload=payload or {}))
     engine.dispose()
+    return ws
 
 
 def _counts(url: str) -> dict[str, int]:
@@ -308,3 +313,41 @@ def _schema_of(url: str) -> dict[str, set[str]]:
     engine.dispose()
     return {"indexes": {n for t, n in rows if t == "index"},
             "triggers": {n for t, n in rows if t == "trigger"}}
+
+
+class TestRunSearch:
+    """0024: the runs stored before it are found by search after it, and the index follows
+    every later insert, change and delete."""
+
+    def _found(self, url: str, workspace_id: uuid.UUID, q: str) -> list[uuid.UUID]:
+        engine = make_engine(url)
+        try:
+            with Session(engine) as session:
+                f = RunFilter(workspace_id=workspace_id, search=search.parse(q))
+                return [row.run.id for row in run_repo.list_page(session, f, limit=10)]
+        finally:
+            engine.dispose()
+
+    def test_runs_stored_before_are_found_after(self, empty_url):
+        upgrade(empty_url, "0023")
+        old = _one_run(empty_url, payload={"order": {"id": "ORD-77"}, "note": "early bird"})
+        upgrade(empty_url)
+        assert len(self._found(empty_url, old, "ORD-77")) == 1
+        assert len(self._found(empty_url, old, "order.id:ord-77 bird")) == 1
+        assert self._found(empty_url, old, "ORD-78") == []
+        new = _one_run(empty_url, "later", payload={"order": {"id": "ORD-78"}})
+        [run_id] = self._found(empty_url, new, "ORD-78")
+        engine = make_engine(empty_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE workflow_runs SET error = 'carrier strike' "
+                              "WHERE id = :id"), {"id": run_id.hex if empty_url.startswith(
+                                  "sqlite") else run_id})
+        engine.dispose()
+        assert self._found(empty_url, new, "carrier strike") == [run_id]
+        engine = make_engine(empty_url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM workflow_runs"))
+            if empty_url.startswith("sqlite"):
+                assert conn.execute(text("SELECT count(*) FROM run_search")).scalar_one() == 0
+        engine.dispose()
+        assert self._found(empty_url, new, "ORD-78") == []
