@@ -194,7 +194,8 @@ class TestFilters:
         text = get(page_client, "/runs?q=ada&workflow=welcome")
         assert labels(seeded, text) == ["welcome_ada_1h", "welcome_ada_2h"]
         failed = re.search(r'<a class="chip chip-failed" href="([^"]+)"', text)
-        assert failed is not None and "q=ada" in html.unescape(failed.group(1))
+        assert failed is not None
+        assert "q=ada" in html.unescape(failed.group(1))
         text = get(page_client, "/runs?q=label:nobody")
         assert "No runs match these filters" in text
         assert "matches the search, workflow" in text

@@ -149,7 +149,12 @@ def steps_of(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
 
 
 def _filtered(query, f: RunFilter):  # type: ignore[no-untyped-def]
-    query = query.where(WorkflowRun.workspace_id == f.workspace_id)
+    # A search is driven by the runs it finds (their ids, looked up by key), not by a walk
+    # of the workspace's runs in time order that SQLite would otherwise choose: there every
+    # index starts with the workspace.
+    workspace = WorkflowRun.workspace_id if f.search is None else not_indexed(
+        WorkflowRun.workspace_id)
+    query = query.where(workspace == f.workspace_id)
     if f.statuses:
         query = query.where(WorkflowRun.status_in(f.statuses))
     if f.workflow_id is not None:

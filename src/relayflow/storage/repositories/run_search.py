@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Table, and_, func, literal, or_
+from sqlalchemy import Table, and_, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -42,7 +42,8 @@ class _HasWords(ColumnElement[bool]):
     """The run's indexed words include every one of `words` (lower case, letters and
     digits only: services/search.py makes them so)."""
 
-    type = Boolean()
+    # No type: a Boolean would be written `(... IN (...)) = 1` on SQLite, which no index
+    # can drive.
     inherit_cache = False
 
     def __init__(self, words: tuple[str, ...]) -> None:
