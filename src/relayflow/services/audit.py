@@ -35,6 +35,8 @@ ACTIONS = {
     "contact.unsubscribe": "a contact unsubscribed",
     "contact.erase": "an admin erased a contact's personal data (the reason, and how many runs "
                      "and messages were scrubbed)",
+    "contact.attributes": "a contact's attributes were changed through the API (the names "
+                          "set and removed, not their values)",
     "contact.suppression_lift": "an admin lifted a contact's suppression on a channel (what it "
                                 "was, and why it was lifted)",
     "network.set": "the workspace's network allow-list was replaced",

@@ -280,13 +280,15 @@ def upsert(
     session: Session, *, workspace_id: uuid.UUID, now: datetime, email: str | None = None,
     phone: str | None = None, external_id: str | None = None,
     attributes: dict[str, Any] | None = None, phone_region: str | None = None,
+    actor: str | None = None,
 ) -> Upserted:
     """Create a contact, or update the one its identifiers match.
 
     Every identifier given is looked up. One contact matched: the given identifiers are
     set on it (so a known email can bring a new phone) and the attributes merged in. None
     matched: a new contact. Two different contacts matched: ContactConflict, nothing
-    changes."""
+    changes. With an `actor`, attributes it changed on a known contact leave an audit
+    event (their names, not their values) that the contact's timeline shows."""
     spec = {"email": email, "phone": phone, "external_id": external_id}
     values = _identifiers(spec, phone_region)
     if not values:
@@ -305,15 +307,30 @@ def upsert(
                     return Upserted(found, True)
                 for field, value in values.items():
                     setattr(found, field, value)
-                found.attributes = _merge(found.attributes or {}, attributes or {})
+                before = dict(found.attributes or {})
+                found.attributes = _merge(before, attributes or {})
                 found.updated_at = now
                 session.flush()
+                if actor is not None:
+                    _record_attributes(session, found, before, actor, now)
                 return Upserted(found, False)
         except IntegrityError as exc:
             # A concurrent request took one of these identifiers first: look again.
             if attempt:
                 raise Conflict("the contact changed while it was being saved; try again") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record_attributes(session: Session, contact: Contact, before: dict[str, Any], actor: str,
+                       now: datetime) -> None:
+    after = contact.attributes or {}
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    removed = sorted(k for k in before if k not in after)
+    if changed or removed:
+        audit_service.record(session, workspace_id=contact.workspace_id, actor=actor,
+                             action="contact.attributes", target_type="contact",
+                             target_id=str(contact.id), now=now,
+                             detail={"set": changed, "removed": removed})
 
 
 # --- listing and detail -----------------------------------------------------------------
@@ -408,7 +425,9 @@ class TimelineEntry:
     opened no run of its own (refused, or a duplicate), or a change to its suppression (an
     unsubscribe, a suppression lifted)."""
 
-    kind: str  # "run", "delivery", "trigger", "suppression" or "attributes"
+    # "run", "delivery", "callback" (a provider's bounce or complaint about a delivery),
+    # "trigger", "suppression" or "attributes" (set by a run's step, or through the API)
+    kind: str
     at: datetime
     run: RunRow | None = None
     delivery: DeliveryRow | None = None
@@ -421,6 +440,27 @@ class TimelineEntry:
 
 # The audit actions that change a contact's suppression, as the timeline says them.
 SUPPRESSION_ACTIONS = ("contact.unsubscribe", "contact.suppression_lift")
+# Callbacks a timeline shows on their own: what a provider said went wrong after sending.
+CALLBACKS = {"bounced": "the provider reported a {bounce} bounce",
+             "complained": "the recipient reported it as spam (a complaint)"}
+
+
+def _callbacks(deliveries: list[DeliveryRow]) -> list[TimelineEntry]:
+    found = []
+    for row in deliveries:
+        for event in (row.attempt.provider_response or {}).get("events", []):
+            said = CALLBACKS.get(str(event.get("type")))
+            if said is not None and event.get("at"):
+                found.append(TimelineEntry(
+                    "callback", datetime.fromisoformat(str(event["at"])), delivery=row,
+                    says=said.format(bounce=event.get("bounce", "hard"))))
+    return found
+
+
+def _changed(event: AuditEvent) -> str:
+    said = [f"{verb} " + ", ".join(event.detail[key])
+            for verb, key in (("set", "set"), ("removed", "removed")) if event.detail.get(key)]
+    return "; ".join(said) + f" (by {event.actor})"
 
 
 def _says(event: AuditEvent) -> str:
@@ -494,6 +534,7 @@ def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
         session, {e.workflow_id for e in events}).values()}
     entries = [TimelineEntry("run", r.run.created_at, run=r) for r in runs]
     entries += [TimelineEntry("delivery", d.attempt.created_at, delivery=d) for d in deliveries]
+    entries += _callbacks(deliveries)
     entries += [TimelineEntry("trigger", e.at, trigger=e, workflow_key=keys.get(e.workflow_id),
                               says=trigger_events.says(e)) for e in events]
     steps = run_repo.steps_of(session, [r.run.id for r in runs]) if runs else {}
@@ -502,10 +543,13 @@ def timeline(session: Session, *, workspace_id: uuid.UUID, contact_id: str,
                               run=row)
                 for row in runs for step in steps.get(row.run.id, [])
                 if step.node_type == "UPDATE_CONTACT" and step.status == "COMPLETED"]
-    entries += [TimelineEntry("suppression", a.at, audit=a, says=_says(a))
-                for a in workspace_repo.audit_of(
-                    session, workspace_id, target_type="contact", target_id=str(contact.id),
-                    actions=SUPPRESSION_ACTIONS, limit=limit + 1)]
+    for a in workspace_repo.audit_of(
+            session, workspace_id, target_type="contact", target_id=str(contact.id),
+            actions=(*SUPPRESSION_ACTIONS, "contact.attributes"), limit=limit + 1):
+        if a.action == "contact.attributes":
+            entries.append(TimelineEntry("attributes", a.at, audit=a, says=_changed(a)))
+        else:
+            entries.append(TimelineEntry("suppression", a.at, audit=a, says=_says(a)))
     # Same instant: a run's delivery is what the run did, so it shows above the run.
     entries.sort(key=lambda e: (e.at, e.kind == "delivery"), reverse=True)
     return Timeline(contact, entries[:limit], len(entries) > limit)

@@ -49,10 +49,13 @@ class TestContacts:
         attempt, run = seeded.attempts["welcome_grace"], seeded.runs["welcome_grace"]
         sign_in(page, ADMIN, next_path=f"/contacts/{grace}")
         entries = page.locator("table.timeline tbody tr")
-        # Her four runs and messages, and the attributes her nurture run set.
-        expect(entries).to_have_count(5)
+        # Her four runs and messages, the attributes her nurture run set, and the bounce
+        # the provider reported.
+        expect(entries).to_have_count(6)
         expect(page.locator('table.timeline tr[data-kind="attributes"]')).to_have_count(1)
-        bounced = page.locator(f'table.timeline tr[data-id="{attempt}"]')
+        expect(page.locator(f'table.timeline tr[data-kind="callback"][data-id="{attempt}"]')
+               ).to_contain_text("hard bounce")
+        bounced = page.locator(f'table.timeline tr[data-kind="delivery"][data-id="{attempt}"]')
         expect(bounced).to_contain_text("Bounced")
         bounced.locator(f'a[href="/delivery-ops/{attempt}"]').click()
         expect(page).to_have_url(re.compile(rf"/delivery-ops/{attempt}$"))

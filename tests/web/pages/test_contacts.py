@@ -259,6 +259,15 @@ class TestSuppression:
         assert f'href="/delivery-ops/{seeded.attempts["welcome_grace"]}">the message that ' \
                "bounced</a>" in email
 
+    def test_a_bounce_callback_is_an_entry_of_its_own(self, page_client, seeded):
+        text = page_client.get(f"/contacts/{seeded.contacts['grace']}").text
+        attempt = seeded.attempts["welcome_grace"]
+        row = re.search(rf'<tr data-kind="callback" data-id="{attempt}">(.*?)</tr>', text, re.S)
+        assert row, "no callback row for the bounced message"
+        assert "the provider reported a hard bounce" in row.group(1)
+        assert f'href="/delivery-ops/{attempt}"' in row.group(1)
+        assert f'<tr data-kind="delivery" data-id="{attempt}">' in text  # the message too
+
     def test_an_unsubscribe_says_when_and_shows_on_the_timeline(self, page_client, runtime,
                                                                 workspace, seeded):
         ada = seeded.contacts["ada"]
@@ -303,6 +312,19 @@ class TestAttributesOnTheTimeline:
         assert row, "no attributes row for the nurture run"
         assert "set stage" in row.group(1)
         assert f'href="/runs/{run}"' in row.group(1)
+
+    def test_attributes_changed_through_the_api_show_who_and_which(self, page_client, client,
+                                                                   seeded):
+        ada = seeded.contacts["ada"]
+        body = {"email": "ada@example.com", "attributes": {"plan": "team", "first_name": None,
+                                                           "city": "London"}}
+        assert client.post("/api/v1/contacts", json=body).status_code == 200
+        assert client.post("/api/v1/contacts", json=body).status_code == 200  # no change
+        text = page_client.get(f"/contacts/{ada}").text
+        found = re.findall(r'<tr data-kind="attributes" data-by="api">(.*?)</tr>', text, re.S)
+        assert len(found) == 1, found
+        assert "set city, plan; removed first_name (by key:" in found[0]
+        assert "London" not in found[0]  # names, not values
 
     def test_an_erased_contact_is_a_tombstone(self, page_client, runtime, workspace, seeded):
         grace = seeded.contacts["grace"]

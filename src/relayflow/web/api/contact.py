@@ -55,7 +55,7 @@ def upsert_contact(
     upserted = contact_service.upsert(
         session, workspace_id=principal.workspace_id, now=runtime.clock(), email=body.email,
         phone=body.phone, external_id=body.external_id, attributes=body.attributes,
-        phone_region=settings.default_phone_region,
+        phone_region=settings.default_phone_region, actor=principal.actor,
     )
     if upserted.created:
         response.status_code = status.HTTP_201_CREATED
