@@ -124,14 +124,12 @@ def _strings(value: Any) -> Iterator[str]:
 
 def index_words(session: Session) -> set[str]:
     """Every word the run search index holds (migration 0024): SQLite's FTS5 vocabulary,
-    PostgreSQL's GIN index expression over every run."""
+    PostgreSQL's tsvectors."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.run_search_words "
                              "USING fts5vocab(main, run_search, 'row')"))
         return set(session.scalars(text("SELECT term FROM temp.run_search_words")))
-    return set(session.scalars(text(
-        "SELECT word FROM ts_stat('SELECT relayflow_run_words(trigger_payload, captured, "
-        "idempotency_key, error) FROM workflow_runs')")))
+    return set(session.scalars(text("SELECT word FROM ts_stat('SELECT words FROM run_search')")))
 
 
 def _search_index(session: Session, search: Search) -> None:

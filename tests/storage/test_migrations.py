@@ -211,12 +211,10 @@ class TestLeanerRuns:
         assert _counts(empty_url) == {"workflows": 1, "workflow_versions": 1,
                                       "workflow_runs": 1}
         after = _schema_of(empty_url)
-        search = ({f"run_search_{name}" for name in ("insert", "update", "delete")}
-                  if empty_url.startswith("sqlite") else set())  # 0024
+        search = {f"run_search_{name}" for name in ("insert", "update", "delete")}  # 0024
         assert after["triggers"] == before["triggers"] | search
-        searched = set() if empty_url.startswith("sqlite") else {"ix_runs_search"}  # 0024
         assert after["indexes"] == (before["indexes"] - {"ix_workflow_runs_parent_run_id"}
-                                    | {"ix_runs_parent_run_id"} | searched)
+                                    | {"ix_runs_parent_run_id"})
         _one_run(empty_url, "another")  # the insert trigger still writes its count change
         engine = make_engine(empty_url)
         with engine.connect() as conn:

@@ -59,7 +59,7 @@ def _no_past_months(runtime: Runtime) -> None:
     droppable) are dropped first; each test makes those it fills."""
     with session_scope(runtime.sessions) as session:
         conn = session.connection()
-        for table in ("run_steps", "workflow_runs", "delivery_attempts"):
+        for table in ("run_steps", "run_search", "workflow_runs", "delivery_attempts"):
             for month in partitions.existing(conn, table):
                 if month < partitions.month_of(NOW):
                     _drop(conn, table, month)
@@ -188,11 +188,15 @@ def test_prune_drops_a_month_whole_when_nothing_in_it_must_stay(
                              partitions.name("delivery_attempts", LATER)]
     with read_scope(runtime.sessions) as session:
         conn = session.connection()
-        for table in ("workflow_runs", "run_steps"):
+        for table in ("workflow_runs", "run_steps", "run_search"):
             months = partitions.existing(conn, table)
             assert OLD not in months, table
             assert LATER in months, table
         assert not {OLD, LATER} & set(partitions.existing(conn, "delivery_attempts"))
+        # The words of the runs that went, whole month or batch, went with them.
+        words = set(conn.scalars(text("SELECT run_id FROM run_search")))
+        assert words == set(conn.scalars(text("SELECT id FROM workflow_runs")))
+        assert {held[0], recent[0]} <= words
     assert set(_ids(runtime, WorkflowRun)) == {held[0], recent[0]}
     assert not set(gone) & set(_ids(runtime, WorkflowRun))
     assert (result.runs, result.attempts) == (28 + 6, 28 + 7)
@@ -267,7 +271,7 @@ def test_a_drop_that_cannot_get_its_locks_leaves_the_rows_to_the_batches(
 def test_workers_make_the_coming_months(runtime: Runtime, settings) -> None:
     coming = partitions.next_month(partitions.next_month(partitions.month_of(NOW)))
     with session_scope(runtime.sessions) as session:
-        for table in ("run_steps", "workflow_runs", "delivery_attempts"):
+        for table in ("run_steps", "run_search", "workflow_runs", "delivery_attempts"):
             _drop(session.connection(), table, coming)
     made = Worker(runtime, settings).partitions_once()
     assert sorted(made) == sorted(partitions.name(t, coming) for t in partitions.TABLES)

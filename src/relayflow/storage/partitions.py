@@ -26,7 +26,8 @@ from sqlalchemy.exc import DBAPIError
 log = logging.getLogger(__name__)
 
 # Each partitioned table and the column its partitions split.
-TABLES = {"workflow_runs": "id", "run_steps": "run_id", "delivery_attempts": "id"}
+TABLES = {"workflow_runs": "id", "run_steps": "run_id", "delivery_attempts": "id",
+          "run_search": "run_id"}  # the search index of runs (migration 0024)
 # Months made ahead of the current one.
 MONTHS_AHEAD = 2
 _MONTH_NAME = re.compile(r"_(\d{4})_(\d{2})$")

@@ -35,9 +35,8 @@ from sqlalchemy import create_engine, text
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime, SecretCipher
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url
-from relayflow.storage.models import Base
 from relayflow.web.app import create_app
-from tests.conftest import PG_URL, TEST_SECRET_KEY, WorkspaceHandle, make_workspace
+from tests.conftest import PG_URL, TABLES, TEST_SECRET_KEY, WorkspaceHandle, make_workspace
 from tests.support.worker import drain
 from tests.web.api.definitions import create, rejecting
 
@@ -157,7 +156,7 @@ def fresh_database(template: str, directory: Path) -> str:
         shutil.copy(template, target)
         return f"sqlite:///{target}"
     engine = create_engine(normalize_url(template))
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    tables = ", ".join(TABLES)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     engine.dispose()

@@ -186,18 +186,24 @@ LOCK_TIMEOUT = "1s"
 
 def drop_month(session: Session, table: str, month: date,
                cutoffs: Sequence[Cutoffs]) -> dict[uuid.UUID, int] | None:
-    """Drop the month's partition of `table` (with, for runs, their steps' and their
-    idempotency keys), if it still holds nothing to keep; the rows gone by workspace, or
-    None when something must stay. The partitions are locked against writes first, so that
-    what the rollups lose is exactly what goes, in the same transaction; readers wait only
-    for the detach and the drop, which change the catalog alone. A lock not granted
+    """Drop the month's partition of `table` (with, for runs, their steps', their words' and
+    their idempotency keys), if it still holds nothing to keep; the rows gone by workspace,
+    or None when something must stay. The partitions are locked against writes first, so
+    that what the rollups lose is exactly what goes, in the same transaction; readers wait
+    only for the detach and the drop, which change the catalog alone. A lock not granted
     within LOCK_TIMEOUT raises (sqlalchemy's OperationalError), leaving everything as it
     was."""
     partition = partitions.name(table, month)
     runs = table == "workflow_runs"
     steps = partitions.name("run_steps", month)
+    # The runs' words (run_search, migration 0024) go with them; a month made before that
+    # table existed has none.
+    words = partitions.name("run_search", month)
+    with_runs = [(parent, child) for parent, child in (("run_steps", steps),
+                                                       ("run_search", words))
+                 if runs and child in partitions.partition_names(session.connection())]
     session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    session.execute(text(f"LOCK TABLE {partition}{', ' + steps if runs else ''} "
+    session.execute(text(f"LOCK TABLE {', '.join([partition] + [c for _, c in with_runs])} "
                          "IN SHARE MODE"))
     if _keeps(session, table, partition, cutoffs):
         return None
@@ -206,7 +212,7 @@ def drop_month(session: Session, table: str, month: date,
         session.execute(delete(RunKey).where(
             RunKey.run_id >= partitions.bound(month),
             RunKey.run_id < partitions.bound(partitions.next_month(month))))
-    for parent, child in ((("run_steps", steps),) if runs else ()) + ((table, partition),):
+    for parent, child in [*with_runs, (table, partition)]:
         session.execute(text(f"ALTER TABLE {parent} DETACH PARTITION {child}"))
         session.execute(text(f"DROP TABLE {child}"))
     return gone

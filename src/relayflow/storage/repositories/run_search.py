@@ -1,7 +1,8 @@
 """Runs found by what they hold (GET /api/v1/runs?q=): the words of their trigger payload,
-captured fields, idempotency key and error (migration 0024 indexes them: PostgreSQL a GIN
-index on the runs, SQLite the FTS5 table run_search), a value at a key, or the start of
-their id. services/search.py turns what a person typed into a `Search`."""
+captured fields, idempotency key and error (migration 0024 indexes them in run_search:
+PostgreSQL a table of tsvectors under a GIN index, SQLite an FTS5 table), a value at a
+key, or the start of their id. services/search.py turns what a person typed into a
+`Search`."""
 
 from __future__ import annotations
 
@@ -61,12 +62,9 @@ def _sqlite_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(_HasWords, "postgresql")
 def _postgres_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
-    # The expression of ix_runs_search word for word, or the index is not used.
-    columns = ", ".join(compiler.process(_RUNS.c[name], **kw) for name in (
-        "trigger_payload", "captured", "idempotency_key", "error"))
     words = compiler.process(literal(" ".join(element.words)), **kw)
-    return (f"relayflow_run_words({columns}) @@ plainto_tsquery('simple'::regconfig, "
-            f"{words})")
+    return (f"{compiler.process(_RUNS.c.id, **kw)} IN (SELECT run_id FROM run_search "
+            f"WHERE words @@ plainto_tsquery('simple'::regconfig, {words}))")  # nosec B608
 
 
 def _value_at(term: Term) -> ColumnElement[bool]:
