@@ -48,10 +48,12 @@ def _sqlite_values(column: str) -> str:
 
 
 def _sqlite_text(row: str) -> str:
-    return (f"substr(coalesce({row}.idempotency_key, '') || ' ' || "
+    # Trimmed: most runs have no key, error or captured fields, and the spaces between
+    # those empty parts would be stored with every run's text.
+    return (f"substr(trim(coalesce({row}.idempotency_key, '') || ' ' || "
             f"coalesce(substr({row}.error, 1, {_ERROR_LIMIT}), '') || ' ' || "
             f"{_sqlite_values(f'{row}.captured')} || ' ' || "
-            f"{_sqlite_values(f'{row}.trigger_payload')}, 1, {_TEXT_LIMIT})")
+            f"{_sqlite_values(f'{row}.trigger_payload')}), 1, {_TEXT_LIMIT})")
 
 
 _WATCHED = ("trigger_payload", "idempotency_key", "error", "captured")
