@@ -39,6 +39,13 @@ def pager(text: str) -> dict[str, str]:
     return {rel: html.unescape(href) for href, rel in _PAGER.findall(text)}
 
 
+def entry(text: str, kind: str, key: str, value: object) -> str:
+    """The cells of the timeline's entry of that kind whose data-KEY is value."""
+    found = re.search(rf'<tr data-kind="{kind}" data-{key}="{value}">(.*?)</tr>', text, re.S)
+    assert found, f"no {kind} entry with {key} {value}"
+    return found.group(1)
+
+
 def channel(text: str, name: str) -> str:
     """The suppression line of one channel on a contact's page."""
     found = re.search(rf'data-channel="{name}">(.*?)</dd>', text, re.S)
@@ -262,10 +269,9 @@ class TestSuppression:
     def test_a_bounce_callback_is_an_entry_of_its_own(self, page_client, seeded):
         text = page_client.get(f"/contacts/{seeded.contacts['grace']}").text
         attempt = seeded.attempts["welcome_grace"]
-        row = re.search(rf'<tr data-kind="callback" data-id="{attempt}">(.*?)</tr>', text, re.S)
-        assert row, "no callback row for the bounced message"
-        assert "the provider reported a hard bounce" in row.group(1)
-        assert f'href="/delivery-ops/{attempt}"' in row.group(1)
+        row = entry(text, "callback", "id", attempt)
+        assert "the provider reported a hard bounce" in row
+        assert f'href="/delivery-ops/{attempt}"' in row
         assert f'<tr data-kind="delivery" data-id="{attempt}">' in text  # the message too
 
     def test_an_unsubscribe_says_when_and_shows_on_the_timeline(self, page_client, runtime,
@@ -308,10 +314,9 @@ class TestAttributesOnTheTimeline:
     def test_attributes_a_run_set_show_with_the_run(self, page_client, seeded):
         text = page_client.get(f"/contacts/{seeded.contacts['ada']}").text
         run = seeded.runs["nurture_ada"]
-        row = re.search(rf'<tr data-kind="attributes" data-run="{run}">(.*?)</tr>', text, re.S)
-        assert row, "no attributes row for the nurture run"
-        assert "set stage" in row.group(1)
-        assert f'href="/runs/{run}"' in row.group(1)
+        row = entry(text, "attributes", "run", run)
+        assert "set stage" in row
+        assert f'href="/runs/{run}"' in row
 
     def test_attributes_changed_through_the_api_show_who_and_which(self, page_client, client,
                                                                    seeded):

@@ -57,14 +57,14 @@ def _sqlite_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
     # the matching runs' ids, compared as the text SQLite stores.
     query = " AND ".join(f'"{word}"' for word in element.words)
     return (f"{compiler.process(_RUNS.c.id, **kw)} IN (SELECT run_id FROM run_search "
-            f"WHERE run_search MATCH {compiler.process(literal(query), **kw)})")  # nosec B608
+            f"WHERE run_search MATCH {compiler.process(literal(query), **kw)})")
 
 
 @compiles(_HasWords, "postgresql")
 def _postgres_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
     words = compiler.process(literal(" ".join(element.words)), **kw)
     return (f"{compiler.process(_RUNS.c.id, **kw)} IN (SELECT run_id FROM run_search "
-            f"WHERE words @@ plainto_tsquery('simple'::regconfig, {words}))")  # nosec B608
+            f"WHERE words @@ plainto_tsquery('simple'::regconfig, {words}))")
 
 
 def _value_at(term: Term) -> ColumnElement[bool]:
