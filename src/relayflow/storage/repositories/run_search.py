@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, literal, or_
+from sqlalchemy import Table, Uuid, and_, func, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -47,8 +47,20 @@ class _HasWords(ColumnElement[bool]):
     # can drive.
     inherit_cache = False
 
-    def __init__(self, words: tuple[str, ...]) -> None:
+    def __init__(self, words: tuple[str, ...],
+                 id_range: tuple[uuid.UUID, uuid.UUID] | None = None) -> None:
         self.words = words
+        self.id_range = id_range
+
+
+def _or_id_range(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
+    """The runs whose id is in the element's range, as more rows of the same subquery:
+    one `id IN (...)` that both databases drive by key, where `IN (...) OR id BETWEEN`
+    made PostgreSQL read every run and test each."""
+    if element.id_range is None:
+        return ""
+    low, high = (compiler.process(literal(value, Uuid()), **kw) for value in element.id_range)
+    return f" UNION ALL SELECT id FROM workflow_runs WHERE id BETWEEN {low} AND {high}"
 
 
 @compiles(_HasWords, "sqlite")
@@ -57,14 +69,16 @@ def _sqlite_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
     # the matching runs' ids, compared as the text SQLite stores.
     query = " AND ".join(f'"{word}"' for word in element.words)
     return (f"{compiler.process(_RUNS.c.id, **kw)} IN (SELECT run_id FROM run_search "
-            f"WHERE run_search MATCH {compiler.process(literal(query), **kw)})")
+            f"WHERE run_search MATCH {compiler.process(literal(query), **kw)}"
+            f"{_or_id_range(element, compiler, **kw)})")
 
 
 @compiles(_HasWords, "postgresql")
 def _postgres_words(element: _HasWords, compiler: SQLCompiler, **kw: Any) -> str:
     words = compiler.process(literal(" ".join(element.words)), **kw)
     return (f"{compiler.process(_RUNS.c.id, **kw)} IN (SELECT run_id FROM run_search "
-            f"WHERE words @@ plainto_tsquery('simple'::regconfig, {words}))")
+            f"WHERE words @@ plainto_tsquery('simple'::regconfig, {words})"
+            f"{_or_id_range(element, compiler, **kw)})")
 
 
 def _value_at(term: Term) -> ColumnElement[bool]:
@@ -79,7 +93,7 @@ def condition(search: Search) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = [_HasWords(words)] if words else []
     for term in search.terms:
         if term.id_range is not None:
-            parts.append(or_(_HasWords(term.words), WorkflowRun.id.between(*term.id_range)))
+            parts.append(_HasWords(term.words, term.id_range))
         if term.path:
             parts.append(_value_at(term))
     return and_(*parts)
