@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     cancel_batch_size: int = 500
     # Every provider call (SMTP or HTTP: connect, TLS, every read and write) ends within this.
     provider_timeout_seconds: float = 30.0
+    # When set, GET /metrics needs `Authorization: Bearer <this>`.
+    metrics_token: SecretStr | None = None
+    # `json`: one JSON object per log line (telemetry/logs.py); anything else: plain text.
+    log_format: str = "text"
 
 
 @lru_cache

@@ -44,6 +44,7 @@ from relayflow.services import frequency as frequency_service
 from relayflow.services import http as http_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.walker import InFlight, RunWalker
+from relayflow.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def begin(runtime: Runtime, walker: RunWalker, reads: delivery_service.Reads) ->
     if isinstance(flight.effect, HttpCall):
         guard = Guard(allow=reads.allow.get(run.workspace_id, runtime.network_allow))
         return partial(http_service.perform, flight.effect, guard=guard,
-                       idempotency_key=f"relayflow-{run.id}-{flight.step_id}")
+                       idempotency_key=f"relayflow-{run.id}-{flight.step_id}",
+                       traceparent=tracing.traceparent(walker.live_spans.get(flight.node_id)))
     effect, attempt = flight.effect, flight.attempt
     assert flight.attempt_id is not None
     assert attempt is not None
@@ -95,6 +97,7 @@ def begin(runtime: Runtime, walker: RunWalker, reads: delivery_service.Reads) ->
             walker.attempt_failed(flight.node_id, attempt, settled)
         else:
             walker.writes.attempt_updates.append({"id": attempt_id, **settled})
+            walker.attempt_ended(flight.node_id, attempt, settled["status"])
         finish(runtime, walker, flight, SendResult(
             attempt_id=str(attempt_id), status=settled["status"],
             error=settled.get("suppressed_by") or settled.get("error")))
@@ -203,6 +206,7 @@ def _sent(runtime: Runtime, walker: RunWalker, flight: InFlight,
             "id": attempt_id, "status": "SENT", "sent_at": now,
             "provider_message_id": outcome.provider_message_id,
             "provider_response": stepper.redact(outcome.response, secrets), "error": None})
+        walker.attempt_ended(flight.node_id, attempt, "SENT")
         return SendResult(attempt_id=str(attempt_id), status="SENT")
     error = str(stepper.redact(outcome.error, secrets))
     walker.attempt_failed(flight.node_id, attempt, {

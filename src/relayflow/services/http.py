@@ -33,8 +33,12 @@ def _decode(response: guarded_http.Response) -> Any:
 
 
 def perform(call: HttpCall, *, idempotency_key: str, guard: guarded_http.Guard,
-            sleep: Any = time.sleep) -> HttpResult:
+            sleep: Any = time.sleep, traceparent: str | None = None) -> HttpResult:
+    """The call, retried as the node says. `traceparent` (its step's span, when tracing is
+    on) is sent unless the node sets that header itself."""
     headers = {"Idempotency-Key": idempotency_key, **call.headers}
+    if traceparent and not any(name.lower() == "traceparent" for name in headers):
+        headers["traceparent"] = traceparent
     kwargs: dict[str, Any] = {}
     if call.body is not None:
         if isinstance(call.body, str):

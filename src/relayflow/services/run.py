@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,7 @@ from relayflow.storage.repositories import job as job_repo
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.run import RetryRef, RunFilter, RunRow
+from relayflow.telemetry import metrics
 
 STATUSES = tuple(RunStatus)
 MAX_PAGE = paging.MAX_PAGE
@@ -44,7 +46,7 @@ def new_run_rows(
     *, workspace_id: uuid.UUID, workflow_id: uuid.UUID, version_id: uuid.UUID,
     contact_id: uuid.UUID | None, trigger_type: str, event: dict[str, Any], now: datetime,
     idempotency_key: str | None = None, parent_run_id: uuid.UUID | None = None,
-    retry_of: uuid.UUID | None = None, trigger_depth: int = 0,
+    retry_of: uuid.UUID | None = None, trigger_depth: int = 0, traceparent: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The run, its trigger step (seq 0) and its job, as plain rows for bulk insert."""
     run_id = new_id()
@@ -68,7 +70,8 @@ def new_run_rows(
         "response": None, "delivery_attempt_id": None, "error": None,
     }
     job = {"run_id": run_id, "workspace_id": workspace_id, "due_at": now, "lease_owner": None,
-           "lease_expires_at": None, "lease_token": 0, "claims": 0, "cancel_requested": False}
+           "lease_expires_at": None, "lease_token": 0, "claims": 0, "cancel_requested": False,
+           "traceparent": traceparent}
     return run, step, job
 
 
@@ -94,6 +97,7 @@ def enroll(
     event: dict[str, Any], now: datetime, idempotency_key: str | None = None,
     parent_run_id: uuid.UUID | None = None, retry_of: uuid.UUID | None = None,
     version_id: uuid.UUID | None = None, trigger_depth: int = 0,
+    traceparent: str | None = None,
 ) -> Enrolled:
     """Open a PENDING run on the workflow's current version (or `version_id`). The run
     returned is the row as inserted, not loaded back."""
@@ -109,7 +113,7 @@ def enroll(
         workspace_id=workflow.workspace_id, workflow_id=workflow.id, version_id=pinned,
         contact_id=contact.id if contact else None, trigger_type=trigger_type, event=event,
         now=now, idempotency_key=idempotency_key, parent_run_id=parent_run_id, retry_of=retry_of,
-        trigger_depth=trigger_depth,
+        trigger_depth=trigger_depth, traceparent=traceparent,
     )
     try:
         with session.begin_nested():
@@ -122,6 +126,7 @@ def enroll(
         if existing is None:
             raise
         return duplicate(session, existing, source=trigger_type, now=now)
+    metrics.after_commit(session, partial(metrics.run_started, workflow.key, trigger_type))
     return Enrolled(WorkflowRun(**run), False)
 
 
@@ -134,6 +139,7 @@ class Opening:
     event: dict[str, Any]
     idempotency_key: str | None
     now: datetime
+    traceparent: str | None = None  # the span that asked for it (telemetry/tracing.py)
 
 
 class KeyRepeated(Conflict):
@@ -152,6 +158,7 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
     existing = run_repo.find_by_idempotency_keys(session, keys)
     answers: list[Enrolled] = []
     runs, steps, jobs = [], [], []
+    keys = {o.workflow.id: o.workflow.key for o in openings}
     for opening in openings:
         workflow = opening.workflow
         _require_active(workflow)
@@ -165,7 +172,7 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
             version_id=workflow.current_version_id,
             contact_id=opening.contact.id if opening.contact else None,
             trigger_type=trigger_type, event=opening.event, now=opening.now,
-            idempotency_key=opening.idempotency_key)
+            idempotency_key=opening.idempotency_key, traceparent=opening.traceparent)
         runs.append(run)
         steps.append(step)
         jobs.append(job)
@@ -174,6 +181,10 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
         run_repo.add_new(session, runs=runs, steps=steps)
         job_repo.add_many(session, jobs)
         notify(session)
+        for opened in answers:
+            if not opened.duplicate:
+                metrics.after_commit(session, partial(
+                    metrics.run_started, keys[opened.run.workflow_id], trigger_type))
     return answers
 
 
@@ -244,6 +255,10 @@ def finish_cancel(session: Session, *, run: WorkflowRun, now: datetime, reason: 
     run.error = None
     run_repo.cancel_open_steps(session, run.id, now)
     job_repo.remove(session, [run.id])
+    workflow = workflow_repo.get(session, run.workflow_id)
+    metrics.after_commit(session, partial(
+        metrics.run_finished, workflow.key if workflow else "", "CANCELED",
+        (now - run.created_at).total_seconds()))
 
 
 RETRY_VERSIONS = ("original", "current")

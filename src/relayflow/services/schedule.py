@@ -185,6 +185,14 @@ def tick(runtime: Runtime, *, now: datetime) -> int:
     return opened
 
 
+def late_seconds(session: Session, *, now: datetime) -> float:
+    """How long the most overdue tick of any active schedule has been due without firing;
+    0 when none is due."""
+    plans = [plan for workflow, definition in schedule_repo.list_active(session)
+             if (plan := _plan(workflow, definition, now=now)) is not None]
+    return max(((now - plan.tick).total_seconds() for plan in plans), default=0.0)
+
+
 def _plan(workflow: Workflow, definition: dict[str, Any], *, now: datetime) -> _Plan | None:
     trigger = dict(definition.get("trigger") or {})
     try:

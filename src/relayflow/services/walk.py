@@ -41,6 +41,7 @@ from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories import walk_writes
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories.job import Lease
+from relayflow.telemetry import logs, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def claim(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float) ->
                                 limit=limit)
     if not leases:
         return []
+    metrics.claimed(len(leases))
     with read_scope(runtime.sessions) as session:
         walkers, ended = _load(session, runtime, leases, now)
     if ended:  # a terminal run never changes again: only its stray job goes
@@ -97,12 +99,23 @@ def _load(session: Session, runtime: Runtime, leases: Sequence[Lease],
             version_number=version.number, secrets=secrets, now=now, runtime=runtime,
             cancel_requested=cancels[run.id] or _deactivated(run, workflow.cancel_before),
             provider_of=lambda ws, channel: providers.get((ws, channel), "outbox")))
+    if tracing.enabled():
+        parents = {lease.run_id: lease.traceparent for lease in leases}
+        for walker in walkers:
+            walker.trace = tracing.start("run", traceparent=parents.get(walker.run_id),
+                                         attributes=_run_attributes(walker))
     for walker in walkers:
         if walker.cancel_requested:
             workflow = workflows[walker.run.workflow_id]
             walker.cancel(now, None if cancels[walker.run_id] else canceler.deactivation(
                 workflow.key, workflow.deactivated_by))
     return walkers, ended
+
+
+def _run_attributes(walker: RunWalker) -> dict[str, str]:
+    return {"relayflow.run_id": str(walker.run_id),
+            "relayflow.workflow": str(walker.ctx.run["workflow"]),
+            "relayflow.workspace_id": str(walker.run.workspace_id)}
 
 
 def _over_caps(runtime: Runtime, session: Session, walker: RunWalker) -> str | None:
@@ -147,9 +160,11 @@ def make_child_starter(runtime: Runtime) -> Callable[[RunWalker, StartRun], Star
                 workspace_id=walker.run.workspace_id, workflow_id=workflow.id,
                 version_id=workflow.current_version_id, contact_id=walker.run.contact_id,
                 trigger_type="upstream", event=dict(walker.ctx.event),
-                now=max(walker.ctx.now, runtime.clock()), parent_run_id=walker.run.id)
+                now=max(walker.ctx.now, runtime.clock()), parent_run_id=walker.run.id,
+                traceparent=tracing.traceparent(walker.trace))
         rows[0]["trigger_depth"] = walker.run.trigger_depth + 1
         walker.writes.children.append(rows)
+        walker.children_started.append(effect.workflow)
         return StartResult(run_id=str(rows[0]["id"]))
 
     return start_child
@@ -176,6 +191,7 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
                 log.warning("lease lost; discarding this worker's progress",
                             extra={"run_id": str(walker.run_id)})
                 walker.dropped = True
+                metrics.lease_lost()
                 continue
             mark = marks.get(walker.run.workflow_id)
             deactivated = _deactivated(walker.run, mark[0] if mark else None)
@@ -188,8 +204,53 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
             prepared = walk_writes.prepare(dialect, _gather(accepted, ready))
         walk_writes.apply(session, prepared, now)
     for walker in accepted:
+        _report(walker, ready[walker.run_id])
         walker.writes = Writes()
         walker.closed = walker.finished
+
+
+def _report(walker: RunWalker, committed: Writes) -> None:
+    """What a commit wrote, to the metrics: steps and attempts that ended, child runs
+    started, and the run's end. Never raises: what was committed stays committed."""
+    try:
+        _count(walker, committed)
+    except Exception:  # a metric lost is no reason to stop walking runs
+        log.exception("recording the metrics of a commit failed")
+
+
+def _count(walker: RunWalker, committed: Writes) -> None:
+    for node_id, attempt, status, ended in walker.observed_attempts:
+        channel, provider = str(attempt["channel"]), str(attempt["provider"])
+        metrics.delivery_attempt(channel, provider, status)
+        if walker.trace is not None:
+            tracing.end(tracing.start(
+                "delivery attempt", parent=walker.live_spans.get(node_id) or walker.trace,
+                at=attempt.get("created_at"), attributes={
+                    "relayflow.channel": channel, "relayflow.provider": provider,
+                    "relayflow.attempt": int(attempt.get("attempt_number") or 1),
+                    "relayflow.status": status}),
+                at=ended, failed=status if status == "FAILED" else None)
+    for step in walker.observed_steps:
+        metrics.step_finished(step.node_type, step.status,
+                              (step.ended - step.started).total_seconds())
+        if walker.trace is not None:
+            span = walker.live_spans.pop(step.node_id, None) or tracing.start(
+                "step", parent=walker.trace, at=step.started, attributes={
+                    "relayflow.node": step.node_id, "relayflow.node_type": step.node_type})
+            tracing.end(span, at=step.ended, failed=step.error,
+                        attributes={"relayflow.status": step.status})
+    walker.observed_steps, walker.observed_attempts = [], []
+    for key in walker.children_started:
+        metrics.run_started(key, "upstream")
+    walker.children_started = []
+    status = committed.run_values.get("status")
+    if status and walker.trace is not None:
+        tracing.annotate(walker.trace, {"relayflow.status": str(status)})
+    if status in TERMINAL:
+        finished = committed.run_values.get("finished_at")
+        created = walker.run.created_at
+        seconds = (finished - created).total_seconds() if finished and created else None
+        metrics.run_finished(str(walker.ctx.run["workflow"]), status, seconds)
 
 
 def _gather(walkers: Sequence[RunWalker],
@@ -239,15 +300,34 @@ def advance(runtime: Runtime, *, worker: str, limit: int, lease_seconds: float,
     for walker in walkers:
         _isolated(walker, lambda w=walker: w.walk(start_child))
     if pool is None:  # one run at a time, each fenced just before its own effect
-        _commit_batch(runtime, walkers)
-        crash_point("after_intent")
-        while flying := _flying(walkers):
-            for walker in flying:
-                if walker.in_flight is not None and not walker.dropped:
-                    _round(runtime, [walker], start_child)
+        try:
+            _commit_batch(runtime, walkers)
+            crash_point("after_intent")
+            while flying := _flying(walkers):
+                for walker in flying:
+                    if walker.in_flight is not None and not walker.dropped:
+                        _round(runtime, [walker], start_child)
+        finally:
+            _end_traces(walkers)
         return len(walkers)
-    _rounds(runtime, walkers, start_child, pool)
+    try:
+        _rounds(runtime, walkers, start_child, pool)
+    finally:
+        _end_traces(walkers)
     return len(walkers)
+
+
+def _end_traces(walkers: Sequence[RunWalker]) -> None:
+    """This walk's spans end with it (a parked run's next walk is a span of its own)."""
+    for walker in walkers:
+        if walker.trace is None:
+            continue
+        for span in walker.live_spans.values():  # an effect this walk did not finish
+            tracing.end(span, failed="not finished in this walk")
+        walker.live_spans = {}
+        tracing.end(walker.trace, failed="set aside" if walker.dropped else None,
+                    attributes={"relayflow.steps": walker.steps_taken})
+        walker.trace = None
 
 
 def _flying(walkers: Sequence[RunWalker]) -> list[RunWalker]:
@@ -368,7 +448,9 @@ def _isolated(walker: RunWalker, work: Callable[[], None]) -> None:
     if walker.dropped:
         return
     try:
-        work()
+        with logs.bound(run_id=str(walker.run_id), workflow=str(walker.ctx.run["workflow"]),
+                        workspace=str(walker.run.workspace_id)):
+            work()
     except Exception as exc:
         if _shared_fault(exc):
             raise

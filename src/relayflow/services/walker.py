@@ -40,6 +40,7 @@ from relayflow.services.secret import WorkspaceSecrets
 from relayflow.storage.ids import new_id
 from relayflow.storage.models import DeliveryAttempt, FailureGroup, RunStep, WorkflowRun
 from relayflow.storage.types import fit, storable
+from relayflow.telemetry import tracing
 
 _ATTEMPT_COLUMNS = ("id", "workspace_id", "run_id", "step_seq", "workflow_id", "contact_id",
                     "channel", "provider", "recipient", "subject", "body", "html",
@@ -107,6 +108,18 @@ class Writes:
             job=self.job, due_at=self.due_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A step that ended, for the metrics and the trace."""
+
+    node_id: str
+    node_type: str
+    status: str
+    started: datetime
+    ended: datetime
+    error: str | None
+
+
 @dataclass(slots=True)
 class InFlight:
     """An effect to perform once its intent and its "performing now" mark are committed."""
@@ -161,6 +174,15 @@ class RunWalker:
         self.sending: InFlight | None = None
         self.steps_taken = 0
         self.canceled = False
+        # What this run's next accepted commit reports (services/walk.py::_report): the
+        # steps and delivery attempts that ended.
+        self.observed_steps: list[Observed] = []
+        self.observed_attempts: list[tuple[str, dict[str, Any], str, datetime]] = []
+        # While tracing is on: this walk's span, and the spans of steps whose effect is
+        # under way, by node (telemetry/tracing.py).
+        self.trace: Any = None
+        self.live_spans: dict[str, Any] = {}
+        self.children_started: list[str] = []  # their workflows' keys
         self.node_id: str | None = self._position(steps, attempts, now)
 
     @property
@@ -261,6 +283,10 @@ class RunWalker:
             self.writes.new_attempts.append(dict(attempt))
         self.writes.new_steps.append(row)
         self._set_run(current_node=node_id)
+        if self.trace is not None:
+            self.live_spans[node_id] = tracing.start(
+                "step", parent=self.trace, at=now,
+                attributes={"relayflow.node": node_id, "relayflow.node_type": node_type})
         self.in_flight = InFlight(node_id, row["id"], now, effect, attempt_id, attempt)
 
     def record(self, node_id: str, outcome: Outcome, now: datetime,
@@ -279,11 +305,14 @@ class RunWalker:
             self.writes.job, self.writes.due_at = "park", outcome.until
             self.node_id = None
             return
+        status = "FAILED" if isinstance(outcome, Fail) else "COMPLETED"
+        self.observed_steps.append(Observed(
+            node_id, node_type, status, started, now,
+            outcome.reason if isinstance(outcome, Fail) else None))
         if step_id is not None:
             self._close_step(step_id, started, outcome, response)
         else:
             self.seq += 1
-            status = "FAILED" if isinstance(outcome, Fail) else "COMPLETED"
             self.writes.new_steps.append(step_row(
                 workspace_id=self.run.workspace_id, run_id=self.run.id, seq=self.seq,
                 node_id=node_id, node_type=node_type, status=status, started_at=started,
@@ -358,6 +387,10 @@ class RunWalker:
         self.writes.failure_groups.append(named.group)
         self.writes.attempt_updates.append(
             {"id": attempt["id"], **values, "fingerprint": named.fingerprint})
+        self.attempt_ended(node_id, attempt, "FAILED")
+
+    def attempt_ended(self, node_id: str, attempt: dict[str, Any], status: str) -> None:
+        self.observed_attempts.append((node_id, attempt, status, self.ctx.now))
 
     # --- what the effect phase (services/effects.py) asks of the run --------------------------
 
@@ -398,6 +431,7 @@ class RunWalker:
         self.finished = True
         self.node_id = None
         self.canceled = True
+        self.children_started = []  # their rows were dropped with the rest
 
 
 __all__ = ["MAX_STEPS_PER_CLAIM", "InFlight", "RunWalker", "Writes", "step_row"]

@@ -274,7 +274,7 @@ def _check(
 def receive(
     session: Session, *, token: str, body: bytes, signature: str | None,
     idempotency_key: str | None, cipher: SecretCipher, now: datetime,
-    phone_region: str | None = None,
+    phone_region: str | None = None, traceparent: str | None = None,
 ) -> run_service.Enrolled:
     """Open a run from an inbound webhook request (the raw body becomes `event`)."""
     checked = _check(session, token=token, body=body, signature=signature,
@@ -287,7 +287,8 @@ def receive(
                                    spec=checked.contact, now=now, phone_region=phone_region)
     return run_service.enroll(session, workflow=checked.workflow, contact=contact,
                               trigger_type="webhook", event=checked.event, now=now,
-                              idempotency_key=checked.idempotency_key)
+                              idempotency_key=checked.idempotency_key,
+                              traceparent=traceparent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -298,6 +299,7 @@ class Inbound:
     body: bytes
     signature: str | None = None
     idempotency_key: str | None = None
+    traceparent: str | None = None  # of its intake's span, when tracing is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +351,8 @@ def receive_many(
                     enrolled = receive(session, token=request.token, body=request.body,
                                        signature=request.signature,
                                        idempotency_key=request.idempotency_key,
-                                       cipher=cipher, now=now, phone_region=phone_region)
+                                       cipher=cipher, now=now, phone_region=phone_region,
+                                       traceparent=request.traceparent)
                 answers.append(Accepted(enrolled, admission))
             except Exception as exc:  # the request's own answer (404, 401, 429, …)
                 answers.append(exc)
@@ -423,7 +426,8 @@ def _receive_together(
         contacts.update(zip((i for i, _, _ in wanted), found, strict=True))
     enrolled = run_service.enroll_many(session, [
         run_service.Opening(workflow=item.workflow, contact=contacts.get(i), event=item.event,
-                            idempotency_key=item.idempotency_key, now=now)
+                            idempotency_key=item.idempotency_key, now=now,
+                            traceparent=requests[i].traceparent)
         for i, item, now in pending], trigger_type="webhook")
     opened = dict(zip((i for i, _, _ in pending), enrolled, strict=True))
     return [Accepted(opened[i] if isinstance(item, _Checked) else item, admission)

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from relayflow.storage.repositories import run_cancel as run_cancel_repo
 from relayflow.storage.repositories import secret as secret_repo
 from relayflow.storage.repositories import workflow as workflow_repo
 from relayflow.storage.repositories import workflow_stats
+from relayflow.telemetry import metrics
 
 log = logging.getLogger(__name__)
 _graphs: dict[uuid.UUID, WorkflowGraph] = {}
@@ -183,6 +185,9 @@ def _cancel_batch(session: Session, workflow: Workflow, *, now: datetime, limit:
                                          limit=limit, canceled_by=canceled_by, reason=reason)
     if batch.selected < limit and batch.skipped == 0:  # this batch took the last of them
         workflow.cancel_before = None
+    if batch.canceled:  # canceled here; the flagged ones end as their workers walk them
+        metrics.after_commit(session, partial(
+            metrics.run_finished, workflow.key, "CANCELED", None, batch.canceled))
     return batch.canceled + batch.flagged
 
 

@@ -453,6 +453,11 @@ class Job(Base):
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     claims: Mapped[int] = mapped_column(BigInteger, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The W3C traceparent of the span that opened the run (a webhook request's, a parent
+    # run's step), so each walk of the run joins that trace (telemetry/tracing.py). On the
+    # job, not the run: it is needed only until the run ends, and a history keeps nothing
+    # of it. NULL when tracing is off.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class RunCount(Base):

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
-from relayflow.web import api, callbacks, errors, hooks, pages, unsubscribe
+from relayflow.web import api, callbacks, errors, hooks, operations, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.intake import Intake
 from relayflow.web.limits import BodyLimitMiddleware
@@ -65,6 +65,9 @@ def create_app(
                 thread.join(timeout=settings.lease_seconds)
                 if thread.is_alive():
                     log.warning("the worker did not stop within the lease")
+            probe = getattr(_app.state, "probe", None)
+            if probe is not None:
+                probe.close()
             if owns_runtime:
                 runtime.dispose()
 
@@ -89,21 +92,19 @@ def create_app(
     # taken only once the whole body is in, so clients that declare a body and never send
     # it wait in the reader (each until its deadline), not in the queue for a slot.
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests,
-                       unbounded=(hooks.PREFIX,))
+                       unbounded=(hooks.PREFIX, *operations.PATHS))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        timeout=settings.body_read_timeout_seconds)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(operations.RequestMetrics)  # outermost: refusals are timed too
     # Routes are matched in the order they were included, one pattern at a time: the
     # busiest, called by machines, come before the hundred of the API.
     app.include_router(hooks.router)
+    app.include_router(operations.router)
     app.include_router(callbacks.router)
     app.include_router(unsubscribe.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/healthz", tags=["health"], name="health")
-    def healthz() -> dict[str, bool]:
-        return {"ok": True}
 
     return app

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relayflow.errors import (
@@ -23,7 +24,10 @@ from relayflow.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from relayflow.storage.db import is_conflict, is_unavailable
+from relayflow.telemetry import metrics
 from relayflow.web.pages.deps import LoginRequired, login_redirect_url
+from relayflow.web.security import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ def error_body(name: str, detail: str, **details: Any) -> dict[str, Any]:
 
 
 # Everything else is a page, and gets its errors as a page.
-_MACHINE_PREFIXES = ("/api/", "/hooks/", "/providers/", "/u/", "/static/", "/healthz")
+_MACHINE_PREFIXES = ("/api/", "/hooks/", "/providers/", "/u/", "/static/", "/healthz",
+                     "/livez", "/readyz", "/metrics")
 _TITLES = {400: "Bad request", 401: "Sign in required", 403: "Not allowed",
            404: "Page not found", 405: "Not allowed", 409: "Conflict",
            413: "Too large", 422: "Invalid input", 429: "Slow down"}
@@ -158,7 +163,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The message and traceback go to the log only: they may carry SQL, paths or values.
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if isinstance(exc, SQLAlchemyError):
+        metrics.database_error("unavailable" if is_unavailable(exc) else
+                               "conflict" if is_conflict(exc) else "other")
+    log.error("unhandled error on %s %s", request.method, loggable_path(request.url.path),
+              exc_info=exc)
     if wants_page(request):
         return await page_error(request, 500, "An unexpected error occurred; it has been logged.")
     return JSONResponse(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from relayflow.services.signed import SIGNATURE_HEADER
 from relayflow.services.webhook import Inbound
+from relayflow.telemetry import tracing
 from relayflow.web.api.responses import errors
 from relayflow.web.api.schemas import RunEnqueued
 from relayflow.web.intake import Intake
@@ -59,10 +60,15 @@ async def receive_webhook(request: Request, token: str) -> Response:
     # request joins the batch being gathered (web/intake.py): it is counted against the
     # webhook's rate limit and, if admitted, opens its run; both committed before the answer.
     intake: Intake = request.app.state.intake
-    accepted = await intake.receive(Inbound(
-        token=token, body=await request.body(),
-        signature=request.headers.get(SIGNATURE_HEADER),
-        idempotency_key=request.headers.get("Idempotency-Key")))
+    body = await request.body()
+    with tracing.current("webhook intake", traceparent=request.headers.get("traceparent"),
+                         attributes={"http.route": PREFIX + "{token}"}) as span:
+        accepted = await intake.receive(Inbound(
+            token=token, body=body, signature=request.headers.get(SIGNATURE_HEADER),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            traceparent=tracing.traceparent(span)))
+        tracing.annotate(span, {"relayflow.run_id": str(accepted.enrolled.run.id),
+                                "relayflow.duplicate": accepted.enrolled.duplicate})
     run = accepted.enrolled.run
     answer = RunEnqueued(id=run.id, status=run.status, duplicate=accepted.enrolled.duplicate)
     return Response(answer.model_dump_json(), status_code=status.HTTP_202_ACCEPTED,

@@ -22,6 +22,7 @@ from anyio import to_thread
 from relayflow.services import webhook as webhook_service
 from relayflow.services.runtime import Runtime
 from relayflow.services.webhook import Accepted, Inbound
+from relayflow.telemetry import metrics
 
 
 class Intake:
@@ -51,7 +52,9 @@ class Intake:
             asyncio.get_running_loop().create_task(self._drain())
         result = await answer
         if isinstance(result, Exception):
+            metrics.webhook("rejected", _reason(result))
             raise result
+        metrics.webhook("duplicate" if result.enrolled.duplicate else "accepted")
         return result
 
     async def _drain(self) -> None:
@@ -89,3 +92,9 @@ class Intake:
         if opened and self._committed is not None:
             self._committed()  # only after the commit: a worker woken earlier would see nothing
         return answers
+
+
+def _reason(error: Exception) -> str:
+    """A refusal's kind for the metrics: its error class (NotFound, Unauthorized,
+    RateLimited, InvalidInput, ...), a fixed vocabulary."""
+    return type(error).__name__

@@ -163,6 +163,9 @@ def run(application: Any, settings: Settings) -> None:
     gc.freeze()
     uvicorn.run(
         application, host=settings.host, port=settings.port, log_level="info",
+        # JSON lines: uvicorn's loggers go through the root logger's formatter
+        # (telemetry/logs.py) instead of its own text formatters.
+        log_config=None if settings.log_format.lower() == "json" else uvicorn.config.LOGGING_CONFIG,
         http=protocol_for(settings),
         # An idle keep-alive connection is closed after this; uvicorn's default, made explicit.
         timeout_keep_alive=5,

@@ -25,6 +25,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from relayflow.config import Settings
 from relayflow.faults import crash_point
 from relayflow.services import bulk as bulk_service
@@ -38,6 +40,7 @@ from relayflow.services.runtime import Runtime
 from relayflow.services.workers import Lease
 from relayflow.storage.db import is_conflict, is_unavailable, session_scope
 from relayflow.storage.notify import Listener
+from relayflow.telemetry import metrics
 
 log = logging.getLogger(__name__)
 # After each batch of a background cancel, the worker leaves the database alone this long:
@@ -70,6 +73,7 @@ class Outage:
             if self._since is not None:
                 return
             self._since = time.monotonic()
+        metrics.database_outage()
         log.warning("database unavailable while %s (%s); retrying until it is back",
                     doing, _describe(exc))
 
@@ -290,6 +294,9 @@ class Worker:
     def _report(self, exc: Exception, what: str, *, doing: str) -> None:
         """An outage is logged once (see Outage), a transaction the database rolled back
         to break a deadlock in one line, anything else with its traceback."""
+        if isinstance(exc, SQLAlchemyError):
+            metrics.database_error("unavailable" if is_unavailable(exc) else
+                                   "conflict" if is_conflict(exc) else "other")
         if is_unavailable(exc):
             self.outage.begin(exc, doing)
         elif is_conflict(exc):

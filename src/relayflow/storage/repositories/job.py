@@ -30,6 +30,7 @@ class Lease:
     run_id: uuid.UUID
     token: int
     cancel_requested: bool = False
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +63,10 @@ def claim(
             lease_token=Job.lease_token + 1,
             claims=Job.claims + 1,
         )
-        .returning(Job.run_id, Job.lease_token, Job.cancel_requested)
+        .returning(Job.run_id, Job.lease_token, Job.cancel_requested, Job.traceparent)
         .execution_options(synchronize_session=False)
     ).all()
-    return [Lease(run_id, token, cancel) for run_id, token, cancel in rows]
+    return [Lease(run_id, token, cancel, parent) for run_id, token, cancel, parent in rows]
 
 
 def lock(session: Session, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, JobState]:
