@@ -23,7 +23,8 @@ from tests.support import httpserver
 from tests.support.flows import install
 from tests.support.worker import drain
 
-HOOK = {"key": "ops-hook", "trigger": {"type": "webhook", "contact": {"email": "{{ event.email }}"}},
+HOOK = {"key": "ops-hook",
+        "trigger": {"type": "webhook", "contact": {"email": "{{ event.email }}"}},
         "start": "call", "nodes": {
             "call": {"type": "INTEGRATION", "request": {"method": "POST", "url": "URL"},
                      "next": "mail"},
@@ -150,7 +151,8 @@ def test_a_webhook_and_its_run_are_counted(
     for (_, labels), _ in after.items():
         for _, label_value in labels:
             assert not UUID.search(label_value), label_value
-            assert "@" not in label_value and token not in label_value, label_value
+            assert "@" not in label_value, label_value
+            assert token not in label_value
     assert token not in text
 
 
