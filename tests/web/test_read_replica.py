@@ -17,15 +17,21 @@ from sqlalchemy import create_engine, text
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
 from relayflow.storage.migrate import upgrade
-from tests.conftest import TEST_SECRET_KEY, make_workspace
+from tests.conftest import TEST_SECRET_KEY, WorkspaceHandle, make_workspace
 from tests.support import pgcluster
+from tests.support.flows import install, start
 from tests.support.pages import add_member, sign_in
+from tests.support.worker import drain
 from tests.web.api.definitions import create, trigger
 
 pytestmark = pytest.mark.postgres_only
 
 FLOW = {"key": "replicated", "trigger": {"type": "manual"}, "start": "done",
         "nodes": {"done": {"type": "END"}}}
+MAIL = {"key": "replicated-mail", "trigger": {"type": "manual"}, "start": "mail", "nodes": {
+    "mail": {"type": "SEND_MESSAGE", "channel": "email", "subject": "Hi", "body": "Hello",
+             "next": "done"},
+    "done": {"type": "END"}}}
 
 
 @dataclass
@@ -71,24 +77,38 @@ def _caught_up(pair: Pair, timeout: float = 20) -> None:
     raise AssertionError("the replica did not catch up")
 
 
-@pytest.fixture
-def app_clients(pair: Pair, tmp_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
-    from relayflow.web.app import create_app
+@dataclass
+class Replicated:
+    settings: Settings
+    runtime: Runtime  # its sessions write to the primary
+    workspace: WorkspaceHandle
+    email: str  # a member's
 
+
+@pytest.fixture
+def replicated(pair: Pair, tmp_path: Path) -> Iterator[Replicated]:
     settings = Settings(database_url=pair.primary.url(), read_database_url=pair.replica.url(),
                         secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
                         secret_key_file=str(tmp_path / "secret.key"))
     runtime = Runtime.from_settings(settings)
-    workspace = make_workspace(runtime, f"replica-{time.monotonic_ns()}")
-    email = f"ops-{time.monotonic_ns()}@example.com"
-    add_member(runtime, workspace.id, email)
-    app = create_app(settings, runtime=runtime)
     try:
-        with TestClient(app, headers=workspace.headers) as api, TestClient(app) as page:
-            sign_in(page, email)
-            yield api, page
+        workspace = make_workspace(runtime, f"replica-{time.monotonic_ns()}")
+        email = f"ops-{time.monotonic_ns()}@example.com"
+        add_member(runtime, workspace.id, email)
+        yield Replicated(settings, runtime, workspace, email)
     finally:
         runtime.dispose()
+
+
+@pytest.fixture
+def app_clients(replicated: Replicated) -> Iterator[tuple[TestClient, TestClient]]:
+    from relayflow.web.app import create_app
+
+    app = create_app(replicated.settings, runtime=replicated.runtime)
+    with (TestClient(app, headers=replicated.workspace.headers) as api,
+          TestClient(app) as page):
+        sign_in(page, replicated.email)
+        yield api, page
 
 
 def _listed(api: TestClient) -> tuple[set[str], str]:
@@ -135,6 +155,27 @@ def test_history_reads_the_replica_and_says_how_far_behind_it_is(
     assert listed == {first, second}
     assert float(lag) < 5
     assert "data-replica-behind" not in page.get("/runs").text
+
+
+def test_the_delivery_export_reads_the_replica(
+        pair: Pair, replicated: Replicated, app_clients: tuple[TestClient, TestClient]) -> None:
+    _, page = app_clients
+    runtime, workspace = replicated.runtime, replicated.workspace
+    install(runtime, workspace.id, MAIL)
+    start(runtime, workspace.id, MAIL["key"], email="first@example.com")
+    drain(runtime)
+    _caught_up(pair)
+    _sql(pair.replica.url(), "SELECT pg_wal_replay_pause()")
+    try:
+        start(runtime, workspace.id, MAIL["key"], email="second@example.com")
+        drain(runtime)  # sent, on the primary only
+        exported = page.get("/delivery-ops.csv?range=all")
+        assert exported.status_code == 200
+        assert exported.text.count("\r\n") == 2
+        assert ",first@example.com,email," in exported.text
+        assert "second@example.com" not in exported.text
+    finally:
+        _sql(pair.replica.url(), "SELECT pg_wal_replay_resume()")
 
 
 def test_a_replica_that_is_down_leaves_the_primary_to_answer(

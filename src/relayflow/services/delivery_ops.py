@@ -4,20 +4,21 @@ with its chain of retries and resends and the run step that made it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from relayflow.engine.status import DeliveryStatus
 from relayflow.errors import InvalidInput, NotFound
-from relayflow.services import paging
+from relayflow.services import export, paging
 from relayflow.services import run as run_service
 from relayflow.storage.ids import parse_id
 from relayflow.storage.models import DeliveryAttempt, RunStep
 from relayflow.storage.repositories import delivery as delivery_repo
 from relayflow.storage.repositories import provider_config as provider_repo
-from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow
+from relayflow.storage.repositories.delivery import DeliveryFilter, DeliveryRow, ExportRow
 from relayflow.storage.repositories.run import RunRow
 
 STATUSES = tuple(DeliveryStatus)
@@ -108,6 +109,22 @@ def search(
         last = rows[-1].attempt
         next_cursor = paging.encode_at(last.created_at, last.id)
     return DeliveryPage(rows, next_cursor, counts)
+
+
+def export_rows(
+    sessions: sessionmaker[Session], *, delivery_filter: DeliveryFilter | None,
+    page_size: int = 5000,
+) -> Iterator[ExportRow]:
+    """Every attempt the filter matches as export values (delivery_repo.export_page),
+    newest first, a keyset page at a time (export.keyset_rows)."""
+    if delivery_filter is None:
+        return iter(())
+    return export.keyset_rows(
+        sessions,
+        lambda session, before: delivery_repo.export_page(
+            session, delivery_filter, limit=page_size, before=before),
+        position_of=lambda row: (datetime.fromisoformat(row[13]), uuid.UUID(row[0])),
+        page_size=page_size)
 
 
 # --- one attempt --------------------------------------------------------------------------

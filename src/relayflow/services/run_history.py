@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from relayflow.services import paging
+from relayflow.services import export, paging
 from relayflow.services.run import (
     CHIPS,
     RANGES,
@@ -23,7 +22,7 @@ from relayflow.services.run import (
     encode_cursor,
     time_window,
 )
-from relayflow.storage.db import is_postgres, read_scope, session_scope
+from relayflow.storage.db import session_scope
 from relayflow.storage.repositories import rollup
 from relayflow.storage.repositories import run as run_repo
 from relayflow.storage.repositories.run import ExportRow, RunFilter, RunRow
@@ -258,28 +257,12 @@ def export_rows(
     sessions: sessionmaker[Session], *, run_filter: RunFilter | None, page_size: int = 5000
 ) -> Iterator[ExportRow]:
     """Every run the filter matches as export values (run_repo.export_page), newest first,
-    read a keyset page at a time, each in its own short read transaction: a slow reader
-    never holds a connection, takes no lock a writer needs, and keeps two pages in memory.
-
-    On PostgreSQL the next page is read on a thread of its own while this one is handed
-    out: the server works in its own process and psycopg waits for it without the GIL, so
-    reading and writing the CSV overlap (about 1.3 times the rows a second on two cores). Not on
-    SQLite: its queries run in this process, under the GIL, a row at a time, and a second
-    thread only makes both wait for each other."""
+    a keyset page at a time (export.keyset_rows)."""
     if run_filter is None:
-        return
-
-    def page(before: tuple[datetime, uuid.UUID] | None) -> Sequence[ExportRow]:
-        with read_scope(sessions) as session:
-            return run_repo.export_page(session, run_filter, limit=page_size, before=before)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as reader:
-        ahead = is_postgres(sessions.kw["bind"])
-        rows = page(None)
-        while len(rows) == page_size:
-            last = rows[-1]
-            before = datetime.fromisoformat(last[7]), uuid.UUID(last[0])
-            following = reader.submit(page, before) if ahead else None
-            yield from rows
-            rows = following.result() if following is not None else page(before)
-        yield from rows
+        return iter(())
+    return export.keyset_rows(
+        sessions,
+        lambda session, before: run_repo.export_page(session, run_filter, limit=page_size,
+                                                     before=before),
+        position_of=lambda row: (datetime.fromisoformat(row[7]), uuid.UUID(row[0])),
+        page_size=page_size)

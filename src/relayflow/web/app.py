@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
-from relayflow.web import api, callbacks, errors, hooks, operations, pages, unsubscribe
+from relayflow.web import api, api_docs, callbacks, errors, hooks, operations, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.intake import Intake
 from relayflow.web.limits import BodyLimitMiddleware
@@ -76,7 +76,7 @@ def create_app(
         summary="Contact-automation orchestrator: workflows, runs and deliveries.",
         version="1",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by api_docs, from installed files, under the pages' CSP
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -104,6 +104,7 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(unsubscribe.router)
     app.include_router(api.router)
+    app.include_router(api_docs.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -23,7 +23,7 @@ from relayflow.services.runtime import Runtime
 from relayflow.storage.db import read_scope, session_scope
 from relayflow.storage.models import WorkflowRun
 from relayflow.storage.repositories.run import RunFilter
-from relayflow.web.pages.runs import safe_cell
+from relayflow.web.pages.csv_export import safe_cell
 from tests.support.seed import Seeded, seed
 from tests.support.worker import drain
 

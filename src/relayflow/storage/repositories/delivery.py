@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import typing
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Row, Select, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from relayflow.storage.dialect import not_indexed
+from relayflow.storage.dialect import not_indexed, utc_text, uuid_text
 from relayflow.storage.models import (
     Contact,
     DeliveryAttempt,
@@ -104,6 +105,34 @@ def list_page(
         query = query.where(tuple_(DeliveryAttempt.created_at, DeliveryAttempt.id) < before)
     query = query.order_by(DeliveryAttempt.created_at.desc(), DeliveryAttempt.id.desc())
     return [_to_row(row) for row in session.execute(query.limit(limit))]
+
+
+# id, run id, workflow key, recipient, channel, provider, status, attempt number, subject,
+# error, suppressed by, provider message id, resend of, created at, sent at.
+ExportRow = tuple[str, str | None, str | None, str, str, str, str, int, str, str | None,
+                  str | None, str | None, str | None, str, str | None]
+
+
+def export_page(session: Session, f: DeliveryFilter, *, limit: int,
+                before: tuple[datetime, uuid.UUID] | None = None) -> Sequence[ExportRow]:
+    """A page of `list_page`'s attempts as plain values (ExportRow), ids and times already
+    text: only the columns an export shows (no body, no HTML, no provider response), and
+    no object per row. The same indexes as `list_page`."""
+    query = _filtered(select(
+        uuid_text(DeliveryAttempt.id), uuid_text(DeliveryAttempt.run_id), Workflow.key,
+        DeliveryAttempt.recipient, DeliveryAttempt.channel, DeliveryAttempt.provider,
+        DeliveryAttempt.status, DeliveryAttempt.attempt_number, DeliveryAttempt.subject,
+        DeliveryAttempt.error, DeliveryAttempt.suppressed_by,
+        DeliveryAttempt.provider_message_id, uuid_text(DeliveryAttempt.resend_of),
+        utc_text(DeliveryAttempt.created_at), utc_text(DeliveryAttempt.sent_at),
+    ).outerjoin(Workflow, (Workflow.id == DeliveryAttempt.workflow_id)
+                & (Workflow.workspace_id == DeliveryAttempt.workspace_id)), f)
+    if before is not None:
+        query = query.where(tuple_(DeliveryAttempt.created_at, DeliveryAttempt.id) < before)
+    query = query.order_by(DeliveryAttempt.created_at.desc(), DeliveryAttempt.id.desc())
+    # On the connection, not the session: the ORM adds nothing here but time per row.
+    return typing.cast(Sequence[ExportRow],
+                       session.connection().execute(query.limit(limit)).all())
 
 
 def count_by_status(session: Session, f: DeliveryFilter) -> dict[str, int]:

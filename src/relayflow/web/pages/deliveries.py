@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.datastructures import QueryParams
 from starlette.responses import HTMLResponse
 
@@ -21,6 +22,7 @@ from relayflow.services import delivery_ops, failures
 from relayflow.services import resend as resend_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services.login import Viewer
+from relayflow.storage.repositories.delivery import ExportRow
 from relayflow.web.deps import (
     HistorySessionDep,
     RuntimeDep,
@@ -28,6 +30,7 @@ from relayflow.web.deps import (
     SettingsDep,
     wake_worker_after_commit,
 )
+from relayflow.web.pages.csv_export import csv_chunks, csv_response, safe_cell
 from relayflow.web.pages.deps import FormDep, OperatorDep, ViewerDep
 from relayflow.web.pages.templating import render
 
@@ -39,6 +42,9 @@ RANGES = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days",
 DEFAULT_LIMIT = 50
 MAX_REASON = 2000
 NOTICES = {"resent": "Resend queued: this is the new attempt. A worker sends it shortly."}
+CSV_COLUMNS = ("id", "run_id", "workflow", "contact", "channel", "provider", "status",
+               "attempt_number", "subject", "error", "suppressed_by", "provider_message_id",
+               "resend_of", "created_at", "sent_at")
 # Prepended to a message's HTML inside the sandboxed iframe: nothing is fetched from the
 # network, so opening a message never fires its tracking pixels or loads remote content.
 FRAME_CSP = ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -76,15 +82,16 @@ class Filters:
                    from_=from_, to=to, limit=get("limit"), cursor=get("cursor"),
                    after=get("after"), fingerprint=get("fingerprint"))
 
-    def href(self, **changes: str) -> str:
-        """This view's URL with `changes`; paging cursors are dropped unless given."""
+    def href(self, path: str = "/delivery-ops", **changes: str) -> str:
+        """This view's URL (or `path`'s) with `changes`; paging cursors are dropped unless
+        given."""
         values = {**asdict(self), "cursor": "", "after": "", **changes}
         if values["range"] == DEFAULT_RANGE:
             values["range"] = ""
         if values["limit"] == str(DEFAULT_LIMIT):
             values["limit"] = ""
         pairs = [(("from" if k == "from_" else k), v) for k, v in values.items() if v]
-        return "/delivery-ops" + (f"?{urlencode(pairs)}" if pairs else "")
+        return path + (f"?{urlencode(pairs)}" if pairs else "")
 
     def query(self) -> delivery_ops.DeliveryQuery:
         if self.range not in RANGES:
@@ -122,18 +129,31 @@ def _chips(filters: Filters, counts: dict[str, int]) -> list[dict[str, Any]]:
     return chips
 
 
-@router.get("/delivery-ops", name="deliveries:list")
-def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
-              settings: SettingsDep) -> HTMLResponse:
-    filters = Filters.from_params(request.query_params)
+def _list_context(session: Session, viewer: Viewer, filters: Filters) -> dict[str, Any]:
     ctx: dict[str, Any] = {
         "filters": filters, "ranges": RANGES, "channels": delivery_ops.CHANNELS,
         "workflows": [w.key for w in workflow_service.list_all(
             session, workspace_id=viewer.workspace_id)],
+        "csv_href": filters.href("/delivery-ops.csv", limit=""),
     }
     if filters.fingerprint:
         ctx["cause"] = failures.describe(session, workspace_id=viewer.workspace_id,
                                          fingerprint=filters.fingerprint)
+    return ctx
+
+
+def _refused(request: Request, session: Session, viewer: Viewer, filters: Filters,
+             exc: InvalidInput) -> HTMLResponse:
+    """The list with the filters as typed and what is wrong with them (422)."""
+    ctx = _list_context(session, viewer, filters)
+    return render(request, "deliveries/list.html", {**ctx, "error": exc.detail},
+                  status_code=422)
+
+
+@router.get("/delivery-ops", name="deliveries:list")
+def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, runtime: RuntimeDep,
+              settings: SettingsDep) -> HTMLResponse:
+    filters = Filters.from_params(request.query_params)
     try:
         page = delivery_ops.browse(
             session, workspace_id=viewer.workspace_id, query=filters.query(),
@@ -141,8 +161,8 @@ def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, r
             after=filters.after or None, now=runtime.clock(),
             phone_region=settings.default_phone_region)
     except InvalidInput as exc:
-        ctx["error"] = exc.detail
-        return render(request, "deliveries/list.html", ctx, status_code=422)
+        return _refused(request, session, viewer, filters, exc)
+    ctx = _list_context(session, viewer, filters)
     ctx.update(
         page=page, chips=_chips(filters, page.counts),
         older_href=filters.href(cursor=page.older_cursor) if page.older_cursor else None,
@@ -150,6 +170,37 @@ def list_page(request: Request, viewer: ViewerDep, session: HistorySessionDep, r
         first_href=filters.href() if filters.cursor or filters.after else None,
     )
     return render(request, "deliveries/list.html", ctx)
+
+
+@router.get("/delivery-ops.csv", name="deliveries:csv", response_model=None)
+def list_csv(request: Request, viewer: ViewerDep, session: HistorySessionDep,
+             runtime: RuntimeDep, settings: SettingsDep) -> HTMLResponse | StreamingResponse:
+    """Every attempt the list's filters match (all pages: limit, cursor and after are not
+    used), streamed as CSV; filters the list refuses are refused the same way."""
+    filters = Filters.from_params(request.query_params)
+    now = runtime.clock()
+    try:
+        delivery_filter = delivery_ops.build_filter(
+            session, workspace_id=viewer.workspace_id, query=filters.query(), now=now,
+            phone_region=settings.default_phone_region)
+    except InvalidInput as exc:
+        return _refused(request, session, viewer, filters, exc)
+    rows = delivery_ops.export_rows(request.state.history_sessions,
+                                    delivery_filter=delivery_filter)
+    return csv_response(csv_chunks(CSV_COLUMNS, map(csv_record, rows)),
+                        filename=f"delivery-attempts-{viewer.workspace_slug}-"
+                                 f"{now:%Y%m%d-%H%M%S}.csv")
+
+
+def csv_record(row: ExportRow) -> tuple[object, ...]:
+    """One attempt's CSV cells. Ids, the workflow key (KEY_RE), the channel, status and
+    times cannot start a formula; the address, the subject (made from contact data), the
+    error and the provider's message id (both the provider's words) can."""
+    (attempt_id, run_id, key, recipient, channel, provider, status, number, subject, error,
+     suppressed_by, message_id, resend_of, created, sent) = row
+    return (attempt_id, run_id, key, safe_cell(recipient), channel, safe_cell(provider),
+            status, number, safe_cell(subject), safe_cell(error), safe_cell(suppressed_by),
+            safe_cell(message_id), resend_of, created, sent)
 
 
 def _events(response: dict[str, Any] | None) -> list[dict[str, Any]]:

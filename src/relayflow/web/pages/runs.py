@@ -8,10 +8,7 @@ query (the form adds it), else the `rf_tz` cookie static/runs.js keeps, else UTC
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -19,7 +16,7 @@ from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from relayflow.engine.status import CHIPS as STATUSES_OF_CHIP
@@ -30,6 +27,7 @@ from relayflow.services import workflow as workflow_service
 from relayflow.storage.repositories.run import ExportRow
 from relayflow.web.deps import HistorySessionDep, RuntimeDep, SessionDep, SettingsDep
 from relayflow.web.pages import chart
+from relayflow.web.pages.csv_export import csv_chunks, csv_response, safe_cell
 from relayflow.web.pages.deps import ViewerDep
 from relayflow.web.pages.templating import render
 
@@ -45,8 +43,6 @@ _read_iso = datetime.fromisoformat
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> shows
 CSV_COLUMNS = ("id", "workflow", "version", "contact", "status", "trigger", "created_at",
                "started_at", "finished_at", "duration_ms", "current_node", "error")
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,15 +289,8 @@ def runs_csv(
         session, workspace_id=viewer.workspace_id, query=run_query(filters, zone), now=now,
         phone_region=settings.default_phone_region)
     rows = run_history.export_rows(request.state.history_sessions, run_filter=run_filter)
-    name = f"runs-{viewer.workspace_slug}-{now:%Y%m%d-%H%M%S}.csv"
-    return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
-
-
-def safe_cell(value: object) -> str:
-    """A cell as text, with a leading ' when a spreadsheet would read it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return csv_response(csv_chunks(CSV_COLUMNS, map(csv_record, rows)),
+                        filename=f"runs-{viewer.workspace_slug}-{now:%Y%m%d-%H%M%S}.csv")
 
 
 def csv_record(row: ExportRow) -> tuple[object, ...]:
@@ -313,18 +302,3 @@ def csv_record(row: ExportRow) -> tuple[object, ...]:
         (_read_iso(finished) - _read_iso(started)).total_seconds() * 1000)
     return (run_id, key, version, safe_cell(email or phone), status, trigger, created, started,
             finished, millis, node, safe_cell(error))
-
-
-def csv_chunks(rows: Iterable[ExportRow], *, chunk_bytes: int = 256 * 1024) -> Iterator[str]:
-    """The CSV text, a chunk of about `chunk_bytes` at a time (each chunk is a hop from the
-    server's event loop to a worker thread, so they must not be small)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        writer.writerow(csv_record(row))
-        if buffer.tell() >= chunk_bytes:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
