@@ -24,6 +24,14 @@ COMMON = {"type", "name", "description"}
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
 RESERVED_ATTRIBUTES = {"id", "email", "phone", "external_id"}
 EDGE_FIELDS = {"CONDITION": ("then", "else"), "INTEGRATION": ("next", "on_error")}
+# The fields inside a node's or trigger's nested mappings, and the words some fields take.
+# The JSON Schema (engine/workflow.schema.json) and docs/workflows.md are tested against these.
+BRANCH_FIELDS = frozenset({"weight", "next", "name"})  # each item of a SPLIT's branches
+REQUEST_FIELDS = frozenset({"method", "url", "headers", "body"})  # an INTEGRATION's request
+CONTACT_FIELDS = frozenset({"email", "phone", "external_id"})  # a webhook trigger's contact
+CAPTURE_ROOTS = ("status", "headers", "body")  # where an INTEGRATION capture path starts
+CHANNELS = ("email", "sms")
+ON_FAILURE = ("continue", "fail")  # a SEND_MESSAGE's on_failure; executors say the default
 # Jinja's compiler re-walks every sub-expression at each level of nesting, so its time grows
 # far faster than the template: `{{ x[0][0]...}}` 100 deep takes seconds. These caps keep
 # checking any definition that fits in a request to well under a second.
@@ -154,7 +162,7 @@ def _check_trigger(trigger: Any, out: _Collector) -> None:
                 out.add(None, "trigger: contact must map email, phone or external_id to templates")
             else:
                 for field, tpl in mapping.items():
-                    if field not in {"email", "phone", "external_id"}:
+                    if field not in CONTACT_FIELDS:
                         out.add(None, f"trigger: contact field {_shown(field)} is not email, "
                                 "phone or external_id")
                     _check_template(None, f"trigger.contact.{field}", tpl, out)
@@ -173,7 +181,9 @@ def _check_schedule(trigger: Mapping[str, Any], out: _Collector) -> None:
         out.add(None, f"trigger: invalid cron expression {_shown(cron)}")
     if at is not None:
         try:
-            datetime.fromisoformat(str(at))
+            if not isinstance(at, str):
+                raise ValueError(at)
+            datetime.fromisoformat(at)
         except ValueError:
             out.add(None, f"trigger: at must be an ISO 8601 datetime, got {_shown(at)}")
     tz = trigger.get("timezone", "UTC")
@@ -278,9 +288,9 @@ def _check_condition(node: Node, out: _Collector) -> None:
 
 
 def _check_split(node: Node, out: _Collector) -> None:
-    branches = node.config.get("branches")
-    if branches is None:
-        return
+    if "branches" not in node.config:
+        return  # reported as missing
+    branches = node.config["branches"]
     if not isinstance(branches, list) or not branches:
         out.add(node.id, "branches must be a non-empty list of {weight, next}")
         return
@@ -288,46 +298,51 @@ def _check_split(node: Node, out: _Collector) -> None:
         if not isinstance(branch, Mapping):
             out.add(node.id, f"branch {i} must be a mapping with weight and next")
             continue
-        for field in sorted(set(branch) - {"weight", "next", "name"}, key=repr):
+        for field in sorted(set(branch) - BRANCH_FIELDS, key=repr):
             out.add(node.id, f"branch {i}: unknown field {_shown(field)}")
         weight = branch.get("weight")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
             out.add(node.id, f"branch {i}: weight must be a positive number")
         if not isinstance(branch.get("next"), str):
             out.add(node.id, f"branch {i}: next must name a node")
+        name = branch.get("name")  # the step records it as the branch taken
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
+            out.add(node.id, f"branch {i}: name must be a string of at most 200 characters")
 
 
 def _check_wait(node: Node, out: _Collector) -> None:
+    # Present, not merely non-null: the executor waits on `until` only without `duration`.
+    has_duration, has_until = "duration" in node.config, "until" in node.config
     duration, until = node.config.get("duration"), node.config.get("until")
-    if (duration is None) == (until is None):
+    if has_duration == has_until:
         out.add(node.id, "a WAIT needs exactly one of duration or until")
     if isinstance(duration, str) and len(duration) > 32:  # `1w2d3h4m5s` needs 10
         out.add(node.id, f"invalid duration {_shown(duration)}: too long")
-    elif duration is not None:
+    elif has_duration:
         try:
-            parse_duration(duration)
+            parse_duration(node.config["duration"])
         except ValueError as exc:
             out.add(node.id, str(exc))
-    if until is not None:
+    if has_until:
         _check_template(node.id, "until", until, out)
 
 
 def _check_send_message(node: Node, out: _Collector) -> None:
     cfg = node.config
     channel = cfg.get("channel")
-    if "channel" in cfg and channel not in ("email", "sms"):
+    if "channel" in cfg and channel not in CHANNELS:
         out.add(node.id, f"channel must be email or sms, got {_shown(channel)}")
     for field in ("to", "subject", "body", "html"):
         if field in cfg:
             _check_template(node.id, field, cfg[field], out)
-    if cfg.get("on_failure", "fail") not in ("fail", "continue"):
+    if "on_failure" in cfg and cfg["on_failure"] not in ON_FAILURE:
         out.add(node.id, "on_failure must be fail or continue")
 
 
 def _check_integration(node: Node, out: _Collector) -> None:
     cfg = node.config
     request = cfg.get("request")
-    if request is not None:
+    if "request" in cfg:
         if not isinstance(request, Mapping):
             out.add(node.id, "request must be a mapping with method and url")
         else:
@@ -338,11 +353,9 @@ def _check_integration(node: Node, out: _Collector) -> None:
             out.add(node.id, "capture must map output names to response paths")
         else:
             for name, path in capture.items():
-                if not isinstance(name, str) or not NODE_ID_RE.match(name):
+                if not isinstance(name, str) or not NODE_ID_RE.fullmatch(name):
                     out.add(node.id, f"capture name {_shown(name)} must be an identifier")
-                if not isinstance(path, str) or path.split(".")[0] not in (
-                    "status", "headers", "body"
-                ):
+                if not isinstance(path, str) or path.split(".")[0] not in CAPTURE_ROOTS:
                     out.add(node.id, f"capture {_shown(name)}: path must start with status, "
                             "headers or body")
     timeout = cfg.get("timeout", 10)
@@ -354,7 +367,7 @@ def _check_integration(node: Node, out: _Collector) -> None:
 
 
 def _check_request(node: Node, request: Mapping[str, Any], out: _Collector) -> None:
-    for field in sorted(set(request) - {"method", "url", "headers", "body"}, key=repr):
+    for field in sorted(set(request) - REQUEST_FIELDS, key=repr):
         out.add(node.id, f"request: unknown field {_shown(field)}")
     method = str(request.get("method", "GET")).upper()
     if method not in HTTP_METHODS:
@@ -374,9 +387,9 @@ def _check_request(node: Node, request: Mapping[str, Any], out: _Collector) -> N
 
 
 def _check_update_contact(node: Node, out: _Collector) -> None:
-    values = node.config.get("set")
-    if values is None:
-        return
+    if "set" not in node.config:
+        return  # reported as missing
+    values = node.config["set"]
     if not isinstance(values, Mapping) or not values:
         out.add(node.id, "set must map attribute names to templates")
         return

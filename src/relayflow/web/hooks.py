@@ -22,7 +22,8 @@ _EVENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "Any JSON object: it becomes the run's `event`.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
+        "content": {"application/json": {"schema": {"type": "object"}, "examples": {
+            "order": {"value": {"order_id": 1001, "customer": {"email": "ada@example.com"}}}}}},
     },
     "parameters": [
         {"name": SIGNATURE_HEADER.lower(), "in": "header", "required": False,

@@ -33,6 +33,10 @@ EXAMPLES_PER_OPERATION = 25
 # non-ASCII and a date past year 9999. Schemathesis sends what fits each parameter (it drops
 # NUL and over-long values from paths); test_text.py puts NUL in every route's path itself.
 TRICKY = ["a\x00b", "x" * 400, "%_%", "ключ-🔑", "9999-12-31T23:59:59-23:59"]
+# Routes under /api/v1 that describe the API rather than act on a workspace, and so are not
+# in the document, like /api/openapi.json itself: the workflow definition's JSON Schema
+# (no key; tests/web/api/test_json_schema.py).
+UNDOCUMENTED = {("GET", "/api/v1/schema/workflow.json")}
 
 
 @pytest.fixture
@@ -70,7 +74,8 @@ class TestOpenApiDocument:
     def test_documents_every_api_route(self, app: FastAPI, spec: dict[str, Any]) -> None:
         documented = {(m, p) for m, p, _ in _operations(spec)}
 
-        assert documented == api_routes(app)
+        assert documented == api_routes(app) - UNDOCUMENTED
+        assert api_routes(app) >= UNDOCUMENTED
 
     def test_every_operation_has_a_summary(self, spec: dict[str, Any]) -> None:
         missing = [f"{m} {p}" for m, p, op in _operations(spec) if not op.get("summary")]

@@ -11,6 +11,7 @@ from relayflow.web.api import (
     delivery,
     failure,
     frequency,
+    json_schema,
     key,
     member,
     network,
@@ -23,7 +24,8 @@ from relayflow.web.api import (
 )
 from relayflow.web.api.responses import errors
 
-# Every route needs an API key, and every key is rate-limited (web/deps.py).
+# Every route but the schema's needs an API key, and every key is rate-limited
+# (web/deps.py).
 router = APIRouter(prefix="/api/v1", responses=errors(429))
 router.include_router(workflow.router)
 router.include_router(webhook.router)
@@ -40,3 +42,6 @@ router.include_router(provider.router)
 router.include_router(network.router)
 router.include_router(frequency.router)
 router.include_router(retention.router)
+# The one route without a key (and so without a rate limit): the definition's JSON
+# Schema, which holds no data and which editors fetch.
+router.include_router(json_schema.router)

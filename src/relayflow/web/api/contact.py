@@ -168,7 +168,8 @@ def explain_contact(
 
 
 class SuppressionLift(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"channel": "email", "reason": "unsubscribed by mistake; asked to be added back"}]}}
     channel: Literal["email", "sms"]
     reason: str = Field(min_length=1, max_length=contact_service.MAX_REASON,
                         description="Why: kept in the audit trail with what the suppression was.")
@@ -193,7 +194,8 @@ def lift_suppression(contact_id: str, body: SuppressionLift, principal: AdminDep
 
 
 class EraseRequest(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"reason": "erasure request by email, ticket 4711"}]}}
     reason: str = Field(min_length=1, max_length=erase_service.MAX_REASON,
                         description="Why (a request under the right to erasure, say): kept in "
                                     "the audit trail.")

@@ -100,7 +100,8 @@ def get_delivery(delivery_id: str, session: SessionDep, principal: PrincipalDep
 
 
 class ResendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"reason": "the customer deleted the first one"}]})
 
     reason: Text = Field(min_length=1, max_length=2000,
                          description="Why the message is sent again (kept on the attempt).")

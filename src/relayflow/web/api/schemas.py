@@ -187,7 +187,9 @@ class ContactSpec(BaseModel):
 
 
 class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"contact": {"email": "ada@example.com", "attributes": {"first_name": "Ada"}},
+         "event": {"plan": "pro"}, "idempotency_key": "signup-1842"}]})
 
     contact: ContactSpec | None = None
     event: JsonObject = Field(default_factory=dict)
@@ -446,7 +448,8 @@ class RunList(BaseModel):
 
 
 class SecretWrite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"value": "crm-token-value"}]})
 
     value: Text = Field(min_length=1, max_length=64 * 1024)
 
@@ -470,7 +473,9 @@ class SecretList(BaseModel):
 class ContactUpsert(BaseModel):
     """Identifiers of one contact and attributes to merge into it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"email": "ada@example.com", "phone": "+14155550123",
+         "attributes": {"first_name": "Ada", "plan": "pro"}}]})
 
     email: Text | None = Field(default=None, max_length=320, description="Stored lower-cased.")
     phone: Text | None = Field(

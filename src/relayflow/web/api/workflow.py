@@ -115,14 +115,53 @@ async def _definition(request: Request) -> dict[str, Any]:
         raise InvalidInput(f"The workflow definition is not valid: a value {exc}.") from exc
 
 
+_EXAMPLE: dict[str, Any] = {
+    "key": "welcome",
+    "name": "Welcome email",
+    "trigger": {"type": "manual"},
+    "start": "check_plan",
+    "nodes": {
+        "check_plan": {"type": "CONDITION", "when": "contact.plan | default('free') == 'pro'",
+                       "then": "tag_pro", "else": "welcome"},
+        "tag_pro": {"type": "UPDATE_CONTACT", "set": {"segment": "pro"}, "next": "welcome"},
+        "welcome": {"type": "SEND_MESSAGE", "channel": "email",
+                    "subject": "Welcome, {{ contact.first_name | default('there') }}",
+                    "body": "Glad to have you on board.", "next": "done"},
+        "done": {"type": "END"},
+    },
+}
+_EXAMPLE_YAML = """\
+key: welcome
+name: Welcome email
+trigger: {type: manual}
+start: check_plan
+nodes:
+  check_plan:
+    type: CONDITION
+    when: "contact.plan | default('free') == 'pro'"
+    then: tag_pro
+    else: welcome
+  tag_pro: {type: UPDATE_CONTACT, set: {segment: pro}, next: welcome}
+  welcome:
+    type: SEND_MESSAGE
+    channel: email
+    subject: "Welcome, {{ contact.first_name | default('there') }}"
+    body: Glad to have you on board.
+    next: done
+  done: {type: END}
+"""
 _DEFINITION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "A workflow definition (key, name, trigger, start, nodes) as JSON, "
-                       "or as YAML when the Content-Type mentions yaml.",
+                       "or as YAML when the Content-Type mentions yaml. The language is "
+                       "described in docs/workflows.md; its JSON Schema is served at "
+                       "/api/v1/schema/workflow.json.",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"},
+                                 "examples": {"welcome": {"value": _EXAMPLE}}},
+            "application/yaml": {"schema": {"type": "string"},
+                                 "examples": {"welcome": {"value": _EXAMPLE_YAML}}},
         },
     }
 }
