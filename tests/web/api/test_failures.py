@@ -92,3 +92,11 @@ class TestFailures:
         assert other_client.get("/api/v1/failures").json()["items"] == []
         other = other_client.get("/api/v1/runs", params={"fingerprint": group["fingerprint"]})
         assert other.json()["items"] == []
+
+
+def test_a_range_reaching_centuries_back_is_answered(client: TestClient) -> None:
+    """Bars counted from 1736 outgrow INTEGER on PostgreSQL: counted as BIGINT."""
+    answer = client.get("/api/v1/failures", params={
+        "from": "1736-03-09T14:58:53-02:55", "to": "2024-06-01T07:00:00Z"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == []

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -69,7 +78,9 @@ def _bucket(session: Session, created_at: Any, origin: datetime,
     """Which bar of `width`, counted from `origin`, a row falls in."""
     first, seconds = int(origin.timestamp()), max(1, int(width.total_seconds()))
     if session.get_bind().dialect.name == "postgresql":
-        return cast(func.floor((func.extract("epoch", created_at) - first) / seconds), Integer)
+        # BIGINT: an origin centuries back is more seconds than INTEGER holds.
+        return cast(func.floor((func.extract("epoch", created_at)
+                                - literal(first, BigInteger)) / seconds), BigInteger)
     epoch = cast(func.strftime(literal_column("'%s'"), created_at), Integer)
     return cast((epoch - first) / seconds, Integer)  # integers: SQLite divides them whole
 
