@@ -1,5 +1,6 @@
-"""A webhook's or an unsubscribe link's token is a credential: it never reaches the logs of
-a running `relayflow serve`, neither its access log nor the intake's own lines."""
+"""A webhook's or an unsubscribe link's token is a credential, and a query's values may name
+a person: neither reaches the logs of a running `relayflow serve`, neither its access log
+nor the intake's own lines."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.support.server import Served, request, serve
 HOOK = {"key": "hook", "trigger": {"type": "webhook"}, "start": "done",
         "nodes": {"done": {"type": "END"}}}
 UNSUBSCRIBE_TOKEN = "unsubscribe-token-canary-4f1e"
+ADDRESS = "canary.person@example.com"
 
 
 @pytest.fixture
@@ -50,6 +52,9 @@ def test_tokens_never_reach_the_serve_logs(webhook: tuple[Served, str]) -> None:
     status, _, _ = request(served, _post(f"/hooks/{token}", json.dumps({"n": 1}).encode()))
     assert status == 202
     request(served, _post(f"/u/{UNSUBSCRIBE_TOKEN}", b""))
+    # A search or a contact filter names a person: the query's values stay out too.
+    request(served, f"GET /api/v1/runs?q={ADDRESS}&contact={ADDRESS} HTTP/1.1\r\n"
+                    f"Host: t\r\nConnection: close\r\n\r\n".encode())
     with served.connect() as sock:  # hangs up half-way through a body: one INFO line
         sock.sendall(_post(f"/hooks/{token}", b"{")[:-1].replace(b"Length: 1", b"Length: 99"))
         sock.shutdown(socket.SHUT_WR)
@@ -60,4 +65,6 @@ def test_tokens_never_reach_the_serve_logs(webhook: tuple[Served, str]) -> None:
     assert f"/hooks/{token[:4]}" not in log.replace("/hooks/…", "")
     assert token not in log
     assert UNSUBSCRIBE_TOKEN not in log
+    assert ADDRESS not in log
+    assert "GET /api/v1/runs?q=…&contact=… HTTP/1.1" in log
     assert "POST /hooks/… HTTP/1.1" in log  # the access log still names the route

@@ -169,3 +169,14 @@ def test_queue_gauges_read_the_jobs(
     scraped = samples(client.get("/metrics").text)
     assert value(scraped, "relayflow_queue_jobs", state="due") == 0
     assert value(scraped, "relayflow_queue_oldest_due_age_seconds") == 0
+
+
+def test_made_up_methods_make_no_new_series(anonymous_client: TestClient) -> None:
+    for method in ("FOOBAR1", "FOOBAR2"):
+        assert anonymous_client.request(method, "/api/v1/runs").status_code == 405
+    text = anonymous_client.get("/metrics").text
+    assert "FOOBAR" not in text
+    counted = sum(v for (name, labels), v in samples(text).items()
+                  if name == "relayflow_http_request_duration_seconds_count"
+                  and ("method", "other") in labels)
+    assert counted >= 2

@@ -22,17 +22,20 @@ from datetime import datetime
 from typing import Any
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 SERVICE = "relayflow"
 
 _tracer: Any = None  # an opentelemetry Tracer while tracing is on
 
 
 def configure(exporter: Any = None) -> bool:
-    """Turn tracing on when OTEL_EXPORTER_OTLP_ENDPOINT is set (or with `exporter`, the
+    """Turn tracing on when OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_ form) is set (or
+    with `exporter`, the
     tests' in-memory one, whose spans are handed over as each ends); True when on. The
     standard OTEL_* variables (headers, service name, sampling) apply."""
     global _tracer
-    if exporter is None and not os.environ.get(ENDPOINT_ENV):
+    if exporter is None and not (os.environ.get(ENDPOINT_ENV)
+                                 or os.environ.get(TRACES_ENDPOINT_ENV)):
         return False
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource

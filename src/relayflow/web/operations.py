@@ -163,6 +163,8 @@ def _gauges(now: health_service.Gauges | None) -> list[Any]:
     ]
 
 
+# Any other method a client makes up is counted as "other": labels stay bounded.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Requests refused before routing (too large, too slow) are labelled by these prefixes.
 _UNROUTED = (("/hooks/", "/hooks/{token}"), ("/u/", "/u/{token}"), ("/static/", "/static"),
              ("/api/", "/api/unmatched"))
@@ -191,7 +193,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            metrics.http_request(scope["method"], _template(scope), status,
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            metrics.http_request(method, _template(scope), status,
                                  time.perf_counter() - started)
 
 

@@ -49,13 +49,16 @@ class SecurityHeadersMiddleware:
 
 # Paths whose next segment is a credential: a webhook's token, a signed unsubscribe link.
 _TOKEN_PATH = re.compile(r"^(/hooks/|/u/)[^/?]+")
+# A query parameter's value: `?q=ada@example.com`, `?contact=+14155550123`.
+_QUERY_VALUE = re.compile(r"([?&][^=&#]*=)[^&#]*")
 
 
 def loggable_path(path: str) -> str:
     """`path` as a log line may show it: the token of /hooks/{token} and /u/{token} is a
-    credential (anyone holding it can trigger the workflow or unsubscribe the contact), so
-    it is replaced by an ellipsis; the route stays readable."""
-    return _TOKEN_PATH.sub(r"\1…", path)
+    credential (anyone holding it can trigger the workflow or unsubscribe the contact), and
+    a query's values may be personal data (a search for an address, a contact filter), so
+    each is replaced by an ellipsis; the route and the query's keys stay readable."""
+    return _QUERY_VALUE.sub(r"\1…", _TOKEN_PATH.sub(r"\1…", path))
 
 
 class AccessLogTokens(logging.Filter):
