@@ -160,6 +160,105 @@ def member_add(
     console.print(f"{email} added to {slug} as {role}")
 
 
+@member_app.command("list")
+def member_list(
+    slug: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+) -> None:
+    """List the workspace's members and their roles."""
+    from rich.markup import escape
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            rows = [(m.email, m.role, m.created_at.isoformat())
+                    for m in auth.list_members(session, workspace_id=workspace.id)]
+    except RelayflowError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([{"email": e, "role": r, "created_at": c}  # noqa: T201
+                          for e, r, c in rows]))
+        return
+    table = Table("email", "role", "added")
+    for email, role, created in rows:
+        table.add_row(escape(email), role, created)
+    console.print(table)
+
+
+@member_app.command("role")
+def member_role(slug: str, email: str, role: str) -> None:
+    """Change a member's role (admin, operator or viewer); the last admin stays one."""
+    from rich.markup import escape
+
+    from relayflow.services import member as member_service
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            change = member_service.change_role(session, workspace_id=workspace.id,
+                                                email=email, role=role, actor="cli",
+                                                now=runtime.clock())
+            address, revoked = change.member.email, change.revoked_keys
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"{escape(address)} is now {role} in {slug}", highlight=False)
+    if revoked:
+        console.print(f"revoked the API keys they created above {role}: {', '.join(revoked)}")
+
+
+@member_app.command("remove")
+def member_remove(slug: str, email: str) -> None:
+    """Remove a member: their sessions end and the API keys they created are revoked."""
+    from rich.markup import escape
+
+    from relayflow.services import member as member_service
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            change = member_service.remove(session, workspace_id=workspace.id, email=email,
+                                           actor="cli", now=runtime.clock())
+            address, ended, revoked = (change.member.email, change.sessions_ended,
+                                       change.revoked_keys)
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"{escape(address)} removed from {slug}; {ended} session(s) ended",
+                  highlight=False)
+    if revoked:
+        console.print(f"revoked the API keys they created: {', '.join(revoked)}")
+
+
+@member_app.command("reset-password")
+def member_reset_password(
+    slug: str, email: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+) -> None:
+    """Set a new random password (printed once) and end the member's sessions."""
+    from rich.markup import escape
+
+    from relayflow.services import member as member_service
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            workspace = workspace_service.get_by_slug(session, slug)
+            change, password = member_service.reset_password(
+                session, workspace_id=workspace.id, email=email, actor="cli",
+                now=runtime.clock())
+            address = change.member.email
+    except RelayflowError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps({"email": address, "password": password}))  # noqa: T201
+        return
+    console.print(f"new password for {escape(address)} (shown once):", highlight=False)
+    # On a line of its own, never wrapped or styled by the console.
+    print(password)  # noqa: T201
+
+
 @key_app.command("create")
 def key_create(
     slug: str,

@@ -23,8 +23,13 @@ ACTIONS = {
     "workflow.activate": "a workflow was activated",
     "workflow.deactivate": "a workflow was deactivated (its in-flight runs canceled)",
     "key.create": "an API key was created",
-    "key.revoke": "an API key was revoked",
+    "key.revoke": "an API key was revoked (by hand, or with the member who created it)",
     "member.add": "a member was added",
+    "member.role": "a member's role was changed (from, to, and the keys of theirs it revoked)",
+    "member.remove": "a member was removed (how many of their sessions ended, and the keys "
+                     "they created that were revoked)",
+    "member.password_reset": "a member's password was replaced by a random one (never "
+                             "recorded) and their sessions ended",
     "secret.set": "a secret was created or replaced",
     "secret.delete": "a secret was deleted",
     "provider.set": "a channel's provider was set",

@@ -55,7 +55,7 @@ def _hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _check_role(role: str) -> None:
+def check_role(role: str) -> None:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
 
@@ -68,7 +68,7 @@ def create_api_key(
     name: str = "",
 ) -> tuple[ApiKey, str]:
     """Returns the row and the full key, which is shown once and never stored."""
-    _check_role(role)
+    check_role(role)
     if len(name) > MAX_NAME:
         raise InvalidInput(f"a key name is at most {MAX_NAME} characters")
     prefix = "rf_" + secrets.token_hex(4)
@@ -98,11 +98,22 @@ def revoke_api_key(
         raise NotFound(f"no API key {prefix!r} in this workspace")
     if key.revoked_at is not None:
         raise Conflict(f"API key {prefix} was already revoked")
-    key.revoked_at = now
-    audit_service.record(session, workspace_id=workspace_id, actor=actor, action="key.revoke",
-                         target_type="api_key", target_id=prefix, now=now,
-                         detail={"role": key.role, "name": key.name})
+    revoke(session, key, actor=actor, now=now)
     return key
+
+
+def revoke(
+    session: Session, key: ApiKey, *, actor: str, now: datetime, reason: str | None = None
+) -> None:
+    """Revoke an active key at once, audited; `reason` names the change that revoked it
+    when nobody picked the key itself (e.g. `member.remove`)."""
+    key.revoked_at = now
+    detail = {"role": key.role, "name": key.name}
+    if reason:
+        detail["reason"] = reason
+    audit_service.record(session, workspace_id=key.workspace_id, actor=actor,
+                         action="key.revoke", target_type="api_key", target_id=key.prefix,
+                         now=now, detail=detail)
 
 
 def _find_key(session: Session, token: str) -> ApiKey:
@@ -144,7 +155,7 @@ def add_member(
     session: Session, *, workspace_id: uuid.UUID, email: str, role: str, password: str,
     now: datetime, actor: str = "cli",
 ) -> Member:
-    _check_role(role)
+    check_role(role)
     address = normalize_email(email)
     if len(address) > 320:
         raise InvalidInput("an email address is at most 320 characters")

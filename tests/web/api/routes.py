@@ -14,7 +14,7 @@ def api_routes(app: FastAPI) -> set[tuple[str, str]]:
     (which FastAPI keeps nested rather than copying into `app.routes`)."""
     found = set()
     for route in iter_route_contexts(app.routes):
-        path = route.path
+        path = route.path_format  # `{email}` for `{email:path}`, as the OpenAPI document has it
         if not path or not path.startswith("/api/v1/"):
             continue
         for method in route.methods or ():

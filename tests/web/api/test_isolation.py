@@ -55,6 +55,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/bulk-operations/{operation_id}"): Case("operation_id", "bulk", MISSING_ID),
     ("POST", "/api/v1/bulk-operations/{operation_id}/cancel"): Case(
         "operation_id", "bulk", MISSING_ID),
+    ("PATCH", "/api/v1/members/{email}"): Case(
+        "email", "member", "nobody@example.com", {"role": "operator"}),
+    ("DELETE", "/api/v1/members/{email}"): Case("email", "member", "nobody@example.com"),
+    ("POST", "/api/v1/members/{email}/password"): Case("email", "member",
+                                                       "nobody@example.com"),
 }
 # PUT /secrets/{name} creates or replaces a secret of the caller's own workspace: a name
 # another workspace also uses is no id of theirs. TestUpsertByName checks theirs is untouched.
@@ -81,9 +86,11 @@ def theirs(other_client: TestClient, runtime: Runtime) -> dict[str, str]:
     contact = other_client.get("/api/v1/contacts").json()["items"][0]["id"]
     bulk = other_client.post("/api/v1/bulk-operations", json={
         "action": "cancel", "filter": {"ids": [pending]}, "rate": 0.001}).json()["id"]
+    other_client.post("/api/v1/members", json={"email": "theirs@example.com", "role": "viewer",
+                                               "password": "long enough"})
     return {"workflow": "theirs-only", "webhook_workflow": "their-hook", "pending_run": pending,
             "finished_run": finished, "contact": contact, "secret": "THEIR_TOKEN", "key": key,
-            "delivery": delivery, "bulk": bulk}
+            "delivery": delivery, "bulk": bulk, "member": "theirs@example.com"}
 
 
 def _masked(response: Any, value: str) -> dict[str, Any]:

@@ -133,7 +133,7 @@ class FuzzResult:
 def _config(headers: dict[str, str], dictionaries: dict[str, list[str]]) -> Config:
     bindings = {
         "path.run_id": "run_ids", "path.key": "workflow_keys", "path.contact_id": "contact_ids",
-        "path.name": "secret_names", "path.prefix": "key_prefixes",
+        "path.name": "secret_names", "path.prefix": "key_prefixes", "path.email": "members",
         "query.workflow": "workflow_keys", "query.contact": "addresses",
         "query.status": "statuses",
     }
@@ -187,6 +187,9 @@ class TestSchemathesis:
         spare_keys = [client.post("/api/v1/keys", json={"role": "viewer"}).json()["prefix"]
                       for _ in range(3)]
         contacts = [c["id"] for c in client.get("/api/v1/contacts").json()["items"]]
+        members = [client.post("/api/v1/members", json={
+            "email": f"m{i}@example.com", "role": role, "password": "long enough"}).json()["email"]
+            for i, role in enumerate(("admin", "operator", "viewer"))]
         # Real ids and keys, which schemathesis mixes into what it generates so that it
         # reaches past the 404s (never the key it calls with: revoking that would end the
         # run), and text that databases choke on, which random generation rarely hits
@@ -199,6 +202,7 @@ class TestSchemathesis:
                           "Bob@Example.com", *contacts],
             "secret_names": [*TRICKY, "CRM_TOKEN", "OTHER"],
             "key_prefixes": [*TRICKY, *spare_keys],
+            "members": [*TRICKY, *members, "M0@Example.com", "a/b@example.com"],
             "statuses": [*TRICKY, "PENDING", "RUNNING,FAILED", "completed", "CANCELED"],
         }
 

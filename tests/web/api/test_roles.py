@@ -69,6 +69,10 @@ WRITES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/members"): Case(
         "admin", body={"email": "m@example.com", "role": "viewer", "password": "long enough"},
         status=201),
+    ("PATCH", "/api/v1/members/{email}"): Case("admin", {"email": "member"},
+                                                {"role": "operator"}),
+    ("DELETE", "/api/v1/members/{email}"): Case("admin", {"email": "member"}),
+    ("POST", "/api/v1/members/{email}/password"): Case("admin", {"email": "member"}),
 }
 # Reads every role may make; the rest (listed here) are admin only.
 ADMIN_READS = {("GET", "/api/v1/keys")}
@@ -95,10 +99,12 @@ def objects(client: TestClient, runtime: Runtime) -> dict[str, str]:
         "action": "cancel", "filter": {"ids": [pending]}, "rate": 0.001}).json()["id"]
     lin = client.post("/api/v1/contacts", json={"email": "lin@example.com"}).json()
     suppress(runtime, "lin@example.com", "email", "unsubscribed")
+    client.post("/api/v1/members", json={"email": "staff@example.com", "role": "viewer",
+                                         "password": "long enough"})
     return {"workflow": "onboarding", "webhook_workflow": "inbound", "pending_run": pending,
             "finished_run": finished, "secret": "CRM_TOKEN", "spare_key": spare,
             "channel": "email", "delivery": delivery, "bulk": bulk,
-            "suppressed_contact": lin["id"]}
+            "suppressed_contact": lin["id"], "member": "staff@example.com"}
 
 
 @pytest.fixture

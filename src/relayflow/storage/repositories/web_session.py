@@ -26,6 +26,12 @@ def remove(session: Session, token_hash: str) -> None:
     session.execute(delete(WebSession).where(WebSession.id == token_hash))
 
 
+def list_of_email(session: Session, email: str) -> list[WebSession]:
+    """Every session signed in with `email`, live or expired. No index: the table holds
+    the live sessions only (each sign-in prunes the expired), a handful per person."""
+    return list(session.scalars(select(WebSession).where(WebSession.email == email)))
+
+
 def remove_expired(session: Session, now: datetime) -> None:
     session.execute(delete(WebSession).where(WebSession.expires_at <= now))
 

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from relayflow.storage.models import ApiKey, AuditEvent, Member, Workspace
@@ -77,6 +77,33 @@ def any_password_hash(session: Session, email: str) -> str | None:
 def list_members(session: Session, workspace_id: uuid.UUID) -> list[Member]:
     return list(session.scalars(select(Member).where(Member.workspace_id == workspace_id)
                                 .order_by(Member.created_at, Member.email)))
+
+
+def lock(session: Session, workspace_id: uuid.UUID) -> None:
+    """Hold the workspace's row until the transaction ends, so that changes which must see
+    one settled set of members (the last admin stays) follow each other. PostgreSQL locks
+    the row; SQLite renders no FOR UPDATE, and needs none: its writers queue whole
+    transactions (storage/db.py, BEGIN IMMEDIATE)."""
+    session.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+
+
+def count_admins(session: Session, workspace_id: uuid.UUID) -> int:
+    return int(session.scalar(select(func.count()).select_from(Member).where(
+        Member.workspace_id == workspace_id, Member.role == "admin")) or 0)
+
+
+def remove_member(session: Session, member: Member) -> None:
+    session.delete(member)
+    session.flush()
+
+
+def active_keys_created_by(
+    session: Session, workspace_id: uuid.UUID, created_by: str
+) -> list[ApiKey]:
+    return list(session.scalars(
+        select(ApiKey).where(ApiKey.workspace_id == workspace_id,
+                             ApiKey.created_by == created_by, ApiKey.revoked_at.is_(None))
+        .order_by(ApiKey.created_at)))
 
 
 def add_audit(session: Session, event: AuditEvent) -> None:

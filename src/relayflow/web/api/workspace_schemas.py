@@ -17,7 +17,8 @@ ROLE_HELP = ("admin: everything, including keys and members; operator: read, tri
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"name": "CRM sync", "role": "operator"}]})
 
     name: Text = Field(default="", max_length=200, description="What the key is for.")
     role: Role = Field(description=ROLE_HELP)
@@ -50,7 +51,8 @@ class KeyList(BaseModel):
 
 
 class MemberCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"email": "lin@example.com", "role": "viewer", "password": "a long passphrase"}]})
 
     email: Text = Field(max_length=320)
     role: Role = Field(description=ROLE_HELP)
@@ -70,6 +72,34 @@ class MemberRead(BaseModel):
 
 class MemberList(BaseModel):
     items: list[MemberRead]
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"role": "operator"}]})
+
+    role: Role = Field(description=ROLE_HELP)
+
+
+_REVOKED = ("Prefixes of the API keys this member created (in the settings, signed in) that "
+            "the change revoked: all of them on removal, those above the new role on a "
+            "demotion.")
+_ENDED = "How many live browser sessions lost this workspace (they sign in again)."
+
+
+class MemberUpdated(MemberRead):
+    revoked_keys: list[str] = Field(description=_REVOKED)
+
+
+class MemberRemoved(MemberRead):
+    sessions_ended: int = Field(description=_ENDED)
+    revoked_keys: list[str] = Field(description=_REVOKED)
+
+
+class MemberPasswordReset(MemberRead):
+    password: str = Field(description="The new password, random. Shown this once: only its "
+                          "hash is kept.")
+    sessions_ended: int = Field(description=_ENDED)
 
 
 class AuditRead(BaseModel):

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from relayflow.errors import Conflict, InvalidInput
 from relayflow.services import auth as auth_service
+from relayflow.services import member as member_service
 from relayflow.services.login import Viewer
 from relayflow.web.deps import RuntimeDep, SessionDep
 from relayflow.web.pages.deps import AdminDep, FormDep, ViewerDep
@@ -74,17 +75,22 @@ def revoke_key(prefix: str, session: SessionDep, runtime: RuntimeDep, viewer: Ad
     return done(KEYS, "key_revoked", key.prefix)
 
 
-# --- members (everyone reads, admins add, as /api/v1/members) --------------------------
+# --- members (everyone reads, admins change, as /api/v1/members) -----------------------
 
 
 def _members_page(request: Request, session: Session, viewer: Viewer, *,
                   status_code: int = 200, error: str | None = None,
-                  form: dict[str, str] | None = None, flash_: dict[str, str] | None = None
+                  form: dict[str, str] | None = None, flash_: dict[str, str] | None = None,
+                  list_error: str | None = None, reset: dict[str, str] | None = None
                   ) -> Response:
     members = auth_service.list_members(session, workspace_id=viewer.workspace_id)
+    admins = [m.email for m in members if m.role == "admin"]
     ctx = {"nav": sub_nav(viewer), "settings_section": "members", "rule": ROLE_RULES["members"],
            "members": members, "roles": ROLE_HELP, "error": error,
-           "form": form or {"email": "", "role": "viewer"}, "flash": flash_}
+           "form": form or {"email": "", "role": "viewer"}, "flash": flash_,
+           "list_error": list_error, "reset": reset,
+           # The last admin can be neither removed nor demoted: no buttons that would fail.
+           "last_admin": admins[0] if len(admins) == 1 else None}
     return render(request, "settings/members.html", ctx, status_code=status_code)
 
 
@@ -110,3 +116,45 @@ def add_member(request: Request, session: SessionDep, runtime: RuntimeDep, viewe
         return _members_page(request, session, viewer, status_code=exc.status_code,
                              error=exc.detail, form={"email": email, "role": role})
     return done(MEMBERS, "member_added", member.email)
+
+
+@router.post("/settings/members/{email:path}/role", name="settings:members_role")
+def change_member_role(email: str, request: Request, session: SessionDep, runtime: RuntimeDep,
+                       viewer: AdminDep, form: FormDep) -> Response:
+    try:
+        change = member_service.change_role(
+            session, workspace_id=viewer.workspace_id, email=email,
+            role=str(form.get("role") or ""), actor=viewer.principal.actor, now=runtime.clock())
+    except (InvalidInput, Conflict) as exc:
+        session.rollback()
+        return _members_page(request, session, viewer, status_code=exc.status_code,
+                             list_error=exc.detail)
+    notice = "member_role_keys" if change.revoked_keys else "member_role"
+    return done(MEMBERS, notice, change.member.email)
+
+
+@router.post("/settings/members/{email:path}/remove", name="settings:members_remove")
+def remove_member(email: str, request: Request, session: SessionDep, runtime: RuntimeDep,
+                  viewer: AdminDep, _form: FormDep) -> Response:
+    try:
+        change = member_service.remove(session, workspace_id=viewer.workspace_id, email=email,
+                                       actor=viewer.principal.actor, now=runtime.clock())
+    except Conflict as exc:
+        session.rollback()
+        return _members_page(request, session, viewer, status_code=exc.status_code,
+                             list_error=exc.detail)
+    notice = "member_removed_keys" if change.revoked_keys else "member_removed"
+    return done(MEMBERS, notice, change.member.email)
+
+
+@router.post("/settings/members/{email:path}/password", name="settings:members_password")
+def reset_member_password(email: str, request: Request, session: SessionDep,
+                          runtime: RuntimeDep, viewer: AdminDep, _form: FormDep) -> Response:
+    """The new password is in this response only (200, no-store): never in a URL."""
+    change, password = member_service.reset_password(
+        session, workspace_id=viewer.workspace_id, email=email, actor=viewer.principal.actor,
+        now=runtime.clock())
+    response = _members_page(request, session, viewer,
+                             reset={"email": change.member.email, "password": password})
+    response.headers["Referrer-Policy"] = "no-referrer"  # render() sets no-store already
+    return response

@@ -22,6 +22,12 @@ NOTICES = {
     "secret_deleted": "Deleted secret {subject}.",
     "key_revoked": "Revoked API key {subject}: requests with it are refused from now on.",
     "member_added": "Added {subject}. They can sign in with the password you set.",
+    "member_role": "Changed the role of {subject}. It applies from their next request.",
+    "member_role_keys": "Changed the role of {subject}. It applies from their next request; "
+                        "the API keys they created with a higher role were revoked.",
+    "member_removed": "Removed {subject}: their sessions in this workspace have ended.",
+    "member_removed_keys": "Removed {subject}: their sessions in this workspace have ended "
+                           "and the API keys they created were revoked.",
     "retention_saved": "Saved the retention. The next prune applies it.",
     "frequency_saved": "Saved the frequency caps ({subject} capped). They apply from the "
                        "next message.",
@@ -33,7 +39,8 @@ ROLE_RULES = {
     "providers": "Everyone can see the providers; only admins can change them.",
     "secrets": "Everyone can see secret names; admins and operators can set or delete secrets.",
     "keys": "Only admins can see, create and revoke API keys.",
-    "members": "Everyone can see the members; only admins can add them.",
+    "members": "Everyone can see the members; only admins can add, change or remove "
+               "them.",
     "audit": "Everyone in the workspace can read the audit log.",
     "frequency": "Everyone can see the caps; only admins can change them.",
     "network": "Everyone can see the allow-list; only admins can change it.",
