@@ -58,6 +58,7 @@ def _ids(client: TestClient) -> dict[str, list[str]]:
 
 def _pages(ids: dict[str, list[str]]) -> list[str]:
     pages = ["/runs", "/runs?status=FAILED", "/delivery-ops", "/delivery-ops?status=FAILED",
+             "/runs.csv?range=custom", "/delivery-ops.csv?range=all",
              "/settings/secrets", "/settings/providers", "/settings/audit", "/settings",
              "/workflows", "/contacts"]
     pages += [f"/runs/{r}" for r in ids["run_id"]] + [f"/runs/{r}/row" for r in ids["run_id"]]
@@ -107,7 +108,7 @@ def test_no_form_of_any_canary_in_api_responses_or_pages(app, client, page_clien
     for path in pages:
         response = page_client.get(path)
         assert response.status_code == 200, (path, response.text[:200])
-        assert "<html" in response.text or path.endswith("/row"), path
+        assert "<html" in response.text or path.endswith("/row") or ".csv?" in path, path
         search.look(f"page {path}", response.text)
     markers = "\n".join(page_client.get(f"/runs/{r}").text for r in ids["run_id"])
     assert "[secret:" in markers  # the pages show the redacted echoes, not nothing
