@@ -8,16 +8,23 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "== installing relayflow and its dependencies into $(VENV) (about a minute the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "   pip, setuptools"
+	@$(BIN)/python -m pip install --quiet --upgrade pip setuptools
+	@echo "   relayflow and its dependencies, with the test tools"
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+	@echo "== installed"
 
 # Migrates the database, seeds the demo workspace on first start, serves on :8000.
 run: install
-	$(BIN)/relayflow migrate
-	$(BIN)/relayflow demo
-	$(BIN)/relayflow serve
+	@echo "== migrating the database"
+	@$(BIN)/relayflow migrate
+	@echo "== the demo workspace (made once: about half a minute the first time)"
+	@$(BIN)/relayflow demo
+	@echo "== serving (Ctrl-C stops it)"
+	@$(BIN)/relayflow serve
 
 # The whole suite on SQLite; with RELAYFLOW_TEST_DATABASE_URL set, a PostgreSQL pass runs
 # beside it (one per core), its output printed after the SQLite pass's. The PostgreSQL

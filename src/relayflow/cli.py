@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,15 +16,16 @@ from rich.table import Table
 
 from relayflow.config import Settings, get_settings
 from relayflow.engine.graph import parse_definition
-from relayflow.errors import RelayflowError
+from relayflow.errors import NotFound, RelayflowError
 from relayflow.services import auth, demo
 from relayflow.services import contact as contact_service
 from relayflow.services import run as run_service
 from relayflow.services import workflow as workflow_service
 from relayflow.services import workspace as workspace_service
-from relayflow.services.runtime import Runtime
+from relayflow.services.runtime import Runtime, base_url_of
 from relayflow.storage.db import give_way, in_memory, session_scope
 from relayflow.storage.repositories.run import RunFilter
+from relayflow.telemetry import logs, metrics, tracing
 
 app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
@@ -54,17 +55,27 @@ def _fail(exc: RelayflowError) -> None:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=os.environ.get("RELAYFLOW_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log lines as the settings say, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set:
+    for the commands that run for long (serve, worker)."""
+    logs.configure(get_settings().log_format)
+    tracing.configure()
 
 
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    from relayflow.storage.migrate import upgrade  # Alembic: not loaded by serve or worker
+    from relayflow.storage.migrate import current, upgrade  # Alembic: not in serve or worker
 
-    upgrade(get_settings().database_url)
-    console.print("database is up to date")
+    url = get_settings().database_url
+    before = current(url)
+    upgrade(url)
+    after = current(url)
+    if before is None:
+        console.print(f"database created (schema {after})")
+    elif before != after:
+        console.print(f"database upgraded from schema {before} to {after}")
+    else:
+        console.print(f"database is up to date (schema {after})")
 
 
 @app.command()
@@ -93,7 +104,12 @@ def serve(
     # Workers run in processes of their own, so web and workers share every core
     # (worker/process.py), unless the database lives in this process's memory.
     worker = in_this_process if in_memory(settings.database_url) else beside
-    server.run(create_app(settings, worker=None if no_worker else worker), settings)
+    # Before anything counts: the workers this starts write their metrics beside ours.
+    shared = metrics.share_between_processes()
+    try:
+        server.run(create_app(settings, worker=None if no_worker else worker), settings)
+    finally:
+        metrics.remove_shared(shared)
 
 
 @app.command()
@@ -283,7 +299,7 @@ def key_create(
 @app.command()
 def apply(
     file: Path,
-    workspace: WorkspaceOpt = "demo",
+    workspace: WorkspaceOpt,
     activate: Annotated[bool, typer.Option(help="Activate after saving.")] = True,
 ) -> None:
     """Create or update a workflow from a YAML or JSON file."""
@@ -309,7 +325,7 @@ def apply(
 def trigger(
     key: str,
     contact: Annotated[str, typer.Option(help="Contact email (or phone starting with +).")],
-    workspace: WorkspaceOpt = "demo",
+    workspace: WorkspaceOpt,
     event: Annotated[str, typer.Option(help="Event payload as JSON.")] = "{}",
 ) -> None:
     """Start a run of a workflow for one contact."""
@@ -336,9 +352,11 @@ def trigger(
 
 @app.command()
 def runs(
-    workspace: WorkspaceOpt = "demo",
+    workspace: WorkspaceOpt,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow key.")] = None,
+    contact: Annotated[str | None, typer.Option(
+        help="Only runs of the contact with this email or phone.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
 ) -> None:
     """List recent runs, newest first."""
@@ -348,9 +366,17 @@ def runs(
             ws = workspace_service.get_by_slug(session, workspace)
             workflow_id = (workflow_service.get(session, workspace_id=ws.id, key=workflow).id
                            if workflow else None)
+            contact_id = None
+            if contact is not None:
+                person = contact_service.find_by_address(
+                    session, workspace_id=ws.id, address=contact,
+                    phone_region=get_settings().default_phone_region)
+                if person is None:
+                    raise NotFound(f"no contact {contact} in workspace {workspace}")
+                contact_id = person.id
             page = run_service.list_page(session, run_filter=RunFilter(
                 workspace_id=ws.id, statuses=(status.upper(),) if status else (),
-                workflow_id=workflow_id), limit=limit, cursor=None)
+                workflow_id=workflow_id, contact_id=contact_id), limit=limit, cursor=None)
     except RelayflowError as exc:
         _fail(exc)
     header = ("run", "workflow", "contact", "status", "created", "node", "error")
@@ -441,6 +467,98 @@ def workspace_retention(
                   f"failures {f'{failed} days' if failed else 'as long as the rest'}")
 
 
+run_app = typer.Typer(help="One run: show, cancel or retry it.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+@run_app.command("show")
+def run_show(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    workspace: WorkspaceOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What one run did: its status, contact and every step."""
+    from rich.markup import escape
+
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            shown = run_service.detail(session, workspace_id=ws.id, run_id=run_id)
+            run, row = shown.row.run, shown.row
+            summary = {
+                "id": str(run.id), "workflow": row.workflow_key, "status": run.status,
+                "contact": row.contact_email or row.contact_phone, "trigger": run.trigger_type,
+                "created_at": _when(run.created_at), "finished_at": _when(run.finished_at),
+                "current_node": run.current_node, "error": run.error,
+                "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+                "retry_of": str(run.retry_of) if run.retry_of else None,
+                "steps": [{"seq": s.seq, "node": s.node_id, "type": s.node_type,
+                           "status": s.status, "duration_ms": s.duration_ms,
+                           "branch": s.branch, "error": s.error} for s in shown.steps],
+            }
+    except RelayflowError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(summary))  # noqa: T201
+        return
+    for name in ("id", "workflow", "status", "contact", "trigger", "created_at",
+                 "finished_at", "current_node", "error", "parent_run_id", "retry_of"):
+        if summary[name] is not None:
+            console.print(f"[bold]{name}[/bold]: {escape(str(summary[name]))}")
+    table = Table("seq", "node", "type", "status", "ms", "branch / error")
+    for step in summary["steps"]:
+        table.add_row(str(step["seq"]), escape(step["node"]), step["type"], step["status"],
+                      "-" if step["duration_ms"] is None else str(step["duration_ms"]),
+                      escape(step["error"] or step["branch"] or ""))
+    console.print(table)
+
+
+def _when(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+@run_app.command("cancel")
+def run_cancel(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    workspace: WorkspaceOpt,
+    reason: Annotated[str, typer.Option(help="Why: kept on the run and audited.")] = "",
+) -> None:
+    """Cancel a run: at once when no worker holds it, else at its next step."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            run = run_service.cancel(session, workspace_id=ws.id, run_id=run_id, actor="cli",
+                                     now=runtime.clock(),
+                                     reason=reason or "canceled from the command line")
+            status = run.status
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"run {run_id} {'CANCELED' if status == 'CANCELED' else 'cancel requested'}")
+
+
+@run_app.command("retry")
+def run_retry(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    workspace: WorkspaceOpt,
+    version: Annotated[str, typer.Option(
+        help="original: the version the run used; current: the workflow's current one.")]
+    = "original",
+) -> None:
+    """Start a new run for the same contact and payload, linked to this one."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            ws = workspace_service.get_by_slug(session, workspace)
+            retried = run_service.retry(session, workspace_id=ws.id, run_id=run_id,
+                                        actor="cli", now=runtime.clock(), version=version)
+            new_id, status = retried.id, retried.status
+    except RelayflowError as exc:
+        _fail(exc)
+    console.print(f"run {new_id} {status} (retry of {run_id})")
+
+
 bulk_app = typer.Typer(help="Retry or cancel every run a filter matches.", no_args_is_help=True)
 app.add_typer(bulk_app, name="bulk")
 StatusOpt = Annotated[str | None, typer.Option(help="Run statuses, comma-separated.")]
@@ -456,7 +574,7 @@ WaitOpt = Annotated[bool, typer.Option(
 
 @bulk_app.command("retry")
 def bulk_retry(
-    workspace: WorkspaceOpt = "demo", status: StatusOpt = None, workflow: WorkflowOpt = None,
+    workspace: WorkspaceOpt, status: StatusOpt = None, workflow: WorkflowOpt = None,
     fingerprint: FingerprintOpt = None, range_: RangeOpt = None, contact: ContactOpt = None,
     version: Annotated[str, typer.Option(
         help="original: each run's own version; current: the workflow's.")] = "original",
@@ -470,7 +588,7 @@ def bulk_retry(
 
 @bulk_app.command("cancel")
 def bulk_cancel(
-    workspace: WorkspaceOpt = "demo", status: StatusOpt = None, workflow: WorkflowOpt = None,
+    workspace: WorkspaceOpt, status: StatusOpt = None, workflow: WorkflowOpt = None,
     fingerprint: FingerprintOpt = None, range_: RangeOpt = None, contact: ContactOpt = None,
     reason: ReasonOpt = "", dry_run: DryRunOpt = False, wait: WaitOpt = True,
 ) -> None:
@@ -567,19 +685,23 @@ def demo_command(
     if result.created and not quiet:
         console.print(f"demo workspace created with {result.runs} runs")
     settings: Settings = get_settings()
-    base = f"http://{settings.host}:{settings.port}"
-    print(f"Demo workspace 'demo': open {base}/runs and sign in as")  # noqa: T201
-    for email, role in result.logins:
-        print(f"  {email} / {result.password}   ({role})")  # noqa: T201
-    print(f"API key {result.api_key}")  # noqa: T201
-    print(f"  try: curl -H 'Authorization: Bearer {result.api_key}' {base}/api/v1/runs")  # noqa: T201
+    if settings.host in ("0.0.0.0", "::"):  # nosec B104: only to print a reachable address
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
+    base = base_url_of(settings)
+    lines = [f"Demo workspace 'demo' at {base}",
+             f"  open {base}/runs and sign in as"]
+    lines += [f"    {email} / {result.password}   ({role})" for email, role in result.logins]
+    lines += [f"  API key {result.api_key}",
+              f"  try: curl -H 'Authorization: Bearer {result.api_key}' {base}/api/v1/runs",
+              "  CLI:  export RELAYFLOW_WORKSPACE=demo; .venv/bin/relayflow runs"]
+    print("\n".join(lines))  # noqa: T201
 
 
 @provider_app.command("set")
 def provider_set(
     channel: str,
     config: Annotated[str, typer.Option("--json", help="The configuration as JSON.")],
-    workspace: WorkspaceOpt = "demo",
+    workspace: WorkspaceOpt,
 ) -> None:
     """Set a channel's provider (email or sms); secrets are referenced by name."""
     from relayflow.services import provider as provider_service
@@ -601,7 +723,7 @@ def provider_set(
 
 
 @provider_app.command("show")
-def provider_show(channel: str, workspace: WorkspaceOpt = "demo") -> None:
+def provider_show(channel: str, workspace: WorkspaceOpt) -> None:
     """Print a channel's provider configuration as JSON (secret names, never values)."""
     from relayflow.services import provider as provider_service
 
@@ -623,7 +745,7 @@ app.add_typer(contact_app, name="contact")
 def contact_erase(
     contact_id: Annotated[str, typer.Argument(help="The contact's id.")],
     reason: Annotated[str, typer.Option(help="Why: kept in the audit trail.")],
-    workspace: WorkspaceOpt = "demo",
+    workspace: WorkspaceOpt,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
 ) -> None:
     """Erase a contact's personal data from every table (statuses and counts stay; the

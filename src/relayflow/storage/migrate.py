@@ -27,6 +27,16 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def current(url: str) -> str | None:
+    """The revision the database is at; None when it holds no schema yet."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     _migrate(url, lambda config: command.upgrade(config, revision))
 
