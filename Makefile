@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 run: install
 	@echo "== migrating the database"
 	@$(BIN)/relayflow migrate
-	@echo "== the demo workspace (made once: about half a minute the first time)"
+	@echo "== the demo workspace (made once, in a few seconds)"
 	@$(BIN)/relayflow demo
 	@echo "== serving (Ctrl-C stops it)"
 	@$(BIN)/relayflow serve

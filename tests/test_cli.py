@@ -21,6 +21,15 @@ from tests.support.worker import drain
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+def _trigger_types(runtime) -> set[str]:
+    from sqlalchemy import select
+
+    from relayflow.storage.models import WorkflowRun
+
+    with session_scope(runtime.sessions) as session:
+        return set(session.scalars(select(WorkflowRun.trigger_type).distinct()))
+
+
 @pytest.fixture
 def cli(db_url, monkeypatch):
     monkeypatch.setenv("RELAYFLOW_DATABASE_URL", db_url)
@@ -105,6 +114,9 @@ class TestDemo:
         found = statuses(runtime)
         assert {"COMPLETED", "FAILED", "RUNNING", "CANCELED"} <= set(found)
         assert sum(found.values()) >= 300
+        # The CLI's instance allows no loopback: the demo workspace's own setting does.
+        assert _trigger_types(runtime) == {"manual", "webhook", "upstream", "schedule",
+                                           "retry"}
         key1 = first.stdout.split("API key ")[1].split()[0]
         second = cli("demo")
         key2 = second.stdout.split("API key ")[1].split()[0]

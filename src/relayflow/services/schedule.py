@@ -168,13 +168,15 @@ class _Plan:
     tick: datetime
 
 
-def tick(runtime: Runtime, *, now: datetime) -> int:
-    """Fire the due tick of every ACTIVE schedule workflow of every workspace: one run per
+def tick(runtime: Runtime, *, now: datetime, workspace_id: uuid.UUID | None = None) -> int:
+    """Fire the due tick of every ACTIVE schedule workflow of every workspace (or of
+    `workspace_id` only: the demo's back-dated ticks must fire nobody else's): one run per
     audience contact. Returns how many runs it opened. Safe to call from any number of
     workers at once, and again after a crash: the runs' idempotency keys decide."""
     with session_scope(runtime.sessions) as session:
         plans = [plan for workflow, definition in schedule_repo.list_active(session)
-                 if (plan := _plan(workflow, definition, now=now)) is not None]
+                 if workspace_id in (None, workflow.workspace_id)
+                 and (plan := _plan(workflow, definition, now=now)) is not None]
     opened = 0
     for plan in plans:
         try:
