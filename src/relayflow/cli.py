@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +28,11 @@ from relayflow.services.runtime import Runtime, base_url_of
 from relayflow.storage.db import give_way, in_memory, session_scope
 from relayflow.storage.repositories.run import RunFilter
 from relayflow.telemetry import logs, metrics, tracing
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from relayflow.storage.models import Workspace
 
 app = typer.Typer(help="relayflow: contact automations, run durably.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
@@ -52,6 +59,18 @@ def _fail(exc: RelayflowError) -> None:
     for problem in exc.extra().get("problems", []):
         err.print(f"  - node {problem['node'] or '(workflow)'}: {problem['message']}")
     raise typer.Exit(code=1)
+
+
+@contextmanager
+def _in_workspace(slug: str) -> Iterator[tuple[Runtime, Session, Workspace]]:
+    """One transaction on the workspace `slug`; a RelayflowError inside ends the command
+    with its message (exit code 1)."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            yield runtime, session, workspace_service.get_by_slug(session, slug)
+    except RelayflowError as exc:
+        _fail(exc)
 
 
 def _logging() -> None:
@@ -480,25 +499,20 @@ def run_show(
     """What one run did: its status, contact and every step."""
     from rich.markup import escape
 
-    runtime = _runtime()
-    try:
-        with session_scope(runtime.sessions) as session:
-            ws = workspace_service.get_by_slug(session, workspace)
-            shown = run_service.detail(session, workspace_id=ws.id, run_id=run_id)
-            run, row = shown.row.run, shown.row
-            summary = {
-                "id": str(run.id), "workflow": row.workflow_key, "status": run.status,
-                "contact": row.contact_email or row.contact_phone, "trigger": run.trigger_type,
-                "created_at": _when(run.created_at), "finished_at": _when(run.finished_at),
-                "current_node": run.current_node, "error": run.error,
-                "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
-                "retry_of": str(run.retry_of) if run.retry_of else None,
-                "steps": [{"seq": s.seq, "node": s.node_id, "type": s.node_type,
-                           "status": s.status, "duration_ms": s.duration_ms,
-                           "branch": s.branch, "error": s.error} for s in shown.steps],
-            }
-    except RelayflowError as exc:
-        _fail(exc)
+    with _in_workspace(workspace) as (_, session, ws):
+        shown = run_service.detail(session, workspace_id=ws.id, run_id=run_id)
+        run, row = shown.row.run, shown.row
+        summary: dict[str, Any] = {
+            "id": str(run.id), "workflow": row.workflow_key, "status": run.status,
+            "contact": row.contact_email or row.contact_phone, "trigger": run.trigger_type,
+            "created_at": _when(run.created_at), "finished_at": _when(run.finished_at),
+            "current_node": run.current_node, "error": run.error,
+            "parent_run_id": str(run.parent_run_id) if run.parent_run_id else None,
+            "retry_of": str(run.retry_of) if run.retry_of else None,
+            "steps": [{"seq": s.seq, "node": s.node_id, "type": s.node_type,
+                       "status": s.status, "duration_ms": s.duration_ms,
+                       "branch": s.branch, "error": s.error} for s in shown.steps],
+        }
     if as_json:
         print(json.dumps(summary))  # noqa: T201
         return
@@ -525,16 +539,11 @@ def run_cancel(
     reason: Annotated[str, typer.Option(help="Why: kept on the run and audited.")] = "",
 ) -> None:
     """Cancel a run: at once when no worker holds it, else at its next step."""
-    runtime = _runtime()
-    try:
-        with session_scope(runtime.sessions) as session:
-            ws = workspace_service.get_by_slug(session, workspace)
-            run = run_service.cancel(session, workspace_id=ws.id, run_id=run_id, actor="cli",
-                                     now=runtime.clock(),
-                                     reason=reason or "canceled from the command line")
-            status = run.status
-    except RelayflowError as exc:
-        _fail(exc)
+    with _in_workspace(workspace) as (runtime, session, ws):
+        run = run_service.cancel(session, workspace_id=ws.id, run_id=run_id, actor="cli",
+                                 now=runtime.clock(),
+                                 reason=reason or "canceled from the command line")
+        status = run.status
     console.print(f"run {run_id} {'CANCELED' if status == 'CANCELED' else 'cancel requested'}")
 
 
@@ -547,15 +556,10 @@ def run_retry(
     = "original",
 ) -> None:
     """Start a new run for the same contact and payload, linked to this one."""
-    runtime = _runtime()
-    try:
-        with session_scope(runtime.sessions) as session:
-            ws = workspace_service.get_by_slug(session, workspace)
-            retried = run_service.retry(session, workspace_id=ws.id, run_id=run_id,
-                                        actor="cli", now=runtime.clock(), version=version)
-            new_id, status = retried.id, retried.status
-    except RelayflowError as exc:
-        _fail(exc)
+    with _in_workspace(workspace) as (runtime, session, ws):
+        retried = run_service.retry(session, workspace_id=ws.id, run_id=run_id,
+                                    actor="cli", now=runtime.clock(), version=version)
+        new_id, status = retried.id, retried.status
     console.print(f"run {new_id} {status} (retry of {run_id})")
 
 
