@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "relayflow"
 TRIGGERS = "tests/web/hooks/test_trigger_events.py"
+DUPLICATES = TRIGGERS + "::TestDuplicates"
 EXPLAIN = "tests/web/api/test_explain.py"
 
 
@@ -42,12 +43,12 @@ MUTATIONS = (
     Mutation("refusal recorded", "services/webhook.py",
              "_refused(session, request, exc, now=now, phone_region=phone_region)", 0,
              (TRIGGERS,), replacement="pass"),
-    *(Mutation(f"duplicate {n}", "services/run.py", "duplicate(session, ", n, (TRIGGERS,),
+    *(Mutation(f"duplicate {n}", "services/run.py", "duplicate(session, ", n, (DUPLICATES,),
                replacement="_not_recorded(session, ") for n in range(3)),
     Mutation("replayed duplicate", "services/webhook.py", "run_service.duplicate(", 0,
-             (TRIGGERS,), replacement="run_service._not_recorded("),
+             (DUPLICATES,), replacement="run_service._not_recorded("),
     Mutation("schedule tick", "services/schedule.py", "schedule_repo.add_tick(session, ", 0,
-             ("tests/services/test_schedule.py", EXPLAIN + "::TestSchedule"),
+             ("tests/services/test_schedule.py::TestTick", EXPLAIN + "::TestSchedule"),
              replacement="(lambda *_: None)(session, "),
     Mutation("no address", "engine/executors/send_message.py",
              ', output={"reason": "no_address"}', 0, (EXPLAIN,)),
@@ -55,7 +56,7 @@ MUTATIONS = (
              '"suppressed_by": context.suppressed_by,', 0, (EXPLAIN,)),
     Mutation("frequency cap", "services/effects.py",
              '"suppressed_by": frequency_service.SUPPRESSED_BY,', 0,
-             ("tests/services/test_frequency.py",)),
+             ("tests/services/test_frequency.py::TestSendPath",)),
 )
 # What the duplicate mutations call instead: the answer without the record.
 _NOT_RECORDED = '''
@@ -82,18 +83,32 @@ def _mutated(tmp_path: Path, mutation: Mutation) -> Path:
     return copy
 
 
+@pytest.fixture(scope="module")
+def bytecode(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Where the runs below keep the modules they compile, shared: with
+    PYTHONDONTWRITEBYTECODE set, each run would compile every module it imports again
+    (the tests' own with pytest's assertions, a second of every run). Each run's copy of
+    the source has a path of its own, so its modules are never taken for another's."""
+    return str(tmp_path_factory.mktemp("bytecode"))
+
+
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
-def test_taking_a_reason_out_fails_a_test(tmp_path: Path, mutation: Mutation) -> None:
+def test_taking_a_reason_out_fails_a_test(tmp_path: Path, bytecode: str,
+                                           mutation: Mutation) -> None:
     copy = _mutated(tmp_path, mutation)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(copy), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        [str(copy), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPYCACHEPREFIX": bytecode}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("RELAYFLOW_TEST_DATABASE_URL", None)  # the same on both databases: SQLite
     probe = subprocess.run(  # nosec B603: this interpreter, fixed arguments
         [sys.executable, "-c", "import relayflow; print(relayflow.__file__)"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert probe.stdout.strip().startswith(str(copy)), probe.stdout  # the copy is imported
+    # Without the fuzzing plugins, which no test here uses (loading them takes a second).
     result = subprocess.run(  # nosec B603
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+         "-p", "no:hypothesispytest", "-p", "no:schemathesis",
          f"--rootdir={ROOT}", f"--basetemp={tmp_path / 'run'}",
          *(str(ROOT / t) for t in mutation.tests)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -114,7 +114,9 @@ def replica_of(primary: Cluster) -> Cluster:
     if os.geteuid() == 0:
         owner = pwd.getpwnam(SERVER_USER)
         os.chown(cluster.root, owner.pw_uid, owner.pw_gid)
+    # A fast checkpoint to start from: the default spreads it out, a tenth of a second a
+    # page the migrations left dirty (26 s here).
     cluster._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-                 "-D", str(cluster.data), "-R", "-X", "stream", "--no-sync")
+                 "-D", str(cluster.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
     cluster.start()
     return cluster
