@@ -181,10 +181,11 @@ def enroll_many(session: Session, openings: Sequence[Opening], *,
         run_repo.add_new(session, runs=runs, steps=steps)
         job_repo.add_many(session, jobs)
         notify(session)
+        batch = metrics.Batch()
         for opened in answers:
             if not opened.duplicate:
-                metrics.after_commit(session, partial(
-                    metrics.run_started, keys[opened.run.workflow_id], trigger_type))
+                batch.run_started(keys[opened.run.workflow_id], trigger_type)
+        metrics.after_commit(session, batch.write)
     return answers
 
 

@@ -203,25 +203,28 @@ def commit(runtime: Runtime, walkers: Sequence[RunWalker]) -> None:
         if len(accepted) < len(live) or any(w.canceled for w in accepted):
             prepared = walk_writes.prepare(dialect, _gather(accepted, ready))
         walk_writes.apply(session, prepared, now)
+    _report(accepted, ready)
     for walker in accepted:
-        _report(walker, ready[walker.run_id])
         walker.writes = Writes()
         walker.closed = walker.finished
 
 
-def _report(walker: RunWalker, committed: Writes) -> None:
-    """What a commit wrote, to the metrics: steps and attempts that ended, child runs
-    started, and the run's end. Never raises: what was committed stays committed."""
+def _report(walkers: Sequence[RunWalker], ready: dict[uuid.UUID, Writes]) -> None:
+    """What a commit wrote, to the metrics and the trace: steps and attempts that ended,
+    child runs started, the runs' ends. Never raises: what was committed stays committed."""
     try:
-        _count(walker, committed)
+        batch = metrics.Batch()
+        for walker in walkers:
+            _count(walker, ready[walker.run_id], batch)
+        batch.write()
     except Exception:  # a metric lost is no reason to stop walking runs
         log.exception("recording the metrics of a commit failed")
 
 
-def _count(walker: RunWalker, committed: Writes) -> None:
+def _count(walker: RunWalker, committed: Writes, batch: metrics.Batch) -> None:
     for node_id, attempt, status, ended in walker.observed_attempts:
         channel, provider = str(attempt["channel"]), str(attempt["provider"])
-        metrics.delivery_attempt(channel, provider, status)
+        batch.delivery_attempt(channel, provider, status)
         if walker.trace is not None:
             tracing.end(tracing.start(
                 "delivery attempt", parent=walker.live_spans.get(node_id) or walker.trace,
@@ -231,8 +234,8 @@ def _count(walker: RunWalker, committed: Writes) -> None:
                     "relayflow.status": status}),
                 at=ended, failed=status if status == "FAILED" else None)
     for step in walker.observed_steps:
-        metrics.step_finished(step.node_type, step.status,
-                              (step.ended - step.started).total_seconds())
+        batch.step_finished(step.node_type, step.status,
+                            (step.ended - step.started).total_seconds())
         if walker.trace is not None:
             span = walker.live_spans.pop(step.node_id, None) or tracing.start(
                 "step", parent=walker.trace, at=step.started, attributes={
@@ -241,7 +244,7 @@ def _count(walker: RunWalker, committed: Writes) -> None:
                         attributes={"relayflow.status": step.status})
     walker.observed_steps, walker.observed_attempts = [], []
     for key in walker.children_started:
-        metrics.run_started(key, "upstream")
+        batch.run_started(key, "upstream")
     walker.children_started = []
     status = committed.run_values.get("status")
     if status and walker.trace is not None:
@@ -250,7 +253,7 @@ def _count(walker: RunWalker, committed: Writes) -> None:
         finished = committed.run_values.get("finished_at")
         created = walker.run.created_at
         seconds = (finished - created).total_seconds() if finished and created else None
-        metrics.run_finished(str(walker.ctx.run["workflow"]), status, seconds)
+        batch.run_finished(str(walker.ctx.run["workflow"]), status, seconds)
 
 
 def _gather(walkers: Sequence[RunWalker],

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -117,14 +118,6 @@ def run_finished(workflow: str, status: str, seconds: float | None, count: int =
         _child(families.run_duration, workflow, status).observe(max(0.0, seconds))
 
 
-def step_finished(node_type: str, status: str, seconds: float) -> None:
-    _child(_f().step_duration, node_type, status).observe(max(0.0, seconds))
-
-
-def delivery_attempt(channel: str, provider: str, status: str) -> None:
-    _child(_f().delivery_attempts, channel, provider, status).inc()
-
-
 def claimed(count: int) -> None:
     if count:
         _f().claims.inc(count)
@@ -148,6 +141,68 @@ def database_error(kind: str) -> None:
 
 def database_outage() -> None:
     _f().database_outages.inc()
+
+
+class Batch:
+    """What one commit of a batch of runs recorded, written to the families in one go:
+    a few value updates for each distinct set of labels instead of several for every step
+    (with serve's shared files each update is a locked write; per step they cost the worker
+    7% of its throughput, per batch nothing measurable)."""
+
+    __slots__ = ("_attempts", "_ended", "_started", "_steps")
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple[str, str], list[float]] = {}
+        self._ended: dict[tuple[str, str], list[float | None]] = {}
+        self._attempts: dict[tuple[str, str, str], int] = {}
+        self._started: dict[tuple[str, str], int] = {}
+
+    def step_finished(self, node_type: str, status: str, seconds: float) -> None:
+        self._steps.setdefault((node_type, status), []).append(seconds)
+
+    def run_finished(self, workflow: str, status: str, seconds: float | None) -> None:
+        self._ended.setdefault((workflow, status), []).append(seconds)
+
+    def delivery_attempt(self, channel: str, provider: str, status: str) -> None:
+        key = (channel, provider, status)
+        self._attempts[key] = self._attempts.get(key, 0) + 1
+
+    def run_started(self, workflow: str, trigger: str) -> None:
+        key = (workflow, trigger)
+        self._started[key] = self._started.get(key, 0) + 1
+
+    def write(self) -> None:
+        if not (self._steps or self._ended or self._attempts or self._started):
+            return
+        families = _f()
+        for labels, amounts in self._steps.items():
+            observe_many(_child(families.step_duration, *labels), amounts)
+        for labels, ended in self._ended.items():
+            _child(families.runs_finished, *labels).inc(len(ended))
+            known = [s for s in ended if s is not None]
+            if known:
+                observe_many(_child(families.run_duration, *labels), known)
+        for labels, count in self._attempts.items():
+            _child(families.delivery_attempts, *labels).inc(count)
+        for labels, count in self._started.items():
+            _child(families.runs_started, *labels).inc(count)
+
+
+def observe_many(histogram: Any, amounts: list[float]) -> None:
+    """`histogram.observe(a)` for each of `amounts`, as one update of its sum and one of
+    each bucket they fall in (what observe does, per value: tests/test_metrics_batch.py
+    holds the two to the same result)."""
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for amount in amounts:
+        amount = max(0.0, amount)
+        counts[bisect_left(bounds, amount)] += 1
+        total += amount
+    histogram._sum.inc(total)
+    for index, count in enumerate(counts):
+        if count:
+            histogram._buckets[index].inc(count)
 
 
 # --- counted once the transaction commits -----------------------------------------------
