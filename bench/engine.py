@@ -38,6 +38,7 @@ from relayflow.services.runtime import Runtime, SecretCipher
 from relayflow.storage.db import make_engine, make_sessionmaker, normalize_url, session_scope
 from relayflow.storage.migrate import upgrade
 from relayflow.storage.models import RunStep, WorkerBeat, WorkflowRun
+from relayflow.telemetry import metrics
 from relayflow.worker.loop import Worker
 
 GRAPH = {
@@ -200,13 +201,24 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="drain with N `relayflow worker` processes (default: one worker "
                              "in this process)")
+    parser.add_argument("--metrics", choices=["shared", "memory", "off"], default="shared",
+                        help="shared: values in files processes share, as under `relayflow "
+                             "serve` (the default); memory: in this process; off: none "
+                             "recorded, to measure what recording costs")
     args = parser.parse_args()
+    shared = None
+    if args.metrics == "shared":
+        shared = metrics.share_between_processes()
+    elif args.metrics == "off":
+        metrics.disable()
+    metrics.warm()  # as a server does at its start: the import is in no timed phase
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     who = ("one worker" if args.workers is None
            else f"{args.workers} worker process{'es' if args.workers > 1 else ''}")
-    print(f"{args.runs} runs x {STEPS_PER_RUN} steps, {who}, batch {BATCH_SIZE}")  # noqa: T201
+    print(f"{args.runs} runs x {STEPS_PER_RUN} steps, {who}, batch {BATCH_SIZE}, "  # noqa: T201
+          f"metrics {args.metrics}")
     peaks: list[float] = []
     for kind in kinds:
         r = bench(kind, args.runs, args.pg_url, args.workers)
@@ -218,6 +230,7 @@ def main() -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = f"; worker processes {max(peaks):.0f} MiB" if peaks else ""
     print(f"peak RSS {peak_mb:.0f} MiB{workers}")  # noqa: T201
+    metrics.remove_shared(shared)
     return 0
 
 

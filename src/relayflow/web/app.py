@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from relayflow.config import Settings
 from relayflow.services.runtime import Runtime
+from relayflow.telemetry import metrics
 from relayflow.web import api, api_docs, callbacks, errors, hooks, operations, pages, unsubscribe
 from relayflow.web.concurrency import ConcurrencyLimitMiddleware
 from relayflow.web.intake import Intake
@@ -44,6 +45,7 @@ def create_app(
 ) -> FastAPI:
     """The app; with `worker`, what it builds on the app's runtime runs (its run_forever in
     a thread) for the app's lifetime."""
+    metrics.warm()
     owns_runtime = runtime is None
     runtime = runtime or Runtime.from_settings(settings)
     embedded = worker(runtime) if worker is not None else None

@@ -95,6 +95,7 @@ def _describe(exc: BaseException) -> str:
 
 class Worker:
     def __init__(self, runtime: Runtime, settings: Settings, *, name: str | None = None) -> None:
+        metrics.warm()  # not in the first batch's time
         self.runtime = runtime
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
